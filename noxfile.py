@@ -1,0 +1,39 @@
+"""Developer sessions: ``nox -s tests lint typecheck docs``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+nox.options.default_venv_backend = "venv"
+
+PYTHONS = ["3.11"]
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The test suite (the same command the README and CI run)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS)
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff")
+    session.run("ruff", "check", "src", "tests", "noxfile.py", "examples")
+    session.run("ruff", "format", "--check", "src", "tests", "noxfile.py", "examples")
+
+
+@nox.session(python=PYTHONS)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package."""
+    session.install("-e", ".[test]")
+    session.run("mypy", "--strict", "src")
+
+
+@nox.session(python=PYTHONS)
+def docs(session: nox.Session) -> None:
+    """Build the docs site; warnings are errors."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", *session.posargs)

@@ -1,0 +1,106 @@
+"""thingspace_swap: a typed sync/async Verizon ThingSpace client and swap lifecycle.
+
+Public names are imported on first use, so ``import thingspace_swap`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._core.engine import RequestEvent
+    from ._secret import Secret
+    from .client import AsyncThingSpaceClient, ThingSpaceClient
+    from .clock import Clock, SystemClock
+    from .config import PRODUCTION_URL, STAGING_URL, Credentials
+    from .errors import (
+        APIError,
+        AuthenticationError,
+        CallbackError,
+        ConfigurationError,
+        DecodeError,
+        GatewayError,
+        IdentifierError,
+        InvalidRequestError,
+        LoginError,
+        M2MError,
+        RateLimitError,
+        ServerError,
+        SessionTokenError,
+        ThingSpaceError,
+        TokenError,
+        TransportError,
+    )
+    from .identifiers import Eid, Esn, Iccid, Imei, ImeiSv, Imsi, Mdn, Meid, Msisdn
+    from .models import (
+        CarrierServiceCallback,
+        ChangeOption,
+        Device,
+        DeviceId,
+        DeviceListRequest,
+        RequestAccepted,
+        ServicePlan,
+        parse_callback,
+    )
+    from .ratelimit import RateLimiter
+    from .retry import NO_RETRY, RetryPolicy
+    from .tokens import InMemoryTokenCache, TokenCache, Tokens
+
+_EXPORTS = {
+    "._core.engine": ["RequestEvent"],
+    "._secret": ["Secret"],
+    ".client": ["AsyncThingSpaceClient", "ThingSpaceClient"],
+    ".clock": ["Clock", "SystemClock"],
+    ".config": ["PRODUCTION_URL", "STAGING_URL", "Credentials"],
+    ".errors": [
+        "APIError",
+        "AuthenticationError",
+        "CallbackError",
+        "ConfigurationError",
+        "DecodeError",
+        "GatewayError",
+        "IdentifierError",
+        "InvalidRequestError",
+        "LoginError",
+        "M2MError",
+        "RateLimitError",
+        "ServerError",
+        "SessionTokenError",
+        "ThingSpaceError",
+        "TokenError",
+        "TransportError",
+    ],
+    ".identifiers": ["Eid", "Esn", "Iccid", "Imei", "ImeiSv", "Imsi", "Mdn", "Meid", "Msisdn"],
+    ".models": [
+        "CarrierServiceCallback",
+        "ChangeOption",
+        "Device",
+        "DeviceId",
+        "DeviceListRequest",
+        "RequestAccepted",
+        "ServicePlan",
+        "parse_callback",
+    ],
+    ".ratelimit": ["RateLimiter"],
+    ".retry": ["NO_RETRY", "RetryPolicy"],
+    ".tokens": ["InMemoryTokenCache", "TokenCache", "Tokens"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted([*_WHERE, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'thingspace_swap' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

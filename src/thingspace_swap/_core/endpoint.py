@@ -1,0 +1,127 @@
+"""Resources are written once; the descriptors below give each method its sync or async face.
+
+A resource method builds a flow (or a pager) and returns it. Accessed on a resource of a sync
+client, the method runs that flow and returns its result; on an async client it returns a
+coroutine. Type checkers see the right signature for each (``Resource[Sync]`` vs
+``Resource[Async]``), so nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+import attrs
+
+from ..errors import DecodeError, InvalidRequestError
+from .commands import Flow
+from .operations import Call
+
+if TYPE_CHECKING:
+    from .._http import Driver
+    from .engine import Engine
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Item = TypeVar("Item")
+Page = TypeVar("Page")
+
+
+class Sync:
+    """Marks resources of :class:`~thingspace_swap.ThingSpaceClient`."""
+
+
+class Async:
+    """Marks resources of :class:`~thingspace_swap.AsyncThingSpaceClient`."""
+
+
+Mode = TypeVar("Mode", Sync, Async)
+
+
+class Resource(Generic[Mode]):
+    """A group of operations (``client.devices``, ``client.plans``...)."""
+
+    def __init__(self, driver: Driver, engine: Engine, account_name: str | None) -> None:
+        self._driver = driver
+        self._engine = engine
+        self._account_name = account_name
+
+    def _account(self, account_name: str | None) -> str:
+        name = account_name or self._account_name
+        if not name:
+            raise InvalidRequestError("no account name: pass account_name= or set it on the client")
+        return name
+
+    def _call(self, call: Call[T]) -> Flow[T]:
+        return self._engine.call(call)
+
+
+@attrs.frozen
+class Pager(Generic[Page, Item]):
+    """How to walk a paged listing: the first call, the next one after a page, a page's items."""
+
+    first: Call[Page]
+    next_call: Callable[[Call[Page], Page], Call[Page] | None]
+    items: Callable[[Page], list[Item]]
+
+
+class endpoint(Generic[P, T]):
+    """Turns a flow-building method into a sync or async method."""
+
+    def __init__(self, build: Callable[Concatenate[Any, P], Flow[T]]) -> None:
+        self._build = build
+        functools.update_wrapper(self, build)  # type: ignore[arg-type]
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> endpoint[P, T]: ...
+    @overload
+    def __get__(self, obj: Resource[Sync], owner: type[Any]) -> Callable[P, T]: ...
+    @overload
+    def __get__(self, obj: Resource[Async], owner: type[Any]) -> Callable[P, Awaitable[T]]: ...
+    def __get__(self, obj: Resource[Any] | None, owner: type[Any]) -> Any:
+        if obj is None:
+            return self
+        build, run = self._build, obj._driver.run
+
+        @functools.wraps(build)
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return run(build(obj, *args, **kwargs))
+
+        return method
+
+
+class paginated(Generic[P, Item]):
+    """Turns a pager-building method into an iterator (sync) or async iterator (async)."""
+
+    def __init__(self, build: Callable[Concatenate[Any, P], Pager[Any, Item]]) -> None:
+        self._build = build
+        functools.update_wrapper(self, build)  # type: ignore[arg-type]
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> paginated[P, Item]: ...
+    @overload
+    def __get__(self, obj: Resource[Sync], owner: type[Any]) -> Callable[P, Iterator[Item]]: ...
+    @overload
+    def __get__(
+        self, obj: Resource[Async], owner: type[Any]
+    ) -> Callable[P, AsyncIterator[Item]]: ...
+    def __get__(self, obj: Resource[Any] | None, owner: type[Any]) -> Any:
+        if obj is None:
+            return self
+        build, iterate = self._build, obj._driver.iterate
+
+        @functools.wraps(build)
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return iterate(build(obj, *args, **kwargs))
+
+        return method
+
+
+def cursor_guard(previous: int | None, cursor: int | None, more: bool) -> None:
+    """Refuse a cursor that would loop forever: missing while more data is promised, or not
+    moving forward."""
+    if more and cursor is None:
+        raise DecodeError("ThingSpace promised more devices but the page has no DeviceId cursor")
+    if more and previous is not None and cursor is not None and cursor <= previous:
+        raise DecodeError(f"device listing cursor did not advance ({previous} -> {cursor})")

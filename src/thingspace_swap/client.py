@@ -1,0 +1,193 @@
+"""``ThingSpaceClient`` and ``AsyncThingSpaceClient``: one engine, two drivers."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+from ._core.auth import AuthState
+from ._core.endpoint import Async, Mode, Sync
+from ._core.engine import Engine, RequestEvent
+from ._http import AsyncDriver, SyncDriver
+from .clock import Clock, SystemClock
+from .config import PRODUCTION_URL, Credentials
+from .errors import ThingSpaceError
+from .ratelimit import RateLimiter
+from .resources import Accounts, Callbacks, Devices, Plans, Requests, Session
+from .retry import RetryPolicy
+from .tokens import TokenCache
+
+__all__ = ["AsyncThingSpaceClient", "ThingSpaceClient"]
+
+logger = logging.getLogger("thingspace_swap")
+
+Http = TypeVar("Http", httpx.Client, httpx.AsyncClient)
+Transport = TypeVar("Transport", httpx.BaseTransport, httpx.AsyncBaseTransport)
+Self = TypeVar("Self", bound="_Client[Any, Any, Any]")
+
+
+class _Client(Generic[Mode, Http, Transport]):
+    """What both clients share: settings, the engine and the resources."""
+
+    devices: Devices[Mode]
+    plans: Plans[Mode]
+    accounts: Accounts[Mode]
+    requests: Requests[Mode]
+    callbacks: Callbacks[Mode]
+    session: Session[Mode]
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        account_name: str | None = None,
+        base_url: str = PRODUCTION_URL,
+        transport: Transport | None = None,
+        http_client: Http | None = None,
+        timeout: float | httpx.Timeout = 30.0,
+        retry: RetryPolicy | None = None,
+        rate_limit: float | RateLimiter | None = None,
+        token_cache: TokenCache | None = None,
+        on_request: Callable[[RequestEvent], None] | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        """Create a client.
+
+        Args:
+            credentials: App key/secret and UWS username/password.
+            account_name: The default account for calls that need one.
+            base_url: Production by default; staging or a simulator otherwise.
+            transport: An httpx transport to send through (e.g. the simulator's).
+            http_client: An httpx client to use as is (not closed by this client).
+            timeout: Seconds, or an ``httpx.Timeout``.
+            retry: The :class:`RetryPolicy` (default: 4 attempts, jittered backoff).
+            rate_limit: Requests per second, or a shared :class:`RateLimiter`; off by default.
+            token_cache: Where to share tokens across clients or invocations.
+            on_request: Called with a :class:`RequestEvent` after every attempt.
+            clock: Time and sleeping (inject a virtual clock in tests).
+            rng: Random source for retry jitter.
+        """
+        self.credentials = credentials
+        self.account_name = account_name
+        clock = clock or SystemClock()
+        if isinstance(rate_limit, (int, float)):
+            rate_limit = RateLimiter(int(rate_limit), clock=clock)
+        engine = Engine(
+            base_url=base_url.rstrip("/"),
+            auth=AuthState(credentials, cache=token_cache),
+            retry=retry or RetryPolicy(),
+            clock=clock,
+            rng=rng or random.Random(),
+            limiter=rate_limit,
+            on_request=on_request,
+        )
+        self._owns_http = http_client is None
+        self._http: Http = http_client or self._open_http(transport, timeout)
+        driver = self._driver(self._http, engine, clock)
+        self._engine = engine
+        self.devices = Devices(driver, engine, account_name)
+        self.plans = Plans(driver, engine, account_name)
+        self.accounts = Accounts(driver, engine, account_name)
+        self.requests = Requests(driver, engine, account_name)
+        self.callbacks = Callbacks(driver, engine, account_name)
+        self.session = Session(driver, engine, account_name)
+
+    def _open_http(self, transport: Transport | None, timeout: float | httpx.Timeout) -> Http:
+        raise NotImplementedError
+
+    def _driver(self, http: Http, engine: Engine, clock: Clock) -> Any:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base_url={self._engine.base_url!r}, "
+            f"app_key={self.credentials.app_key!r}, username={self.credentials.username!r}, "
+            f"account_name={self.account_name!r})"
+        )
+
+
+class ThingSpaceClient(_Client[Sync, httpx.Client, httpx.BaseTransport]):
+    """The blocking client; safe to share between threads.
+
+    Example:
+        ```python
+        with ThingSpaceClient(Credentials.from_env(), account_name="0000123456-00001") as ts:
+            for device in ts.devices.iter(current_state="active"):
+                print(device.iccid, device.service_plan)
+        ```
+    """
+
+    def _open_http(
+        self, transport: httpx.BaseTransport | None, timeout: float | httpx.Timeout
+    ) -> httpx.Client:
+        return httpx.Client(transport=transport, timeout=timeout)
+
+    def _driver(self, http: httpx.Client, engine: Engine, clock: Clock) -> SyncDriver:
+        return SyncDriver(http, engine, clock)
+
+    def close(self) -> None:
+        """Log out of the M2M session (best effort) and close the connection pool."""
+        try:
+            self.session.logout()
+        except ThingSpaceError as exc:
+            logger.warning("logout on close failed: %s", exc)
+        finally:
+            if self._owns_http:
+                self._http.close()
+
+    def __enter__(self) -> ThingSpaceClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncThingSpaceClient(_Client[Async, httpx.AsyncClient, httpx.AsyncBaseTransport]):
+    """The asyncio client, with the same resources as :class:`ThingSpaceClient`.
+
+    Example:
+        ```python
+        async with AsyncThingSpaceClient(creds, account_name="0000123456-00001") as ts:
+            plans = await ts.plans.list()
+        ```
+    """
+
+    def _open_http(
+        self, transport: httpx.AsyncBaseTransport | None, timeout: float | httpx.Timeout
+    ) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=transport, timeout=timeout)
+
+    def _driver(self, http: httpx.AsyncClient, engine: Engine, clock: Clock) -> AsyncDriver:
+        return AsyncDriver(http, engine, clock)
+
+    async def aclose(self) -> None:
+        """Log out of the M2M session (best effort) and close the connection pool."""
+        try:
+            await self.session.logout()
+        except ThingSpaceError as exc:
+            logger.warning("logout on close failed: %s", exc)
+        finally:
+            if self._owns_http:
+                await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncThingSpaceClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,303 @@
+"""The exception tree, and the one pure mapping from a ThingSpace error response to it.
+
+Every error the library raises derives from :class:`ThingSpaceError`. Errors that come from a
+ThingSpace response carry the HTTP status, the ThingSpace error code (``code`` as received and
+``short_code`` without the service prefix), the message, whether retrying can help, and
+``retry_after``. Match on codes, never on messages.
+
+No error text ever contains a credential: the mapping reads only the status, a few headers and the
+error body, and bodies ThingSpace echoes are cut to a short excerpt.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "CallbackError",
+    "ConfigurationError",
+    "DecodeError",
+    "GatewayError",
+    "IdentifierError",
+    "InvalidRequestError",
+    "LoginError",
+    "M2MError",
+    "RateLimitError",
+    "ServerError",
+    "SessionTokenError",
+    "ThingSpaceError",
+    "TokenError",
+    "TransportError",
+    "error_from_response",
+    "error_from_transport",
+    "split_code",
+]
+
+_ERROR_CLASSES = ("INPUT_INVALID", "REQUEST_FAILED", "REQUEST_ONHOLD", "REQUEST_CANCELLED")
+
+
+class ThingSpaceError(Exception):
+    """Root of every error raised by ``thingspace_swap``.
+
+    Attributes:
+        message: What went wrong, in words.
+        status_code: The HTTP status of the response, when there was one.
+        code: The ThingSpace error code as received (``UnifiedWebService.REQUEST_FAILED.X``,
+            or a gateway fault code such as ``900901``).
+        retryable: Whether sending the same request again can succeed.
+        retry_after: Seconds ThingSpace asked us to wait (``Retry-After``), when it did.
+        outcome_unknown: True when a state-changing request may have been processed even though
+            no success was seen (timeout after sending, 5xx). Settle it by reading the device;
+            never resend blindly.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: str | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        outcome_unknown: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.code = code
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
+
+    @property
+    def short_code(self) -> str | None:
+        """The code without its service prefix, e.g. ``REQUEST_FAILED.SessionToken.Expired``."""
+        return split_code(self.code)[1] if self.code else None
+
+    @property
+    def error_class(self) -> str | None:
+        """``INPUT_INVALID``, ``REQUEST_FAILED``, ``REQUEST_ONHOLD`` or ``REQUEST_CANCELLED``."""
+        short = self.short_code
+        if short is None:
+            return None
+        head = short.split(".", 1)[0]
+        return head if head in _ERROR_CLASSES else None
+
+    def has_code(self, detail: str) -> bool:
+        """Whether the code ends with ``detail``, e.g. ``"DeviceNotFound"``."""
+        short = self.short_code
+        if short is None:
+            return False
+        return short == detail or short.endswith("." + detail)
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.code:
+            parts.append(f"code={self.code}")
+        if self.status_code is not None:
+            parts.append(f"status={self.status_code}")
+        return " ".join([parts[0], f"({', '.join(parts[1:])})"]) if len(parts) > 1 else parts[0]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.__dict__))
+
+
+def _rebuild(cls: type[ThingSpaceError], message: str, state: dict[str, Any]) -> ThingSpaceError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class ConfigurationError(ThingSpaceError):
+    """The library was configured wrongly (a missing environment variable, a bad option)."""
+
+
+class IdentifierError(ThingSpaceError, ValueError):
+    """An ICCID, IMEI or other identifier is malformed; the message says exactly what is wrong."""
+
+
+class InvalidRequestError(ThingSpaceError, ValueError):
+    """A request was built with arguments ThingSpace would reject; nothing was sent."""
+
+
+class CallbackError(ThingSpaceError, ValueError):
+    """A callback body could not be accepted (malformed, oversize, wrong credentials)."""
+
+
+class DecodeError(ThingSpaceError):
+    """A ThingSpace response did not have the expected shape."""
+
+
+class TransportError(ThingSpaceError):
+    """The request did not get an HTTP response (connection refused, timeout, broken connection)."""
+
+
+class LoginError(ThingSpaceError):
+    """The M2M session login failed.
+
+    Never retried automatically: five failed logins lock the ThingSpace user until Verizon support
+    unlocks it. After one failure the client refuses to try again on its own; call
+    ``client.session.login()`` once the credentials are fixed.
+    """
+
+
+class TokenError(ThingSpaceError):
+    """The OAuth2 token endpoint refused to issue a token (wrong app key or secret, bad grant)."""
+
+
+class APIError(ThingSpaceError):
+    """ThingSpace answered with an error response."""
+
+
+class GatewayError(APIError):
+    """A fault from ThingSpace's API gateway: ``{"fault": {"code", "message", "description"}}``."""
+
+
+class AuthenticationError(GatewayError):
+    """The bearer token is invalid, expired or missing (gateway ``900901``/``900902``, HTTP 401)."""
+
+
+class RateLimitError(APIError):
+    """ThingSpace throttled the request (HTTP 429); it was not processed."""
+
+
+class ServerError(APIError):
+    """ThingSpace failed with a 5xx; for state-changing calls the outcome is unknown."""
+
+
+class M2MError(APIError):
+    """An M2M error: ``{"errorCode": "<service>.<CLASS>.<detail>", "errorMessage": ...}``."""
+
+
+class SessionTokenError(M2MError):
+    """The M2M session token expired or is invalid; the client logs in again once by itself."""
+
+
+def split_code(code: str) -> tuple[str | None, str]:
+    """Split ``UnifiedWebService.REQUEST_FAILED.X`` into its service and the rest.
+
+    A code without a service prefix comes back as ``(None, code)``.
+    """
+    for error_class in _ERROR_CLASSES:
+        if code.startswith(error_class):
+            return None, code
+        marker = "." + error_class
+        index = code.find(marker)
+        if index > 0:
+            return code[:index], code[index + 1 :]
+    return None, code
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    from datetime import datetime, timezone
+
+    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+
+
+def _excerpt(body: bytes, limit: int = 200) -> str:
+    text = body[:limit].decode("utf-8", "replace").strip()
+    return text + ("..." if len(body) > limit else "")
+
+
+def error_from_response(
+    status_code: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    idempotent: bool,
+) -> ThingSpaceError:
+    """Map an error response to the exception it means.
+
+    ``idempotent`` says whether the request was a read: only then are 5xx answers retryable;
+    for state-changing calls a 5xx leaves the outcome unknown.
+    """
+    retry_after = _retry_after(headers)
+    try:
+        data: Any = json.loads(body) if body else None
+    except ValueError:
+        data = None
+    fault = data.get("fault") if isinstance(data, dict) else None
+    error_code = data.get("errorCode") if isinstance(data, dict) else None
+    common: dict[str, Any] = {"status_code": status_code, "retry_after": retry_after}
+
+    if status_code == 429:
+        code = str(fault.get("code")) if isinstance(fault, dict) and fault.get("code") else None
+        message = fault.get("message") if isinstance(fault, dict) else None
+        return RateLimitError(
+            str(message or "ThingSpace throttled the request"), code=code, retryable=True, **common
+        )
+    if isinstance(fault, dict):
+        code = str(fault.get("code", "")) or None
+        message = str(fault.get("message") or fault.get("description") or "gateway fault")
+        if status_code == 401 or code in ("900901", "900902"):
+            return AuthenticationError(message, code=code, **common)
+        if status_code >= 500:
+            return ServerError(
+                message, code=code, retryable=idempotent, outcome_unknown=not idempotent, **common
+            )
+        return GatewayError(message, code=code, **common)
+    if isinstance(error_code, str) and error_code:
+        message = str(data.get("errorMessage") or error_code)
+        short = split_code(error_code)[1]
+        if short.endswith(("SessionToken.Expired", "SessionToken.Invalid")):
+            return SessionTokenError(message, code=error_code, **common)
+        if status_code >= 500:
+            return ServerError(
+                message,
+                code=error_code,
+                retryable=idempotent,
+                outcome_unknown=not idempotent,
+                **common,
+            )
+        return M2MError(message, code=error_code, **common)
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        description = data.get("error_description") or data["error"]
+        return TokenError(str(description), code=data["error"], **common)
+    if status_code >= 500:
+        return ServerError(
+            f"ThingSpace failed with HTTP {status_code}: {_excerpt(body)}",
+            retryable=idempotent,
+            outcome_unknown=not idempotent,
+            **common,
+        )
+    if status_code == 401:
+        return AuthenticationError(f"HTTP 401: {_excerpt(body)}", **common)
+    if status_code == 408:
+        return APIError("request timeout (HTTP 408)", retryable=idempotent, **common)
+    return APIError(f"HTTP {status_code}: {_excerpt(body)}", **common)
+
+
+def error_from_transport(exc: Exception, *, idempotent: bool) -> TransportError:
+    """Map an httpx transport failure. Only failures before the request left this machine
+    (connecting, waiting for a pooled connection) are safe to retry for state-changing calls."""
+    import httpx  # local: keeps this module importable without the HTTP stack
+
+    not_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+    name = type(exc).__name__
+    if not_sent:
+        return TransportError(
+            f"could not reach ThingSpace ({name}); nothing was sent", retryable=True
+        )
+    return TransportError(
+        f"no response from ThingSpace ({name})"
+        + ("" if idempotent else "; the request may have been processed"),
+        retryable=idempotent,
+        outcome_unknown=not idempotent,
+    )
