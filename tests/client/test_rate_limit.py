@@ -1,0 +1,67 @@
+"""The client-side rate limiter: never above its rate in any window, and close to it when busy."""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.conftest import FakeClock, FakeThingSpace, resolve
+
+import thingspace_swap as ts
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    ordered = sorted(times)
+    return max(bisect.bisect_left(ordered, t + window) - i for i, t in enumerate(ordered))
+
+
+@settings(max_examples=200)
+@given(
+    rate=st.integers(min_value=1, max_value=20),
+    gaps=st.lists(st.floats(min_value=0, max_value=0.5), min_size=1, max_size=120),
+)
+def test_never_exceeds_rate_in_any_window(rate: int, gaps: list[float]) -> None:
+    clock = FakeClock()
+    limiter = ts.RateLimiter(rate, per=1.0, clock=clock)
+    sent: list[float] = []
+    for gap in gaps:
+        clock.advance(gap)
+        wait = limiter.reserve()
+        assert wait >= 0
+        sent.append(clock.monotonic() + wait)
+    assert max_in_window(sent, 1.0) <= rate
+
+
+def test_saturated_caller_gets_the_full_rate() -> None:
+    clock = FakeClock()
+    limiter = ts.RateLimiter(50, per=1.0, clock=clock)
+    sent = []
+    for _ in range(50 * 30):
+        clock.sleep(limiter.reserve())
+        sent.append(clock.monotonic())
+    achieved = len(sent) / (sent[-1] - sent[0] + 1.0)
+    assert achieved >= 0.95 * 50
+    assert max_in_window(sent, 1.0) <= 50
+
+
+async def test_client_waits_for_the_limiter(
+    make_client: Any, fake: FakeThingSpace, clock: FakeClock
+) -> None:
+    fake.routes["GET /api/m2m/v1/plans/0000123456-00001"] = [
+        httpx.Response(200, json=[{"name": "Plan"}])
+    ]
+    client = make_client(rate_limit=2)
+    for _ in range(6):
+        await resolve(client.plans.list())
+    # 8 requests (token, login, 6 plans) at 2 per second: three full seconds of waiting
+    assert round(sum(clock.sleeps), 6) == 3.0
+
+
+def test_rejects_nonsense() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="rate"):
+        ts.RateLimiter(0)
