@@ -32,7 +32,7 @@ def test_never_exceeds_rate_in_any_window(rate: int, gaps: list[float]) -> None:
         wait = limiter.reserve()
         assert wait >= 0
         sent.append(clock.monotonic() + wait)
-    assert max_in_window(sent, 1.0) <= rate
+    assert max_in_window(sent, 1.0 - 1e-9) <= rate  # half-open window, float rounding aside
 
 
 def test_saturated_caller_gets_the_full_rate() -> None:
@@ -44,7 +44,7 @@ def test_saturated_caller_gets_the_full_rate() -> None:
         sent.append(clock.monotonic())
     achieved = len(sent) / (sent[-1] - sent[0] + 1.0)
     assert achieved >= 0.95 * 50
-    assert max_in_window(sent, 1.0) <= 50
+    assert max_in_window(sent, 1.0 - 1e-9) <= 50
 
 
 async def test_client_waits_for_the_limiter(
