@@ -184,13 +184,10 @@ def split_code(code: str) -> tuple[str | None, str]:
 
     A code without a service prefix comes back as ``(None, code)``.
     """
-    for error_class in _ERROR_CLASSES:
-        if code.startswith(error_class):
-            return None, code
-        marker = "." + error_class
-        index = code.find(marker)
-        if index > 0:
-            return code[:index], code[index + 1 :]
+    segments = code.split(".")
+    for index, segment in enumerate(segments):
+        if segment in _ERROR_CLASSES:
+            return (".".join(segments[:index]) or None), ".".join(segments[index:])
     return None, code
 
 
@@ -208,6 +205,8 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return None
     from datetime import datetime, timezone
 
+    if moment.tzinfo is None:  # asctime dates and "-0000" carry no zone: HTTP dates are UTC
+        moment = moment.replace(tzinfo=timezone.utc)
     return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
 
 
@@ -231,7 +230,7 @@ def error_from_response(
     retry_after = _retry_after(headers)
     try:
         data: Any = json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     fault = data.get("fault") if isinstance(data, dict) else None
     error_code = data.get("errorCode") if isinstance(data, dict) else None

@@ -68,7 +68,7 @@ def _ids(refs: DeviceRef | Sequence[DeviceRef]) -> list[DeviceId]:
 
 
 def _selection(devices: DeviceRef | Sequence[DeviceRef]) -> list[DeviceSelection]:
-    """Each entry is one device (a list entry may itself name a device by several ids)."""
+    """One selector per device, each naming its device by one identifier."""
     if isinstance(devices, (DeviceId, str, tuple)):
         devices = [devices]
     return [DeviceSelection([device_id(d)]) for d in devices]
@@ -100,7 +100,7 @@ class Devices(Resource[Mode]):
         body = ChangeIdentifierRequest(
             device_ids=_ids(device),
             device_ids_to=None if new is None else _ids(new),
-            change4g_option=ChangeOption(option),
+            change4g_option=option,
             service_plan=service_plan,
             zip_code=zip_code,
             npa_nxx=npa_nxx,

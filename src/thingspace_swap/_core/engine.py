@@ -173,6 +173,6 @@ def _decode(response_type: Any, content: bytes) -> Any:
         return None
     try:
         data = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise DecodeError(f"ThingSpace sent a body that is not JSON: {content[:80]!r}") from None
     return structure(data, response_type)

@@ -11,6 +11,7 @@ import attrs
 import httpx
 
 from .._version import __version__
+from ..errors import InvalidRequestError
 from ..models import (
     Account,
     DeviceDeleteResult,
@@ -54,6 +55,11 @@ class Call(Generic[T]):
     body: object | None = None
     form: str | None = None
     headers: Mapping[str, str] = attrs.Factory(dict)
+
+    def __attrs_post_init__(self) -> None:
+        for name, value in self.path_params.items():
+            if str(value) in ("", ".", ".."):
+                raise InvalidRequestError(f"{name} {str(value)!r} cannot stand in a URL path")
 
     @property
     def path(self) -> str:

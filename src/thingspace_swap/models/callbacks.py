@@ -121,12 +121,14 @@ def parse_callback(
 ) -> CarrierServiceCallback:
     """Parse a callback body; anything malformed or oversize raises :class:`CallbackError`."""
     if isinstance(body, (bytes, str)):
-        if len(body) > max_bytes:
-            raise CallbackError(f"callback body of {len(body)} bytes exceeds {max_bytes}")
+        raw = body.encode() if isinstance(body, str) else body
+        if len(raw) > max_bytes:
+            raise CallbackError(f"callback body of {len(raw)} bytes exceeds {max_bytes}")
         try:
-            body = json.loads(body)
-        except ValueError as exc:
-            raise CallbackError(f"callback body is not JSON: {exc}") from None
+            body = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise CallbackError(f"callback body is not acceptable JSON: {reason}") from None
     if not isinstance(body, dict):
         raise CallbackError("callback body must be a JSON object")
     try:

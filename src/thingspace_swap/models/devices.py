@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import attrs
 
 from ..errors import InvalidRequestError
@@ -135,6 +137,14 @@ class DeviceListPage:
         return max(numbers) if numbers else None
 
 
+def _change_option(value: ChangeOption | str) -> ChangeOption:
+    try:
+        return ChangeOption(value)
+    except ValueError:
+        known = ", ".join(option.value for option in ChangeOption)
+        raise InvalidRequestError(f"unknown change4gOption {value!r}; one of: {known}") from None
+
+
 @attrs.frozen
 class ChangeIdentifierRequest:
     """Body of ``PUT /devices/{serviceType}/actions/deviceId`` (the swap).
@@ -144,7 +154,7 @@ class ChangeIdentifierRequest:
     """
 
     device_ids: list[DeviceId]
-    change4g_option: ChangeOption = attrs.field(converter=ChangeOption)
+    change4g_option: ChangeOption = attrs.field(converter=_change_option)
     device_ids_to: list[DeviceId] | None = None
     service_plan: str | None = None
     zip_code: str | None = None
@@ -167,7 +177,7 @@ class ChangeIdentifierRequest:
             kinds = {d.kind for d in self.device_ids_to or []}
             if not {"imei", "iccid"} <= kinds:
                 raise InvalidRequestError("ChangeIMEIandICCID needs both a new imei and iccid")
-        if self.npa_nxx is not None and not (len(self.npa_nxx) == 6 and self.npa_nxx.isdigit()):
+        if self.npa_nxx is not None and not re.fullmatch(r"[0-9]{6}", self.npa_nxx):
             raise InvalidRequestError(f"npa_nxx must be 6 digits, got {self.npa_nxx!r}")
 
 
