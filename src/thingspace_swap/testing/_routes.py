@@ -1,0 +1,215 @@
+"""HTTP routing: ``httpx.Request`` in, ``httpx.Response`` out, on top of the engine.
+
+Only the path is routed, so any base URL works. Unknown paths get the gateway's ``900906``
+fault (404, or 405 for a known path with another method). Every M2M route checks the bearer
+token (gateway faults, 401) and then the ``VZ-M2M-Token`` session (M2M errors, 400).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import httpx
+
+from . import _commands as commands
+from . import _queries as queries
+from . import _registrations as registrations
+from ._auth import Session
+from ._engine import Engine
+from ._errors import Codes, GatewayFault, M2MError, SimulatorHTTPError
+
+__all__ = ["Router"]
+
+_M2M = "/api/m2m/v1"
+_Result = tuple[int, Any]
+_Handler = Callable[[Engine, "_Call"], _Result]
+
+
+@dataclass
+class _Call:
+    """One request, decoded."""
+
+    request: httpx.Request
+    params: dict[str, str]
+    maybe_session: Session | None
+
+    @property
+    def session(self) -> Session:
+        """The checked session of an M2M route."""
+        assert self.maybe_session is not None
+        return self.maybe_session
+
+    @property
+    def account(self) -> str:
+        """The ``{accountName}`` path parameter."""
+        return self.params["accountName"]
+
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object (an empty body reads as ``{}``)."""
+        raw = self.request.content
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise M2MError(Codes.REQUEST_INVALID, "The request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise M2MError(Codes.REQUEST_INVALID, "The request body must be a JSON object")
+        return body
+
+    def form(self) -> dict[str, str]:
+        """The body as ``application/x-www-form-urlencoded`` fields."""
+        return dict(parse_qsl(self.request.content.decode("utf-8", "replace")))
+
+
+@dataclass(frozen=True)
+class _Route:
+    method: str
+    template: str
+    handler: _Handler
+    #: Checks the bearer token (every route but the token endpoint).
+    m2m: bool = True
+    #: Checks the session token (every M2M route but login).
+    session: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.template}"
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.template) + "$")
+
+
+# Handlers ------------------------------------------------------------------------------------
+
+
+def _token(e: Engine, c: _Call) -> _Result:
+    return 200, e.auth.issue_token(c.request.headers.get("authorization"), c.form())
+
+
+def _login(e: Engine, c: _Call) -> _Result:
+    return 200, e.auth.login(c.json())
+
+
+def _logout(e: Engine, c: _Call) -> _Result:
+    return 200, e.auth.logout(c.session)
+
+
+def _change_identifier(e: Engine, c: _Call) -> _Result:
+    return 200, commands.change_identifier(e, c.session, c.params["serviceType"], c.json())
+
+
+def _provisioner(action: str) -> _Handler:
+    return lambda e, c: (200, commands.provision(e, c.session, action, c.json()))
+
+
+def _delete(e: Engine, c: _Call) -> _Result:
+    return 200, commands.delete_devices(e, c.json())
+
+
+def _list(e: Engine, c: _Call) -> _Result:
+    return queries.list_devices(e, c.json())
+
+
+def _history(e: Engine, c: _Call) -> _Result:
+    return queries.history(e, c.json())
+
+
+def _plans(e: Engine, c: _Call) -> _Result:
+    return 200, queries.plans(e, c.account)
+
+
+def _account(e: Engine, c: _Call) -> _Result:
+    return 200, queries.account_info(e, c.account)
+
+
+def _status(e: Engine, c: _Call) -> _Result:
+    return 200, queries.request_status(e, c.account, c.params["requestId"])
+
+
+def _register(e: Engine, c: _Call) -> _Result:
+    return 200, registrations.register_callback(e, c.account, c.json())
+
+
+def _callbacks(e: Engine, c: _Call) -> _Result:
+    return 200, registrations.list_callbacks(e, c.account)
+
+
+def _deregister(e: Engine, c: _Call) -> _Result:
+    return 200, registrations.deregister_callback(e, c.account, c.params["serviceName"])
+
+
+def _routes() -> list[_Route]:
+    m2m = _M2M
+    return [
+        _Route("POST", "/api/ts/v1/oauth2/token", _token, m2m=False),
+        _Route("POST", f"{m2m}/session/login", _login, session=False),
+        _Route("POST", f"{m2m}/session/logout", _logout),
+        _Route("PUT", f"{m2m}/devices/{{serviceType}}/actions/deviceId", _change_identifier),
+        _Route("POST", f"{m2m}/devices/actions/list", _list),
+        _Route("POST", f"{m2m}/devices/actions/activate", _provisioner("activate")),
+        _Route("POST", f"{m2m}/devices/actions/suspend", _provisioner("suspend")),
+        _Route("POST", f"{m2m}/devices/actions/restore", _provisioner("restore")),
+        _Route("POST", f"{m2m}/devices/actions/deactivate", _provisioner("deactivate")),
+        _Route("PUT", f"{m2m}/devices/actions/plan", _provisioner("plan")),
+        _Route("POST", f"{m2m}/devices/actions/delete", _delete),
+        _Route("POST", f"{m2m}/devices/history/actions/list", _history),
+        _Route("GET", f"{m2m}/plans/{{accountName}}", _plans),
+        _Route("GET", f"{m2m}/accounts/{{accountName}}", _account),
+        _Route("GET", f"{m2m}/accounts/{{accountName}}/requests/{{requestId}}/status", _status),
+        _Route("POST", f"{m2m}/callbacks/{{accountName}}", _register),
+        _Route("GET", f"{m2m}/callbacks/{{accountName}}", _callbacks),
+        _Route("DELETE", f"{m2m}/callbacks/{{accountName}}/name/{{serviceName}}", _deregister),
+    ]
+
+
+class Router:
+    """Maps requests to engine operations and results to responses."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.routes = [(route, route.pattern) for route in _routes()]
+
+    # Dispatch ------------------------------------------------------------------------------
+
+    def match(self, method: str, path: str) -> tuple[_Route, dict[str, str]] | None:
+        """The route for ``method`` and ``path``; raises the gateway fault when none fits."""
+        path_known = False
+        for route, pattern in self.routes:
+            found = pattern.match(path)
+            if found is None:
+                continue
+            path_known = True
+            if route.method == method:
+                return route, {k: unquote(v) for k, v in found.groupdict().items()}
+        if path_known:
+            raise GatewayFault("900906", f"Method {method} is not allowed on {path}", status=405)
+        return None
+
+    def dispatch(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request."""
+        stats = self.engine.stats
+        try:
+            matched = self.match(request.method.upper(), request.url.path)
+            if matched is None:
+                stats.routes["UNMATCHED"] += 1
+                raise GatewayFault(
+                    "900906", f"No matching resource for {request.url.path}", status=404
+                )
+            route, params = matched
+            stats.routes[route.name] += 1
+            session = None
+            if route.m2m:
+                self.engine.auth.check_bearer(request.headers.get("authorization"))
+                if route.session:
+                    session = self.engine.auth.check_session(request.headers.get("vz-m2m-token"))
+            status, body = route.handler(self.engine, _Call(request, params, session))
+        except SimulatorHTTPError as error:
+            status, body = error.status, error.body
+        return httpx.Response(status, json=body)
