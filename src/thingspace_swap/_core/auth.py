@@ -9,8 +9,6 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import attrs
-from authlib.oauth2.auth import encode_client_secret_basic
-from authlib.oauth2.rfc6749.parameters import prepare_token_request
 
 from ..config import Credentials
 from ..errors import (
@@ -64,6 +62,8 @@ class AuthState:
 
     def headers(self, tokens: Tokens, kind: AuthKind) -> dict[str, str]:
         if kind == "basic":
+            from authlib.oauth2.auth import encode_client_secret_basic  # only when fetching
+
             client = SimpleNamespace(
                 client_id=self.credentials.app_key,
                 client_secret=self.credentials.app_secret.reveal(),
@@ -137,6 +137,8 @@ class AuthState:
         )
 
     def _fetch_bearer(self, engine: Engine, tokens: Tokens) -> Flow[Tokens]:
+        from authlib.oauth2.rfc6749.parameters import prepare_token_request
+
         call = Call(TOKEN, form=prepare_token_request("client_credentials"))
         token = yield from engine.call(call)
         expires_at = engine.clock.time() + token.expires_in
