@@ -11,6 +11,7 @@ from ._inventory import CallbackRegistration
 from ._wire import CALLBACK_KIND, DeviceIdList, ids_json
 
 __all__ = [
+    "LISTENER_PORTS",
     "SERVICE_NAMES",
     "Delivery",
     "callback_body",
@@ -35,13 +36,15 @@ SERVICE_NAMES = (
     "StateService",
 )
 
-_ALLOWED_PORTS = frozenset(
+#: The listener ports ThingSpace delivers to.
+LISTENER_PORTS = frozenset(
     [80, 443, *range(9001, 9007), *range(50551, 50560), *range(28200, 28221)]
 )
 
 
-def check_listener_url(url: str) -> None:
-    """Reject URLs ThingSpace would not deliver to (scheme, host, port)."""
+def check_listener_url(url: str, ports: frozenset[int] | None) -> None:
+    """Reject URLs ThingSpace would not deliver to (scheme, host, and port unless ``ports`` is
+    None, which a loopback test with an ephemeral listener port needs)."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -51,7 +54,7 @@ def check_listener_url(url: str) -> None:
         raise M2MError(Codes.CALLBACK_URL_INVALID, "The callback URL must be http(s)://host...")
     if port is None:
         port = 443 if parts.scheme == "https" else 80
-    if port not in _ALLOWED_PORTS:
+    if ports is not None and port not in ports:
         raise M2MError(
             Codes.CALLBACK_URL_INVALID,
             f"Port {port} is not allowed; use 80, 443, 9001-9006, 50551-50559 or 28200-28220",

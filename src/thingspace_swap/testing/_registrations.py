@@ -20,7 +20,7 @@ def register_callback(engine: Engine, account_name: str, body: dict[str, Any]) -
     if name not in SERVICE_NAMES:
         raise M2MError(Codes.SERVICE_NAME_INVALID, f"Unknown callback service {name!r}")
     url = req_str(body, "url", Codes.CALLBACK_URL_INVALID)
-    check_listener_url(url)
+    check_listener_url(url, engine.options.limits.callback_ports)
     account.callbacks[name] = CallbackRegistration(
         account.name,
         name,

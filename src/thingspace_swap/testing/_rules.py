@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import MappingProxyType
 
+from ._callbacks import LISTENER_PORTS
 from ._errors import Codes
 from ._identifiers import identifier_problem, random_imsi, random_mdn
 from ._inventory import NO_IP_ADDRESS, Device, Inventory
@@ -49,6 +50,8 @@ class SimulatorLimits:
     plan_changes_per_month: int = 4
     activate_requests_per_minute: int = 100
     max_devices_per_request: int = 10_000
+    #: Listener ports a callback URL may use; None allows any (loopback tests).
+    callback_ports: frozenset[int] | None = LISTENER_PORTS
     #: Seconds after which a suspended line is restored automatically (None: never).
     suspend_auto_restore: float | None = 90 * 86400.0
 
