@@ -26,7 +26,8 @@ import pytest
 if TYPE_CHECKING:
     from thingspace_swap.client import ThingSpaceClient
 
-    from .simulator import Population, ThingSpaceSimulator
+    from ._populate import Population
+    from .simulator import ThingSpaceSimulator
 
 DEFAULT_ACCOUNT = "0000123456-00001"
 SIMULATOR_URL = "https://simulator.thingspace.test"
