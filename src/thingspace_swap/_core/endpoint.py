@@ -39,7 +39,13 @@ class Async:
 Mode = TypeVar("Mode", Sync, Async)
 
 
-class Resource(Generic[Mode]):
+class Faced(Generic[Mode]):
+    """Anything whose methods are flows run by a sync or an async driver."""
+
+    _driver: Driver
+
+
+class Resource(Faced[Mode]):
     """A group of operations (``client.devices``, ``client.plans``...)."""
 
     def __init__(self, driver: Driver, engine: Engine, account_name: str | None) -> None:
@@ -73,13 +79,17 @@ class endpoint(Generic[P, T]):
         self._build = build
         functools.update_wrapper(self, build)  # type: ignore[arg-type]
 
+    def flow(self, obj: Faced[Any], /, *args: P.args, **kwargs: P.kwargs) -> Flow[T]:
+        """The flow behind the method, to compose into a larger flow (``yield from``)."""
+        return self._build(obj, *args, **kwargs)
+
     @overload
     def __get__(self, obj: None, owner: type[Any]) -> endpoint[P, T]: ...
     @overload
-    def __get__(self, obj: Resource[Sync], owner: type[Any]) -> Callable[P, T]: ...
+    def __get__(self, obj: Faced[Sync], owner: type[Any]) -> Callable[P, T]: ...
     @overload
-    def __get__(self, obj: Resource[Async], owner: type[Any]) -> Callable[P, Awaitable[T]]: ...
-    def __get__(self, obj: Resource[Any] | None, owner: type[Any]) -> Any:
+    def __get__(self, obj: Faced[Async], owner: type[Any]) -> Callable[P, Awaitable[T]]: ...
+    def __get__(self, obj: Faced[Any] | None, owner: type[Any]) -> Any:
         if obj is None:
             return self
         build, run = self._build, obj._driver.run
@@ -98,15 +108,17 @@ class paginated(Generic[P, Item]):
         self._build = build
         functools.update_wrapper(self, build)  # type: ignore[arg-type]
 
+    def pager(self, obj: Faced[Any], /, *args: P.args, **kwargs: P.kwargs) -> Pager[Any, Item]:
+        """The pager behind the method, to walk pages inside a larger flow."""
+        return self._build(obj, *args, **kwargs)
+
     @overload
     def __get__(self, obj: None, owner: type[Any]) -> paginated[P, Item]: ...
     @overload
-    def __get__(self, obj: Resource[Sync], owner: type[Any]) -> Callable[P, Iterator[Item]]: ...
+    def __get__(self, obj: Faced[Sync], owner: type[Any]) -> Callable[P, Iterator[Item]]: ...
     @overload
-    def __get__(
-        self, obj: Resource[Async], owner: type[Any]
-    ) -> Callable[P, AsyncIterator[Item]]: ...
-    def __get__(self, obj: Resource[Any] | None, owner: type[Any]) -> Any:
+    def __get__(self, obj: Faced[Async], owner: type[Any]) -> Callable[P, AsyncIterator[Item]]: ...
+    def __get__(self, obj: Faced[Any] | None, owner: type[Any]) -> Any:
         if obj is None:
             return self
         build, iterate = self._build, obj._driver.iterate
@@ -125,3 +137,14 @@ def cursor_guard(previous: int | None, cursor: int | None, more: bool) -> None:
         raise DecodeError("ThingSpace promised more devices but the page has no DeviceId cursor")
     if more and previous is not None and cursor is not None and cursor <= previous:
         raise DecodeError(f"device listing cursor did not advance ({previous} -> {cursor})")
+
+
+def collect(engine: Engine, pager: Pager[Any, Item]) -> Flow[list[Item]]:
+    """Walk every page of ``pager`` inside a flow and return all items."""
+    items: list[Item] = []
+    call: Call[Any] | None = pager.first
+    while call is not None:
+        page = yield from engine.call(call)
+        items.extend(pager.items(page))
+        call = pager.next_call(call, page)
+    return items

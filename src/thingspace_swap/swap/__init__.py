@@ -1,0 +1,80 @@
+"""The swap lifecycle: validate, queue, process device by device, settle, audit, notify.
+
+```python
+from thingspace_swap.swap import MemoryQueue, MemoryStore, SwapItem, SwapOrchestrator, SwapRequest
+
+orchestrator = SwapOrchestrator(client, queue=MemoryQueue(), store=MemoryStore())
+submission = orchestrator.submit(SwapRequest(account, [SwapItem.sim_swap(old, new)]))
+status = orchestrator.run_until_complete(submission.batch.batch_id)
+```
+"""
+
+from .audit import AuditReport
+from .machine import LifecycleSettings
+from .memory import MemoryMetrics, MemoryNotifier, MemoryQueue, MemoryStore
+from .model import TERMINAL, Batch, BatchState, Category, Change, ErrorInfo, Phase, Priority, Step
+from .orchestrator import (
+    AsyncSwapOrchestrator,
+    BatchNotFoundError,
+    Submission,
+    SwapOrchestrator,
+    WorkReport,
+)
+from .ports import (
+    AuditEntry,
+    ConflictError,
+    InboxEntry,
+    Metrics,
+    Notification,
+    Notifier,
+    OutgoingMessage,
+    Queue,
+    QueueStats,
+    ReceivedMessage,
+    Store,
+)
+from .reports import BatchStatus, ItemCheck, Problem, ReconcileReport, ValidationReport
+from .requests import CsvProblem, SwapItem, SwapRequest, read_csv
+
+__all__ = [
+    "TERMINAL",
+    "AsyncSwapOrchestrator",
+    "AuditEntry",
+    "AuditReport",
+    "Batch",
+    "BatchNotFoundError",
+    "BatchState",
+    "BatchStatus",
+    "Category",
+    "Change",
+    "ConflictError",
+    "CsvProblem",
+    "ErrorInfo",
+    "InboxEntry",
+    "ItemCheck",
+    "LifecycleSettings",
+    "MemoryMetrics",
+    "MemoryNotifier",
+    "MemoryQueue",
+    "MemoryStore",
+    "Metrics",
+    "Notification",
+    "Notifier",
+    "OutgoingMessage",
+    "Phase",
+    "Priority",
+    "Problem",
+    "Queue",
+    "QueueStats",
+    "ReceivedMessage",
+    "ReconcileReport",
+    "Step",
+    "Store",
+    "Submission",
+    "SwapItem",
+    "SwapOrchestrator",
+    "SwapRequest",
+    "ValidationReport",
+    "WorkReport",
+    "read_csv",
+]

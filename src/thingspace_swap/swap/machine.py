@@ -1,0 +1,531 @@
+"""The lifecycle of one device's change as a pure state machine.
+
+``advance(change, event, now, settings)`` returns the next record and the commands to run; it
+does no I/O. Drivers persist the record (conditionally on its version) *before* running the
+commands, so "about to submit" is durable before ThingSpace is called, and a record is never
+moved back to ``SUBMITTING`` within one attempt: a submission whose outcome is unknown is
+settled from its callback or by reading the device, never by sending it again.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ..models import Device
+from .model import TERMINAL, Category, Change, ErrorInfo, Phase, Step
+
+__all__ = [
+    "Accepted",
+    "Begin",
+    "Busy",
+    "CallbackResult",
+    "Cancel",
+    "Command",
+    "DeviceSeen",
+    "Event",
+    "Finish",
+    "LifecycleSettings",
+    "Outcome",
+    "ReadDevice",
+    "ReadFailed",
+    "Rejected",
+    "Requeue",
+    "Retry",
+    "Review",
+    "Schedule",
+    "Submit",
+    "Timeout",
+    "advance",
+]
+
+
+@attrs.frozen
+class LifecycleSettings:
+    """Timing of the lifecycle, in seconds.
+
+    Attributes:
+        lease: How long a worker owns a change it is processing before another may take over.
+        callback_timeout: How long to wait for a CarrierService callback before reading the
+            device instead.
+        settle_timeout: How long an unknown outcome may stay unsettled before it goes to manual
+            review (the callback may still come; the device is read again before then).
+        settle_interval: How often an unsettled change reads the device.
+        pending_timeout: How long a queued change may wait for a worker before the sweep
+            starts it (its queue message was lost).
+        max_retries: Retries of failures that provably changed nothing, per attempt.
+        retry_initial / retry_max: Backoff between those retries.
+    """
+
+    lease: float = 120.0
+    callback_timeout: float = 600.0
+    settle_timeout: float = 3600.0
+    settle_interval: float = 300.0
+    pending_timeout: float = 3600.0
+    max_retries: int = 5
+    retry_initial: float = 5.0
+    retry_max: float = 300.0
+
+    def retry_delay(self, retries: int) -> float:
+        return float(min(self.retry_max, self.retry_initial * 2 ** max(0, retries - 1)))
+
+
+# Events ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Begin:
+    """A worker took the change's queue message."""
+
+    worker: str
+
+
+@attrs.frozen
+class DeviceSeen:
+    """The device as ThingSpace has it now (None: no device on the line)."""
+
+    device: Device | None
+
+
+@attrs.frozen
+class ReadFailed:
+    error: ErrorInfo
+
+
+@attrs.frozen
+class Accepted:
+    """ThingSpace accepted the submission and returned its requestId."""
+
+    request_id: str
+
+
+@attrs.frozen
+class Rejected:
+    """The submission raised; ``outcome_unknown`` when it may have been processed."""
+
+    error: ErrorInfo
+    outcome_unknown: bool = False
+
+
+@attrs.frozen
+class CallbackResult:
+    """A CarrierService callback for this change (by requestId, or by device while unknown)."""
+
+    request_id: str
+    success: bool
+    error: ErrorInfo | None = None
+
+
+@attrs.frozen
+class Timeout:
+    """A scheduled check came due (deadline of a waiting phase, or a retry's backoff)."""
+
+
+@attrs.frozen
+class Cancel:
+    reason: str = "cancelled"
+
+
+@attrs.frozen
+class Retry:
+    """The user asked for a new attempt of a failed change."""
+
+
+@attrs.frozen
+class Review:
+    """Something outside the lifecycle (reconciliation) found the change needs a person."""
+
+    reason: str
+
+
+Event = (
+    Begin
+    | DeviceSeen
+    | ReadFailed
+    | Accepted
+    | Rejected
+    | CallbackResult
+    | Timeout
+    | Cancel
+    | Retry
+    | Review
+)
+
+
+# Commands ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ReadDevice:
+    """Read the device on the change's line and answer with :class:`DeviceSeen`."""
+
+
+@attrs.frozen
+class Submit:
+    """Send ``step``'s request to ThingSpace; answer with :class:`Accepted` or :class:`Rejected`."""
+
+    step: Step
+
+
+@attrs.frozen
+class Schedule:
+    """Deliver a :class:`Timeout` at ``at`` (a delayed queue message)."""
+
+    at: float
+
+
+@attrs.frozen
+class Requeue:
+    """Send the change a processing message now (a worker continues it)."""
+
+
+@attrs.frozen
+class Busy:
+    """Another worker holds the lease until ``until``: put the message back, change nothing."""
+
+    until: float
+
+
+@attrs.frozen
+class Finish:
+    """The change is terminal: release its line and account for it in the batch."""
+
+
+Command = ReadDevice | Submit | Schedule | Requeue | Busy | Finish
+
+
+@attrs.frozen
+class Outcome:
+    change: Change
+    commands: tuple[Command, ...] = ()
+    note: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.note != ""
+
+
+def _stay(change: Change, *commands: Command) -> Outcome:
+    return Outcome(change, commands)
+
+
+def _go(change: Change, now: float, note: str, *commands: Command, **fields: object) -> Outcome:
+    updated = attrs.evolve(change, updated_at=now, **fields)  # type: ignore[arg-type]
+    if updated.phase is not Phase.SETTLING:
+        updated = attrs.evolve(updated, settling_since=None)
+    if updated.phase in TERMINAL:
+        updated = attrs.evolve(
+            updated, completed_at=now, deadline=None, lease_owner=None, lease_until=None
+        )
+        commands = (*commands, Finish())
+    return Outcome(updated, commands, note)
+
+
+def advance(change: Change, event: Event, now: float, settings: LifecycleSettings) -> Outcome:
+    """The next record and commands for ``event``; the same record (no note) when it is moot."""
+    if isinstance(event, Retry):
+        return _retry(change, now, settings)
+    if isinstance(event, Review):
+        if change.phase in (Phase.MANUAL_REVIEW, Phase.REJECTED):
+            return _stay(change)
+        return _review(change, now, event.reason)
+    if change.terminal:
+        return _stay(change)
+    if isinstance(event, Cancel):
+        if change.phase in (Phase.PENDING, Phase.RETRY_WAIT, Phase.CHECKING):
+            error = ErrorInfo(Category.TERMINAL, event.reason)
+            return _go(change, now, "cancelled", phase=Phase.CANCELLED, error=error)
+        return _stay(change)  # already submitted: it runs to its end
+    if isinstance(event, Begin):
+        return _begin(change, event, now, settings)
+    if isinstance(event, Timeout):
+        return _timeout(change, now, settings)
+    if isinstance(event, DeviceSeen):
+        return _seen(change, event.device, now, settings)
+    if isinstance(event, ReadFailed):
+        return _read_failed(change, event.error, now, settings)
+    if isinstance(event, Accepted):
+        return _accepted(change, event.request_id, now, settings)
+    if isinstance(event, Rejected):
+        return _rejected(change, event, now, settings)
+    return _callback(change, event, now)
+
+
+def _lease(
+    change: Change, worker: str, now: float, settings: LifecycleSettings
+) -> dict[str, object]:
+    return {
+        "lease_owner": worker,
+        "lease_until": now + settings.lease,
+        "deadline": now + settings.lease,
+    }
+
+
+def _begin(change: Change, event: Begin, now: float, settings: LifecycleSettings) -> Outcome:
+    held = change.lease_until is not None and change.lease_until > now
+    working = change.phase in (Phase.CHECKING, Phase.SUBMITTING, Phase.VERIFYING)
+    if held and working and change.lease_owner != event.worker:
+        return _stay(change, Busy(change.lease_until or now))
+    lease = _lease(change, event.worker, now, settings)
+    if change.phase in (Phase.PENDING, Phase.RETRY_WAIT, Phase.CHECKING):
+        if change.phase is Phase.RETRY_WAIT and change.deadline and change.deadline > now:
+            return _stay(change)  # its scheduled retry is still coming
+        return _go(change, now, "checking the device", ReadDevice(), phase=Phase.CHECKING, **lease)
+    if change.phase is Phase.SUBMITTING:
+        return _unknown(change, now, settings, "worker stopped while submitting")
+    if change.phase is Phase.VERIFYING:
+        return _go(change, now, "verifying", ReadDevice(), **lease)
+    if change.deadline is not None and change.deadline <= now:  # AWAITING / SETTLING
+        return _timeout(change, now, settings)
+    return _stay(change)  # a duplicate message while waiting for a callback
+
+
+def _unknown(change: Change, now: float, settings: LifecycleSettings, why: str) -> Outcome:
+    """The submission may have been processed: settle from the callback or the device."""
+    deadline = now + settings.settle_interval
+    return _go(
+        change,
+        now,
+        f"outcome unknown ({why}); settling from ThingSpace",
+        ReadDevice(),
+        Schedule(deadline),
+        phase=Phase.SETTLING,
+        deadline=deadline,
+        settling_since=change.settling_since or now,
+        lease_owner=None,
+        lease_until=None,
+    )
+
+
+def _timeout(change: Change, now: float, settings: LifecycleSettings) -> Outcome:
+    if change.deadline is not None and change.deadline > now:
+        return _stay(change)  # early: a duplicate; the scheduled check is still coming
+    if change.phase in (Phase.PENDING, Phase.RETRY_WAIT, Phase.CHECKING, Phase.VERIFYING):
+        return _begin(change, Begin("scheduler"), now, settings)
+    if change.phase is Phase.SUBMITTING:
+        return _unknown(change, now, settings, "worker stopped while submitting")
+    # AWAITING or SETTLING: no callback in time; read the device instead.
+    deadline = now + settings.settle_interval
+    return _go(
+        change,
+        now,
+        "no callback yet; reading the device",
+        ReadDevice(),
+        Schedule(deadline),
+        phase=Phase.SETTLING,
+        deadline=deadline,
+        settling_since=change.settling_since or now,
+    )
+
+
+def _has(device: Device, ids: tuple[object, ...]) -> bool:
+    present = set(device.device_ids)
+    return all(i in present for i in ids)
+
+
+def _seen(
+    change: Change, device: Device | None, now: float, settings: LifecycleSettings
+) -> Outcome:
+    if device is None:
+        if change.phase is Phase.CHECKING and change.submissions == 0:
+            error = ErrorInfo(
+                Category.TERMINAL, f"no device on line {change.line}", "DeviceNotFound"
+            )
+            return _go(change, now, "device not found", phase=Phase.FAILED, error=error)
+        return _review(change, now, f"line {change.line} no longer found on ThingSpace")
+    swapped = _has(device, change.new_ids)
+    if change.phase is Phase.CHECKING:
+        if swapped:
+            return _verify(change, device, now, settings, "already changed on ThingSpace")
+        if not _has(device, change.device_ids):
+            return _review(change, now, "the device's identifiers changed outside this batch")
+        if device.state != "active":
+            error = ErrorInfo(
+                Category.TERMINAL,
+                f"device is {device.state or 'in no state'}, not active",
+                "DeviceState.Invalid",
+            )
+            return _go(change, now, "device not active", phase=Phase.FAILED, error=error)
+        return _go(
+            change,
+            now,
+            f"submitting {change.option.value}",
+            Submit(Step.IDENTIFIER),
+            phase=Phase.SUBMITTING,
+            step=Step.IDENTIFIER,
+            submissions=change.submissions + 1,
+            request_id=None,
+            deadline=now + settings.lease,
+        )
+    if change.phase is Phase.SETTLING:
+        done = (
+            swapped if change.step is Step.IDENTIFIER else device.service_plan == change.target_plan
+        )
+        if done:
+            return _verify(
+                change, device, now, settings, "settled: the change is visible on ThingSpace"
+            )
+        since = change.settling_since if change.settling_since is not None else now
+        if now - since >= settings.settle_timeout:
+            return _review(
+                change, now, "outcome unknown: no callback and no visible change in time"
+            )
+        return _stay(change)
+    if change.phase is Phase.VERIFYING:
+        return _verify(change, device, now, settings, "verified")
+    return _stay(change)
+
+
+def _verify(
+    change: Change, device: Device, now: float, settings: LifecycleSettings, note: str
+) -> Outcome:
+    if not _has(device, change.new_ids):
+        return _review(
+            change, now, "ThingSpace reported success but the device lacks the new identifier"
+        )
+    plan = change.target_plan
+    if plan and device.service_plan != plan:
+        if change.plan_submissions:
+            return _review(change, now, f"plan is {device.service_plan}, expected {plan}")
+        return _go(
+            change,
+            now,
+            f"{note}; changing plan to {plan}",
+            Submit(Step.PLAN),
+            phase=Phase.SUBMITTING,
+            step=Step.PLAN,
+            plan_submissions=change.plan_submissions + 1,
+            request_id=None,
+            **_lease(change, change.lease_owner or "worker", now, settings),
+        )
+    if device.state != "active":
+        return _review(change, now, f"device is {device.state} after the change, not active")
+    return _go(change, now, f"{note}; completed", phase=Phase.COMPLETED, error=None)
+
+
+def _review(change: Change, now: float, reason: str) -> Outcome:
+    error = ErrorInfo(Category.MANUAL_REVIEW, reason)
+    return _go(change, now, f"manual review: {reason}", phase=Phase.MANUAL_REVIEW, error=error)
+
+
+def _read_failed(
+    change: Change, error: ErrorInfo, now: float, settings: LifecycleSettings
+) -> Outcome:
+    """A device read failed; nothing was changed by it, so try again later."""
+    if change.phase is Phase.SETTLING:
+        return _stay(change)  # its scheduled check reads again
+    return _retry_later(change, error, now, settings, "device read failed")
+
+
+def _retry_later(
+    change: Change, error: ErrorInfo, now: float, settings: LifecycleSettings, what: str
+) -> Outcome:
+    retries = change.retries + 1
+    if retries > settings.max_retries:
+        return _go(change, now, f"{what}; retries exhausted", phase=Phase.FAILED, error=error)
+    at = now + settings.retry_delay(retries)
+    return _go(
+        change,
+        now,
+        f"{what}: {error.message}; retry {retries} at +{at - now:.0f}s",
+        Schedule(at),
+        phase=Phase.RETRY_WAIT,
+        retries=retries,
+        deadline=at,
+        error=error,
+        lease_owner=None,
+        lease_until=None,
+    )
+
+
+def _accepted(change: Change, request_id: str, now: float, settings: LifecycleSettings) -> Outcome:
+    if change.phase is not Phase.SUBMITTING:
+        return _stay(change)
+    deadline = now + settings.callback_timeout
+    return _go(
+        change,
+        now,
+        f"ThingSpace accepted request {request_id}",
+        Schedule(deadline),
+        phase=Phase.AWAITING,
+        request_id=request_id,
+        request_ids=(*change.request_ids, request_id),
+        deadline=deadline,
+        lease_owner=None,
+        lease_until=None,
+    )
+
+
+def _rejected(change: Change, event: Rejected, now: float, settings: LifecycleSettings) -> Outcome:
+    if change.phase is not Phase.SUBMITTING:
+        return _stay(change)
+    if event.outcome_unknown:
+        return _unknown(change, now, settings, event.error.message)
+    if event.error.category is Category.RETRYABLE:
+        # Provably not processed: this attempt has not submitted anything.
+        if change.step is Step.IDENTIFIER:
+            undone = attrs.evolve(change, submissions=change.submissions - 1)
+        else:
+            undone = attrs.evolve(change, plan_submissions=change.plan_submissions - 1)
+        return _retry_later(undone, event.error, now, settings, "not processed by ThingSpace")
+    return _failed(change, event.error, now)
+
+
+def _failed(change: Change, error: ErrorInfo, now: float) -> Outcome:
+    if change.step is Step.PLAN:
+        return _review(
+            change, now, f"identifier changed but the plan change failed: {error.message}"
+        )
+    if error.category is Category.MANUAL_REVIEW:
+        return _review(change, now, error.message)
+    return _go(change, now, f"failed: {error.message}", phase=Phase.FAILED, error=error)
+
+
+def _callback(change: Change, event: CallbackResult, now: float) -> Outcome:
+    waiting = change.phase in (Phase.SUBMITTING, Phase.AWAITING, Phase.SETTLING)
+    stale = event.request_id in change.request_ids and event.request_id != change.request_id
+    current = not stale and (change.request_id is None or change.request_id == event.request_id)
+    if not waiting or not current:
+        return _stay(change)  # a duplicate, or a late callback of an earlier step
+    fields: dict[str, object] = {
+        "request_id": event.request_id,
+        "lease_owner": None,
+        "lease_until": None,
+    }
+    if event.request_id not in change.request_ids:
+        fields["request_ids"] = (*change.request_ids, event.request_id)
+    if event.success:
+        return _go(
+            change,
+            now,
+            f"callback: {change.step.value} succeeded ({event.request_id})",
+            ReadDevice(),
+            phase=Phase.VERIFYING,
+            deadline=now + 60.0,
+            **fields,
+        )
+    error = event.error or ErrorInfo(Category.TERMINAL, "ThingSpace reported failure")
+    return _failed(attrs.evolve(change, **fields), error, now)  # type: ignore[arg-type]
+
+
+def _retry(change: Change, now: float, settings: LifecycleSettings) -> Outcome:
+    if change.phase not in (Phase.FAILED, Phase.MANUAL_REVIEW, Phase.CANCELLED):
+        return _stay(change)
+    return Outcome(
+        attrs.evolve(
+            change,
+            phase=Phase.PENDING,
+            step=Step.IDENTIFIER,
+            attempt=change.attempt + 1,
+            retries=0,
+            request_id=None,
+            error=None,
+            deadline=now + settings.pending_timeout,
+            settling_since=None,
+            completed_at=None,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+        ),
+        (Requeue(),),
+        f"retry requested: attempt {change.attempt + 1}",
+    )

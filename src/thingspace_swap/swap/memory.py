@@ -1,0 +1,434 @@
+"""In-memory backends: thread-safe, with SQS-like delivery and DynamoDB-like conditional writes.
+
+For tests, notebooks and single-process services. Nothing survives the process; use
+:mod:`thingspace_swap.swap.sqlite` for that.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import threading
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+
+from ..clock import Clock, SystemClock
+from ..models import DeviceId
+from .model import TERMINAL, Batch, BatchState, Change, Priority
+from .ports import (
+    AuditEntry,
+    ConflictError,
+    InboxEntry,
+    Notification,
+    OutgoingMessage,
+    QueueStats,
+    ReceivedMessage,
+)
+
+__all__ = ["MemoryMetrics", "MemoryNotifier", "MemoryQueue", "MemoryStore"]
+
+
+@attrs.define
+class _Message:
+    message_id: str
+    raw: str
+    group: str
+    priority: Priority
+    seq: int
+    sent_at: float
+    visible_at: float
+    receive_count: int = 0
+    receipt: str | None = None
+
+
+def _decode(raw: str) -> dict[str, Any] | None:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+class MemoryQueue:
+    """A queue with SQS semantics: visibility timeouts, FIFO message groups (one message of a
+    group in flight at a time), deduplication ids, delays, priorities, and a dead-letter queue
+    after ``max_receives`` deliveries."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        max_receives: int = 5,
+        fifo: bool = True,
+        dedup_window: float = 300.0,
+    ) -> None:
+        self._clock = clock or SystemClock()
+        self.max_receives = max_receives
+        self.fifo = fifo
+        self.dedup_window = dedup_window
+        self._lock = threading.Lock()
+        self._seq = itertools.count()
+        self._messages: dict[str, _Message] = {}
+        self._ready: list[tuple[int, int, str]] = []  # (-priority, seq, id)
+        self._delayed: list[tuple[float, int, str]] = []  # (visible_at, seq, id)
+        self._flight: list[tuple[float, str, str]] = []  # (visible_at, receipt, id)
+        self._receipts: dict[str, str] = {}
+        self._busy_groups: set[str] = set()
+        self._parked: dict[str, deque[str]] = defaultdict(deque)
+        self._dedup: dict[str, float] = {}
+        self._dead: list[tuple[ReceivedMessage, str]] = []
+
+    # sending -------------------------------------------------------------------------------
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> None:
+        with self._lock:
+            now = self._clock.monotonic()
+            for message in messages:
+                if self._dedup.get(message.dedup_id, -1.0) > now:
+                    continue
+                self._dedup[message.dedup_id] = now + self.dedup_window
+                raw = json.dumps(message.body, separators=(",", ":"), sort_keys=True)
+                self._put_raw(raw, message.group, message.priority, message.delay, now)
+
+    def send_raw(self, raw: str, *, group: str = "raw", delay: float = 0.0) -> None:
+        """Enqueue an arbitrary body (tests use it for poison messages)."""
+        with self._lock:
+            self._put_raw(raw, group, Priority.NORMAL, delay, self._clock.monotonic())
+
+    def _put_raw(self, raw: str, group: str, priority: Priority, delay: float, now: float) -> None:
+        seq = next(self._seq)
+        message = _Message(str(uuid.uuid4()), raw, group, priority, seq, now, now + delay)
+        self._messages[message.message_id] = message
+        if delay > 0:
+            heapq.heappush(self._delayed, (message.visible_at, seq, message.message_id))
+        else:
+            heapq.heappush(self._ready, (-int(priority), seq, message.message_id))
+
+    # receiving -----------------------------------------------------------------------------
+
+    def receive(
+        self, max_messages: int = 10, visibility_timeout: float = 60.0
+    ) -> list[ReceivedMessage]:
+        with self._lock:
+            now = self._clock.monotonic()
+            self._wake(now)
+            out: list[ReceivedMessage] = []
+            while self._ready and len(out) < max_messages:
+                _, _, message_id = heapq.heappop(self._ready)
+                message = self._messages.get(message_id)
+                if message is None or message.receipt is not None:
+                    continue
+                if self.fifo and message.group in self._busy_groups:
+                    self._parked[message.group].append(message_id)
+                    continue
+                message.receive_count += 1
+                if message.receive_count > self.max_receives:
+                    self._bury(
+                        message, f"received {message.receive_count - 1} times without success"
+                    )
+                    continue
+                receipt = f"{message_id}:{message.receive_count}"
+                message.receipt = receipt
+                message.visible_at = now + visibility_timeout
+                self._receipts[receipt] = message_id
+                heapq.heappush(self._flight, (message.visible_at, receipt, message_id))
+                if self.fifo:
+                    self._busy_groups.add(message.group)
+                out.append(self._view(message))
+            return out
+
+    def _view(self, message: _Message) -> ReceivedMessage:
+        return ReceivedMessage(
+            message_id=message.message_id,
+            receipt=message.receipt or "",
+            body=_decode(message.raw),
+            raw=message.raw,
+            group=message.group,
+            receive_count=message.receive_count,
+            priority=message.priority,
+        )
+
+    def _wake(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, seq, message_id = heapq.heappop(self._delayed)
+            message = self._messages.get(message_id)
+            if message is not None and message.receipt is None:
+                heapq.heappush(self._ready, (-int(message.priority), seq, message_id))
+        while self._flight and self._flight[0][0] <= now:
+            _, receipt, message_id = heapq.heappop(self._flight)
+            message = self._messages.get(message_id)
+            if message is not None and message.receipt == receipt and message.visible_at <= now:
+                self._unlock(message)  # visibility timeout: delivered again
+                heapq.heappush(self._ready, (-int(message.priority), message.seq, message_id))
+
+    def _unlock(self, message: _Message) -> None:
+        if message.receipt is not None:
+            self._receipts.pop(message.receipt, None)
+        message.receipt = None
+        if self.fifo and message.group in self._busy_groups:
+            self._busy_groups.discard(message.group)
+            parked = self._parked.pop(message.group, deque())
+            for message_id in parked:
+                other = self._messages.get(message_id)
+                if other is not None:
+                    heapq.heappush(self._ready, (-int(other.priority), other.seq, message_id))
+
+    def _bury(self, message: _Message, reason: str) -> None:
+        view = self._view(message)
+        self._messages.pop(message.message_id, None)
+        self._dead.append((view, reason))
+
+    def _held(self, received: ReceivedMessage) -> _Message | None:
+        message_id = self._receipts.get(received.receipt)
+        return self._messages.get(message_id) if message_id else None
+
+    def ack(self, message: ReceivedMessage) -> None:
+        with self._lock:
+            held = self._held(message)
+            if held is not None:
+                self._unlock(held)
+                self._messages.pop(held.message_id, None)
+
+    def release(self, message: ReceivedMessage, delay: float = 0.0) -> None:
+        with self._lock:
+            held = self._held(message)
+            if held is None:
+                return
+            self._unlock(held)
+            now = self._clock.monotonic()
+            held.visible_at = now + delay
+            if delay > 0:
+                heapq.heappush(self._delayed, (held.visible_at, held.seq, held.message_id))
+            else:
+                heapq.heappush(self._ready, (-int(held.priority), held.seq, held.message_id))
+
+    def extend(self, message: ReceivedMessage, visibility_timeout: float) -> None:
+        with self._lock:
+            held = self._held(message)
+            if held is not None:
+                held.visible_at = self._clock.monotonic() + visibility_timeout
+                heapq.heappush(self._flight, (held.visible_at, held.receipt or "", held.message_id))
+
+    def dead_letter(self, message: ReceivedMessage, reason: str) -> None:
+        with self._lock:
+            held = self._held(message)
+            if held is not None:
+                self._unlock(held)
+                self._bury(held, reason)
+
+    def dead_letters(self) -> list[tuple[ReceivedMessage, str]]:
+        with self._lock:
+            return list(self._dead)
+
+    def stats(self) -> QueueStats:
+        with self._lock:
+            now = self._clock.monotonic()
+            in_flight = sum(1 for m in self._messages.values() if m.receipt is not None)
+            delayed = sum(
+                1 for m in self._messages.values() if m.receipt is None and m.visible_at > now
+            )
+            oldest = min((m.sent_at for m in self._messages.values()), default=now)
+            return QueueStats(
+                visible=len(self._messages) - in_flight - delayed,
+                in_flight=in_flight,
+                delayed=delayed,
+                dead=len(self._dead),
+                oldest_age=now - oldest,
+            )
+
+
+class MemoryStore:
+    """Batches, changes, audit chains and the callback inbox in dicts, behind one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._batches: dict[str, Batch] = {}
+        self._changes: dict[str, Change] = {}
+        self._by_batch: dict[str, list[str]] = defaultdict(list)
+        self._by_request: dict[str, str] = {}
+        self._lines: dict[str, str] = {}
+        self._devices: dict[DeviceId, str] = {}
+        self._audit: dict[str, list[AuditEntry]] = defaultdict(list)
+        self._inbox: dict[str, dict[str, InboxEntry]] = defaultdict(dict)
+        self._deadlines: list[tuple[float, str]] = []
+
+    def create_batch(
+        self, batch: Batch, changes: Sequence[Change], audit: Sequence[AuditEntry]
+    ) -> None:
+        with self._lock:
+            if batch.batch_id in self._batches:
+                raise ConflictError(f"batch {batch.batch_id} exists")
+            live = [c for c in changes if c.phase not in TERMINAL]
+            taken = [c.line for c in live if self._lines.get(c.line) not in (None, c.change_id)]
+            if taken or len({c.line for c in live}) != len(live):
+                raise ConflictError(f"line(s) already have a change in flight: {sorted(taken)}")
+            self._batches[batch.batch_id] = batch
+            for change in changes:
+                self._changes[change.change_id] = change
+                self._by_batch[batch.batch_id].append(change.change_id)
+                self._index(change)
+            for entry in audit:
+                self._audit[entry.subject].append(entry)
+
+    def get_batch(self, batch_id: str) -> Batch | None:
+        return self._batches.get(batch_id)
+
+    def update_batch(self, batch: Batch, expected_version: int, audit: AuditEntry | None) -> None:
+        with self._lock:
+            current = self._batches.get(batch.batch_id)
+            if current is None or current.version != expected_version:
+                raise ConflictError(f"batch {batch.batch_id} changed")
+            self._check_audit(
+                f"batch:{batch.batch_id}", current.audit_seq, current.audit_hash, audit
+            )
+            self._batches[batch.batch_id] = batch
+            if audit is not None:
+                self._audit[audit.subject].append(audit)
+
+    def get_change(self, change_id: str) -> Change | None:
+        return self._changes.get(change_id)
+
+    def update_change(
+        self, change: Change, expected_version: int, audit: AuditEntry | None
+    ) -> None:
+        with self._lock:
+            current = self._changes.get(change.change_id)
+            if current is None or current.version != expected_version:
+                raise ConflictError(f"change {change.change_id} changed")
+            subject = f"change:{change.change_id}"
+            self._check_audit(subject, current.audit_seq, current.audit_hash, audit)
+            if current.phase in TERMINAL and change.phase not in TERMINAL:
+                owner = self._lines.get(change.line)
+                if owner not in (None, change.change_id):
+                    raise ConflictError(f"line {change.line} is held by {owner}")
+            self._changes[change.change_id] = change
+            self._index(change)
+            if audit is not None:
+                self._audit[subject].append(audit)
+
+    def _check_audit(self, subject: str, seq: int, head: str, audit: AuditEntry | None) -> None:
+        if audit is not None and (audit.seq != seq + 1 or audit.subject != subject):
+            raise ConflictError(f"{subject}: audit entry {audit.seq} does not follow {seq}")
+
+    def _index(self, change: Change) -> None:
+        for request_id in change.request_ids:
+            self._by_request[request_id] = change.change_id
+        names = (
+            DeviceId(change.line, "mdn"),
+            *change.device_ids,
+            *change.new_ids,
+            *change.replaced,
+        )
+        if change.phase in TERMINAL:
+            if self._lines.get(change.line) == change.change_id:
+                del self._lines[change.line]
+            for name in names:
+                if self._devices.get(name) == change.change_id:
+                    del self._devices[name]
+        else:
+            self._lines[change.line] = change.change_id
+            for name in names:
+                self._devices[name] = change.change_id
+            if change.deadline is not None:
+                heapq.heappush(self._deadlines, (change.deadline, change.change_id))
+
+    def changes(self, batch_id: str) -> Iterable[Change]:
+        with self._lock:
+            ids = list(self._by_batch.get(batch_id, ()))
+        return [self._changes[i] for i in ids]
+
+    def change_for_request(self, request_id: str) -> Change | None:
+        change_id = self._by_request.get(request_id)
+        return self._changes.get(change_id) if change_id else None
+
+    def line_owner(self, line: str) -> str | None:
+        return self._lines.get(line)
+
+    def change_for_device(self, device_id: DeviceId) -> Change | None:
+        change_id = self._devices.get(device_id)
+        return self._changes.get(change_id) if change_id else None
+
+    def batches(self, *, open_only: bool = True) -> Iterable[Batch]:
+        with self._lock:
+            found = list(self._batches.values())
+        return [b for b in found if not open_only or b.state is BatchState.OPEN]
+
+    def due_changes(self, now: float, limit: int = 100) -> list[Change]:
+        with self._lock:
+            due: dict[str, Change] = {}
+            while self._deadlines and self._deadlines[0][0] <= now and len(due) < limit:
+                deadline, change_id = heapq.heappop(self._deadlines)
+                change = self._changes.get(change_id)
+                if (
+                    change is not None
+                    and change.phase not in TERMINAL
+                    and change.deadline == deadline
+                ):
+                    due[change_id] = change
+            return list(due.values())
+
+    def audit(self, subject: str) -> list[AuditEntry]:
+        with self._lock:
+            return list(self._audit.get(subject, ()))
+
+    def put_inbox(self, entry: InboxEntry) -> bool:
+        with self._lock:
+            kept = self._inbox[entry.request_id]
+            if entry.device_key in kept:
+                return False
+            kept[entry.device_key] = entry
+            return True
+
+    def inbox(self, request_id: str) -> list[InboxEntry]:
+        with self._lock:
+            return list(self._inbox.get(request_id, {}).values())
+
+
+class MemoryNotifier:
+    """Keeps every notification in ``published`` (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.published: list[Notification] = []
+
+    def publish(self, notification: Notification) -> None:
+        with self._lock:
+            self.published.append(notification)
+
+    def of_type(self, event_type: str) -> list[Notification]:
+        with self._lock:
+            return [n for n in self.published if n.event_type == event_type]
+
+
+class MemoryMetrics:
+    """Counters, observations and gauges in dicts keyed by (name, sorted tags)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
+        self.observations: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = defaultdict(
+            list
+        )
+        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def count(self, name: str, value: float = 1.0, **tags: str) -> None:
+        with self._lock:
+            self.counters[(name, tuple(sorted(tags.items())))] += value
+
+    def observe(self, name: str, value: float, **tags: str) -> None:
+        with self._lock:
+            self.observations[(name, tuple(sorted(tags.items())))].append(value)
+
+    def gauge(self, name: str, value: float, **tags: str) -> None:
+        with self._lock:
+            self.gauges[(name, tuple(sorted(tags.items())))] = value
+
+    def total(self, name: str) -> float:
+        """A counter summed over all its tags."""
+        with self._lock:
+            return sum(v for (n, _), v in self.counters.items() if n == name)

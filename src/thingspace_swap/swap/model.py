@@ -1,0 +1,166 @@
+"""The swap lifecycle's records: batches, device changes, their phases, and what is asked for."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+
+from ..models import ChangeOption, DeviceId
+
+__all__ = [
+    "TERMINAL",
+    "Batch",
+    "BatchState",
+    "Category",
+    "Change",
+    "ErrorInfo",
+    "Phase",
+    "Priority",
+    "Step",
+]
+
+
+class Phase(str, enum.Enum):
+    """Where one device's change is.
+
+    ``PENDING`` (queued) → ``CHECKING`` (device read, feasibility) → ``SUBMITTING`` (intent
+    recorded, call under way) → ``AWAITING`` (ThingSpace accepted; waiting for the callback) →
+    ``VERIFYING`` → ``COMPLETED``. ``SETTLING``: the outcome of a submission is unknown and is
+    settled from the callback or a device read, never by resubmitting. ``RETRY_WAIT``: a failure
+    that provably changed nothing, retried with backoff.
+    """
+
+    PENDING = "pending"
+    CHECKING = "checking"
+    SUBMITTING = "submitting"
+    AWAITING = "awaiting"
+    SETTLING = "settling"
+    RETRY_WAIT = "retry_wait"
+    VERIFYING = "verifying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    MANUAL_REVIEW = "manual_review"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+
+TERMINAL = frozenset(
+    {Phase.COMPLETED, Phase.FAILED, Phase.MANUAL_REVIEW, Phase.CANCELLED, Phase.REJECTED}
+)
+
+
+class Step(str, enum.Enum):
+    """Which ThingSpace request a change is on: the identifier swap, then the plan change."""
+
+    IDENTIFIER = "identifier"
+    PLAN = "plan"
+
+
+class Priority(enum.IntEnum):
+    """High-priority work is taken first by every queue backend."""
+
+    NORMAL = 0
+    HIGH = 1
+
+
+class Category(str, enum.Enum):
+    """How a failure is handled."""
+
+    RETRYABLE = "retryable"  # provably nothing happened; retried with backoff
+    TERMINAL = "terminal"  # ThingSpace refused; retrying cannot help
+    MANUAL_REVIEW = "manual_review"  # needs a person: unknown outcome, inconsistency
+    INVALID = "invalid"  # rejected by validation before anything was queued
+
+
+@attrs.frozen
+class ErrorInfo:
+    """Why a change failed: the category, ThingSpace's code (if any) and words."""
+
+    category: Category
+    message: str
+    code: str | None = None
+
+
+class BatchState(str, enum.Enum):
+    OPEN = "open"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+def _ids(value: Any) -> tuple[DeviceId, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class Change:
+    """One device's change within a batch, as stored. Every write is conditional on ``version``.
+
+    ``attempt`` counts the attempts the user asked for (``retry_failed`` starts a new one);
+    ``submissions`` counts identifier-change requests sent to ThingSpace, which the lifecycle
+    keeps at no more than one per attempt.
+    """
+
+    change_id: str
+    batch_id: str
+    index: int
+    account_name: str
+    line: str
+    device_ids: tuple[DeviceId, ...] = attrs.field(converter=_ids)
+    new_ids: tuple[DeviceId, ...] = attrs.field(converter=_ids)
+    replaced: tuple[DeviceId, ...] = attrs.field(converter=_ids)
+    option: ChangeOption
+    target_plan: str | None = None
+    service_type: str = "4G"
+    priority: Priority = Priority.NORMAL
+    phase: Phase = Phase.PENDING
+    step: Step = Step.IDENTIFIER
+    attempt: int = 1
+    submissions: int = 0
+    plan_submissions: int = 0
+    retries: int = 0
+    request_id: str | None = None
+    request_ids: tuple[str, ...] = ()
+    deadline: float | None = None
+    settling_since: float | None = None
+    error: ErrorInfo | None = None
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    completed_at: float | None = None
+    version: int = 0
+    audit_seq: int = 0
+    audit_hash: str = ""
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL
+
+    def names(self, device_id: DeviceId) -> bool:
+        """Whether ``device_id`` is one of this change's old or new identifiers or its MDN."""
+        if device_id.kind == "mdn" and device_id.id == self.line:
+            return True
+        return device_id in (*self.device_ids, *self.new_ids, *self.replaced)
+
+
+@attrs.frozen
+class Batch:
+    """A bulk change: its devices are :class:`Change` records sharing ``batch_id``."""
+
+    batch_id: str
+    account_name: str
+    size: int
+    priority: Priority = Priority.NORMAL
+    target_plan: str | None = None
+    actor: str = "unknown"
+    state: BatchState = BatchState.OPEN
+    rollback_of: str | None = None
+    created_at: float = 0.0
+    completed_at: float | None = None
+    summary: dict[str, int] = attrs.Factory(dict)
+    terminal: int = 0
+    version: int = 0
+    audit_seq: int = 0
+    audit_hash: str = ""

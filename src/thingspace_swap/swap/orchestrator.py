@@ -1,0 +1,983 @@
+"""The swap orchestrator: validation, batch creation, workers, callbacks, and what users ask of
+a batch afterwards (status, retry, cancel, audit, reconcile, rollback).
+
+It drives the pure lifecycle (:mod:`.machine`) with the client and the backends. Methods that
+talk to ThingSpace are flows run by the client's own driver, so ``SwapOrchestrator`` (over a
+``ThingSpaceClient``) and ``AsyncSwapOrchestrator`` (over an ``AsyncThingSpaceClient``) share
+every line of the lifecycle. Methods that only touch the backends are plain calls on both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+from .._core.commands import Flow, Sleep
+from .._core.endpoint import Async, Faced, Mode, Sync, endpoint
+from ..clock import Clock, SystemClock
+from ..errors import ThingSpaceError
+from ..models import CarrierServiceCallback, DeviceId, parse_callback
+from .audit import AuditReport, chain_entry, verify_chain
+from .classify import classify, classify_fault
+from .machine import (
+    Accepted,
+    Begin,
+    Busy,
+    CallbackResult,
+    Cancel,
+    DeviceSeen,
+    Event,
+    Finish,
+    LifecycleSettings,
+    Outcome,
+    ReadDevice,
+    ReadFailed,
+    Rejected,
+    Requeue,
+    Retry,
+    Review,
+    Schedule,
+    Submit,
+    Timeout,
+    advance,
+)
+from .memory import MemoryMetrics
+from .model import TERMINAL, Batch, BatchState, Category, Change, ErrorInfo, Phase, Step
+from .ports import (
+    AuditEntry,
+    ConflictError,
+    InboxEntry,
+    Metrics,
+    Notification,
+    Notifier,
+    OutgoingMessage,
+    Queue,
+    ReceivedMessage,
+    Store,
+)
+from .reports import BatchStatus, ReconcileReport, ValidationReport
+from .requests import SwapItem, SwapRequest
+from .thingspace import ThingSpaceFlows
+from .validation import validate
+
+__all__ = [
+    "AsyncSwapOrchestrator",
+    "BatchNotFoundError",
+    "Submission",
+    "SwapOrchestrator",
+    "WorkReport",
+]
+
+logger = logging.getLogger("thingspace_swap.swap")
+
+#: SQS cannot delay a message longer than this; later checks are sent again when they arrive.
+MAX_DELAY = 900.0
+_CONFLICT_RETRIES = 50
+
+
+class BatchNotFoundError(ThingSpaceError, KeyError):
+    """No batch with that id in the store."""
+
+
+@attrs.frozen
+class Submission:
+    """What ``submit`` did: the batch (None when nothing was valid) and the validation report."""
+
+    batch: Batch | None
+    report: ValidationReport
+
+
+@attrs.frozen
+class WorkReport:
+    """What one ``work`` call did."""
+
+    messages: int = 0
+    dead_lettered: int = 0
+    busy: int = 0
+    errors: int = 0
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _message(kind: str, change: Change, not_before: float = 0.0) -> OutgoingMessage:
+    body = {"type": kind, "change_id": change.change_id, "attempt": change.attempt}
+    dedup = f"{change.change_id}:{change.attempt}:{kind}"
+    if kind == "check":
+        body["not_before"] = not_before
+        dedup += f":{not_before:.3f}"
+    return OutgoingMessage(body=body, group=change.line, dedup_id=dedup, priority=change.priority)
+
+
+def _parse_message(body: Mapping[str, Any] | None) -> tuple[str, str, float] | str:
+    """(kind, change_id, not_before), or why the message is poison."""
+    if body is None:
+        return "body is not a JSON object"
+    kind, change_id, not_before = body.get("type"), body.get("change_id"), body.get("not_before", 0)
+    if kind not in ("process", "check"):
+        return f"unknown message type {kind!r}"
+    if not isinstance(change_id, str) or not change_id:
+        return "no change_id"
+    if not isinstance(not_before, (int, float)) or isinstance(not_before, bool):
+        return "not_before is not a number"
+    return kind, change_id, float(not_before)
+
+
+def _device_key(callback: CarrierServiceCallback) -> str:
+    return ",".join(sorted(f"{d.kind}:{d.id}" for d in callback.device_ids)) or "-"
+
+
+class _Orchestrator(Faced[Mode]):
+    """Shared by :class:`SwapOrchestrator` and :class:`AsyncSwapOrchestrator`."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        queue: Queue,
+        store: Store,
+        notifier: Notifier | None = None,
+        metrics: Metrics | None = None,
+        settings: LifecycleSettings | None = None,
+        clock: Clock | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        """Create an orchestrator.
+
+        Args:
+            client: The ThingSpace client (sync for ``SwapOrchestrator``, async otherwise).
+            queue: Where device changes wait for workers.
+            store: Where batches, changes, their audit trail and callbacks are kept.
+            notifier: Where success, error and status notifications go (none by default).
+            metrics: Where counters and timings go (in memory by default).
+            settings: Lifecycle timing (leases, callback and settle deadlines, retries).
+            clock: Time; pass the simulator's virtual clock in tests.
+            worker_id: This worker's name in leases and the audit trail.
+        """
+        self._api = ThingSpaceFlows(client)
+        self._driver = self._api.driver
+        self.queue = queue
+        self.store = store
+        self.notifier = notifier
+        self.metrics: Metrics = metrics if metrics is not None else MemoryMetrics()
+        self.settings = settings or LifecycleSettings()
+        self.clock = clock or SystemClock()
+        self.worker_id = worker_id or _default_worker_id()
+
+    # Plans, validation and batch creation -------------------------------------------------
+
+    @endpoint
+    def validate(self, request: SwapRequest) -> Flow[ValidationReport]:
+        """Check every device of ``request`` and change nothing (the dry run)."""
+        report = yield from validate(
+            self._api, request, line_owner=self.store.line_owner, now=self.clock.time()
+        )
+        return report
+
+    @endpoint
+    def submit(self, request: SwapRequest) -> Flow[Submission]:
+        """Validate, then create the batch and queue one message per valid device."""
+        report = yield from validate(
+            self._api, request, line_owner=self.store.line_owner, now=self.clock.time()
+        )
+        if report.problems or not report.valid or (request.require_all_valid and not report.ok):
+            return Submission(None, report)
+        batch, changes = self._new_batch(request, report)
+        self._create(batch, changes)
+        return Submission(self.store.get_batch(batch.batch_id), report)
+
+    def _new_batch(
+        self, request: SwapRequest, report: ValidationReport
+    ) -> tuple[Batch, list[Change]]:
+        now = self.clock.time()
+        batch_id = f"b-{uuid.uuid4().hex[:16]}"
+        changes = []
+        for check in report.checks:
+            item = check.item
+            device = check.device
+            replaced = tuple(
+                DeviceId(value, new.kind)
+                for new in item.new
+                if device is not None and (value := device.identifier(new.kind))
+            )
+            option = check.option or item.resolved_option
+            change = Change(
+                change_id=f"{batch_id}.{check.index:06d}",
+                batch_id=batch_id,
+                index=check.index,
+                account_name=request.account_name,
+                line=check.line or f"unresolved-{batch_id}-{check.index}",
+                device_ids=(item.device,),
+                new_ids=item.new,
+                replaced=replaced,
+                option=option,  # type: ignore[arg-type]  # rejected items may have none
+                target_plan=check.target_plan,
+                service_type=request.service_type,
+                priority=request.priority,
+                created_at=now,
+                updated_at=now,
+                deadline=now + self.settings.pending_timeout,
+            )
+            if not check.ok:
+                reasons = "; ".join(p.message for p in check.problems)
+                error = ErrorInfo(
+                    Category.INVALID, reasons, ",".join(p.code for p in check.problems)
+                )
+                change = attrs.evolve(
+                    change, phase=Phase.REJECTED, error=error, deadline=None, completed_at=now
+                )
+            changes.append(change)
+        rejected = sum(c.phase is Phase.REJECTED for c in changes)
+        batch = Batch(
+            batch_id=batch_id,
+            account_name=request.account_name,
+            size=len(changes),
+            priority=request.priority,
+            target_plan=request.target_plan,
+            actor=request.actor,
+            created_at=now,
+            terminal=rejected,
+        )
+        return batch, changes
+
+    def _create(self, batch: Batch, changes: list[Change], rollback_of: str | None = None) -> None:
+        now = self.clock.time()
+        batch = attrs.evolve(batch, rollback_of=rollback_of)
+        entries: list[AuditEntry] = []
+        head = chain_entry(
+            subject=f"batch:{batch.batch_id}",
+            batch_id=batch.batch_id,
+            head_seq=0,
+            head_hash="",
+            at=now,
+            actor=batch.actor,
+            action="batch created" + (f" (rollback of {rollback_of})" if rollback_of else ""),
+            before=None,
+            after=batch.state.value,
+            request_id=None,
+            detail=json.dumps({"size": batch.size, "target_plan": batch.target_plan}),
+        )
+        entries.append(head)
+        batch = attrs.evolve(batch, version=1, audit_seq=head.seq, audit_hash=head.hash)
+        stored = []
+        for change in changes:
+            action = "queued" if change.phase is Phase.PENDING else "rejected by validation"
+            entry = self._entry(change, change, now, action, batch.actor, before_phase=None)
+            entries.append(entry)
+            stored.append(
+                attrs.evolve(change, version=1, audit_seq=entry.seq, audit_hash=entry.hash)
+            )
+        self.store.create_batch(batch, stored, entries)
+        self.queue.send([_message("process", c) for c in stored if c.phase is Phase.PENDING])
+        self.metrics.count("swap.batch.created")
+        self.metrics.count("swap.change.queued", sum(c.phase is Phase.PENDING for c in stored))
+        self._notify(
+            "batch.created",
+            f"batch:{batch.batch_id}",
+            head.seq,
+            batch,
+            state=batch.state.value,
+            severity="info",
+            payload={"size": batch.size, "rejected": batch.terminal, "actor": batch.actor},
+        )
+        if batch.terminal == batch.size:
+            self._complete(batch.batch_id)
+
+    # Workers ------------------------------------------------------------------------------
+
+    @endpoint
+    def work(
+        self, *, max_messages: int | None = None, until_idle: bool = True, poll: float = 1.0
+    ) -> Flow[WorkReport]:
+        """Process queue messages: until none is visible (``until_idle``), or forever,
+        sleeping ``poll`` seconds when the queue is empty."""
+        report = WorkReport()
+        while max_messages is None or report.messages < max_messages:
+            batch_size = 10 if max_messages is None else min(10, max_messages - report.messages)
+            messages = self.queue.receive(batch_size, visibility_timeout=self.settings.lease)
+            if not messages:
+                if until_idle:
+                    break
+                yield Sleep(poll)
+                continue
+            for message in messages:
+                outcome = yield from self._handle(message)
+                report = attrs.evolve(
+                    report,
+                    messages=report.messages + 1,
+                    **{outcome: getattr(report, outcome) + 1} if outcome != "done" else {},
+                )
+        stats = self.queue.stats()
+        self.metrics.gauge("swap.queue.depth", stats.visible + stats.delayed)
+        self.metrics.gauge("swap.queue.lag", stats.oldest_age)
+        return report
+
+    def _handle(
+        self, message: ReceivedMessage
+    ) -> Flow[Literal["done", "busy", "dead_lettered", "errors"]]:
+        parsed = _parse_message(message.body)
+        if isinstance(parsed, str):
+            self.queue.dead_letter(message, f"poison message: {parsed}")
+            self.metrics.count("swap.queue.poison")
+            logger.warning("dead-lettered a poison message: %s", parsed)
+            return "dead_lettered"
+        kind, change_id, not_before = parsed
+        now = self.clock.time()
+        change = self.store.get_change(change_id)
+        if change is None:
+            self.queue.dead_letter(message, f"no change {change_id}")
+            return "dead_lettered"
+        if not_before > now:  # a check longer than the queue's delay limit: wait again
+            self.queue.send(
+                [
+                    attrs.evolve(
+                        _message(kind, change, not_before), delay=min(MAX_DELAY, not_before - now)
+                    )
+                ]
+            )
+            self.queue.ack(message)
+            return "done"
+        try:
+            event: Event = Begin(self.worker_id) if kind == "process" else Timeout()
+            busy = yield from self._drive(change_id, event)
+        except Exception:
+            logger.exception("processing %s failed; the message will be delivered again", change_id)
+            self.metrics.count("swap.worker.error")
+            self.queue.release(message, delay=self.settings.retry_initial)
+            return "errors"
+        if busy is not None:
+            self.queue.release(message, delay=max(0.0, busy - now))
+            return "busy"
+        self.queue.ack(message)
+        return "done"
+
+    @endpoint
+    def sweep(self, *, limit: int = 100) -> Flow[int]:
+        """Advance changes whose deadline passed (lost callbacks, lost messages, dead workers)
+        and complete batches whose changes are all terminal. Run it periodically."""
+        due = self.store.due_changes(self.clock.time(), limit)
+        for change in due:
+            yield from self._drive(change.change_id, Timeout())
+        for batch in self.store.batches(open_only=True):
+            if batch.terminal >= batch.size or self._all_terminal(batch.batch_id):
+                self._complete(batch.batch_id)
+        return len(due)
+
+    @endpoint
+    def run_until_complete(
+        self, batch_id: str, *, poll: float = 1.0, timeout: float | None = None
+    ) -> Flow[BatchStatus]:
+        """Work, sweep and wait until every change of the batch is terminal (or ``timeout``)."""
+        started = self.clock.monotonic()
+        while True:
+            yield from _Orchestrator.work.flow(self, until_idle=True)
+            yield from _Orchestrator.sweep.flow(self)
+            status = self.status(batch_id)
+            if status.done or (timeout is not None and self.clock.monotonic() - started >= timeout):
+                if status.done:
+                    self._complete(batch_id)
+                    status = self.status(batch_id)
+                return status
+            yield Sleep(poll)
+
+    # The lifecycle driver -----------------------------------------------------------------
+
+    def _drive(self, change_id: str, event: Event, *, io: bool = True) -> Flow[float | None]:
+        """Apply ``event`` and whatever follows from it. Returns the lease end when another
+        worker holds the change, else None. Without ``io``, ThingSpace work is queued instead."""
+        change = self.store.get_change(change_id)
+        conflicts = 0
+        while change is not None:
+            now = self.clock.time()
+            outcome = advance(change, event, now, self.settings)
+            if outcome.changed:
+                try:
+                    change = self._write(change, outcome, now)
+                except ConflictError:
+                    conflicts += 1
+                    if conflicts > _CONFLICT_RETRIES:
+                        raise
+                    change = self.store.get_change(change_id)
+                    continue
+            following: Event | None = None
+            for command in outcome.commands:
+                if isinstance(command, Busy):
+                    return command.until
+                if isinstance(command, Schedule):
+                    self._schedule(change, command.at, now)
+                elif isinstance(command, Requeue) or (
+                    not io and isinstance(command, (ReadDevice, Submit))
+                ):
+                    self.queue.send([_message("process", change)])
+                elif isinstance(command, Finish):
+                    self._finished(change)
+                elif isinstance(command, ReadDevice):
+                    following = yield from self._read(change)
+                elif isinstance(command, Submit):
+                    following = yield from self._submit(change, command.step)
+            if following is None and change.phase is Phase.AWAITING and isinstance(event, Accepted):
+                following = self._early_callback(change)
+            if following is None:
+                return None
+            event = following
+        return None
+
+    def _write(self, before: Change, outcome: Outcome, now: float) -> Change:
+        entry = self._entry(
+            before,
+            outcome.change,
+            now,
+            outcome.note,
+            self.worker_id,
+            before_phase=before.phase.value,
+        )
+        after = attrs.evolve(
+            outcome.change, version=before.version + 1, audit_seq=entry.seq, audit_hash=entry.hash
+        )
+        self.store.update_change(after, before.version, entry)
+        if after.phase in TERMINAL and before.phase not in TERMINAL:
+            self._change_done(after, entry)
+        return after
+
+    def _entry(
+        self,
+        before: Change,
+        after: Change,
+        now: float,
+        action: str,
+        actor: str,
+        *,
+        before_phase: str | None,
+    ) -> AuditEntry:
+        """The audit entry recording ``before`` -> ``after`` (chained to ``before``'s head)."""
+        detail: dict[str, object] = {"attempt": after.attempt, "step": after.step.value}
+        if after.error is not None:
+            detail["error"] = after.error.message
+            detail["category"] = after.error.category.value
+        return chain_entry(
+            subject=f"change:{after.change_id}",
+            batch_id=after.batch_id,
+            head_seq=before.audit_seq,
+            head_hash=before.audit_hash,
+            at=now,
+            actor=actor,
+            action=action,
+            before=before_phase,
+            after=after.phase.value,
+            request_id=after.request_id,
+            detail=json.dumps(detail, sort_keys=True),
+        )
+
+    def _read(self, change: Change) -> Flow[Event]:
+        started = self.clock.monotonic()
+        try:
+            device = yield from self._api.device(DeviceId(change.line, "mdn"), change.account_name)
+        except ThingSpaceError as error:
+            self.metrics.count(
+                "swap.thingspace.error",
+                operation="devices.get",
+                category=classify(error).category.value,
+            )
+            return ReadFailed(classify(error))
+        finally:
+            self.metrics.observe(
+                "swap.thingspace.latency", self.clock.monotonic() - started, operation="devices.get"
+            )
+        return DeviceSeen(device)
+
+    def _submit(self, change: Change, step: Step) -> Flow[Event]:
+        started = self.clock.monotonic()
+        operation = (
+            "devices.change_identifier" if step is Step.IDENTIFIER else "devices.change_plan"
+        )
+        try:
+            if step is Step.IDENTIFIER:
+                accepted = yield from self._api.change_identifier(
+                    change.device_ids[0], change.new_ids, change.option.value, change.service_type
+                )
+            else:
+                assert change.target_plan is not None
+                accepted = yield from self._api.change_plan(
+                    DeviceId(change.line, "mdn"), change.target_plan, change.account_name
+                )
+        except ThingSpaceError as error:
+            info = classify(error)
+            self.metrics.count(
+                "swap.thingspace.error", operation=operation, category=info.category.value
+            )
+            return Rejected(info, outcome_unknown=error.outcome_unknown)
+        finally:
+            self.metrics.observe(
+                "swap.thingspace.latency", self.clock.monotonic() - started, operation=operation
+            )
+        self.metrics.count("swap.thingspace.submitted", operation=operation)
+        return Accepted(accepted.request_id)
+
+    def _schedule(self, change: Change, at: float, now: float) -> None:
+        message = _message("check", change, at)
+        self.queue.send([attrs.evolve(message, delay=min(MAX_DELAY, max(0.0, at - now)))])
+
+    # Callbacks ----------------------------------------------------------------------------
+
+    def accept_callback(
+        self, callback: CarrierServiceCallback | Mapping[str, Any]
+    ) -> Literal["applied", "kept", "duplicate"]:
+        """Keep a CarrierService callback durably and apply it to its change.
+
+        Callbacks are matched by requestId, or by device while the requestId is not stored yet
+        (the callback arrived first: it is kept and applied when the worker stores the id).
+        Each (requestId, device) is handled once however often it arrives. Credentials are the
+        intake's job (see :mod:`thingspace_swap.swap.callbacks`)."""
+        if not isinstance(callback, CarrierServiceCallback):
+            callback = parse_callback(dict(callback))
+        body = _callback_body(callback)
+        fresh = self.store.put_inbox(
+            InboxEntry(callback.request_id, _device_key(callback), body, self.clock.time())
+        )
+        self.metrics.count("swap.callback.received", duplicate=str(not fresh).lower())
+        change = self.store.change_for_request(callback.request_id)
+        if change is None:
+            change = next(
+                (
+                    found
+                    for d in callback.device_ids
+                    if (found := self.store.change_for_device(d)) is not None
+                ),
+                None,
+            )
+        if change is None:
+            return "kept"
+        _run_now(self._drive(change.change_id, _callback_event(callback), io=False))
+        return "applied" if fresh else "duplicate"
+
+    def _early_callback(self, change: Change) -> Event | None:
+        assert change.request_id is not None
+        for entry in self.store.inbox(change.request_id):
+            return _callback_event(parse_callback(dict(entry.body)))
+        return None
+
+    # Batch completion and notifications ---------------------------------------------------
+
+    def _finished(self, change: Change) -> None:
+        for _ in range(_CONFLICT_RETRIES):
+            batch = self.store.get_batch(change.batch_id)
+            if batch is None:
+                return
+            try:
+                self.store.update_batch(
+                    attrs.evolve(batch, terminal=batch.terminal + 1, version=batch.version + 1),
+                    batch.version,
+                    None,
+                )
+            except ConflictError:
+                continue
+            self._progress(batch, batch.terminal + 1)
+            if batch.terminal + 1 >= batch.size:
+                self._complete(batch.batch_id)
+            return
+
+    def _progress(self, batch: Batch, terminal: int) -> None:
+        before, after = (
+            (batch.terminal * 10) // max(1, batch.size),
+            (terminal * 10) // max(1, batch.size),
+        )
+        if after > before and terminal < batch.size:
+            self._notify(
+                "batch.progress",
+                f"batch:{batch.batch_id}",
+                terminal,
+                batch,
+                state=batch.state.value,
+                severity="info",
+                payload={"done": terminal, "size": batch.size},
+            )
+
+    def _all_terminal(self, batch_id: str) -> bool:
+        return all(c.phase in TERMINAL for c in self.store.changes(batch_id))
+
+    def _complete(self, batch_id: str) -> None:
+        for _ in range(_CONFLICT_RETRIES):
+            batch = self.store.get_batch(batch_id)
+            if batch is None or batch.state is not BatchState.OPEN:
+                return
+            changes = list(self.store.changes(batch_id))
+            if not all(c.phase in TERMINAL for c in changes):
+                terminal = sum(c.phase in TERMINAL for c in changes)
+                if terminal != batch.terminal:  # a lost count (crash): correct it
+                    try:
+                        self.store.update_batch(
+                            attrs.evolve(batch, terminal=terminal, version=batch.version + 1),
+                            batch.version,
+                            None,
+                        )
+                    except ConflictError:
+                        continue
+                return
+            summary = dict(Counter(c.phase.value for c in changes))
+            now = self.clock.time()
+            completed = attrs.evolve(
+                batch,
+                state=BatchState.COMPLETED,
+                completed_at=now,
+                summary=summary,
+                terminal=len(changes),
+            )
+            try:
+                self._write_batch(
+                    batch, completed, "batch completed", json.dumps(summary, sort_keys=True)
+                )
+            except ConflictError:
+                continue
+            ok = summary.get(Phase.COMPLETED.value, 0) == len(changes) - summary.get(
+                Phase.REJECTED.value, 0
+            )
+            self._notify(
+                "batch.completed",
+                f"batch:{batch_id}",
+                completed.audit_seq + 1,
+                completed,
+                state=BatchState.COMPLETED.value,
+                severity="info" if ok else "warning",
+                payload={"summary": summary, "size": batch.size},
+            )
+            self.metrics.count("swap.batch.completed")
+            return
+
+    def _write_batch(
+        self, before: Batch, after: Batch, action: str, detail: str, actor: str | None = None
+    ) -> Batch:
+        entry = chain_entry(
+            subject=f"batch:{before.batch_id}",
+            batch_id=before.batch_id,
+            head_seq=before.audit_seq,
+            head_hash=before.audit_hash,
+            at=self.clock.time(),
+            actor=actor or self.worker_id,
+            action=action,
+            before=before.state.value,
+            after=after.state.value,
+            request_id=None,
+            detail=detail,
+        )
+        written = attrs.evolve(
+            after, version=before.version + 1, audit_seq=entry.seq, audit_hash=entry.hash
+        )
+        self.store.update_batch(written, before.version, entry)
+        return written
+
+    def _change_done(self, change: Change, entry: AuditEntry) -> None:
+        phase = change.phase
+        self.metrics.count("swap.change.terminal", phase=phase.value)
+        if change.error is not None:
+            self.metrics.count("swap.change.error", category=change.error.category.value)
+        if phase is Phase.COMPLETED:
+            self.metrics.observe(
+                "swap.change.duration", (change.completed_at or 0.0) - change.created_at
+            )
+        event_type = {
+            Phase.COMPLETED: "change.completed",
+            Phase.FAILED: "change.failed",
+            Phase.MANUAL_REVIEW: "change.manual_review",
+            Phase.CANCELLED: "change.cancelled",
+        }.get(phase)
+        if event_type is None:
+            return
+        severity = {
+            "change.completed": "info",
+            "change.cancelled": "info",
+            "change.failed": "error",
+        }.get(event_type, "warning")
+        self._notify(
+            event_type,
+            f"change:{change.change_id}",
+            entry.seq,
+            change,
+            state=phase.value,
+            severity=severity,
+            payload={
+                "change_id": change.change_id,
+                "line": change.line,
+                "option": change.option.value,
+                "new_ids": [f"{d.kind}:{d.id}" for d in change.new_ids],
+                "request_id": change.request_id,
+                "error": change.error.message if change.error else None,
+                "error_category": change.error.category.value if change.error else None,
+                "attempt": change.attempt,
+            },
+        )
+
+    def _notify(
+        self,
+        event_type: str,
+        subject: str,
+        seq: int,
+        record: Batch | Change,
+        *,
+        state: str,
+        severity: str,
+        payload: Mapping[str, Any],
+    ) -> None:
+        if self.notifier is None:
+            return
+        event_id = hashlib.sha256(f"{subject}:{event_type}:{seq}".encode()).hexdigest()[:32]
+        notification = Notification(
+            event_id=event_id,
+            event_type=event_type,
+            subject=subject,
+            attributes={
+                "event_type": event_type,
+                "state": state,
+                "account": record.account_name,
+                "batch_id": record.batch_id,
+                "severity": severity,
+            },
+            payload=payload,
+        )
+        try:
+            self.notifier.publish(notification)
+        except Exception:  # a notifier outage must not stop the lifecycle
+            logger.exception("publishing %s failed", event_type)
+            self.metrics.count("swap.notify.error", event_type=event_type)
+
+    # What users ask of a batch ------------------------------------------------------------
+
+    def batch(self, batch_id: str) -> Batch:
+        found = self.store.get_batch(batch_id)
+        if found is None:
+            raise BatchNotFoundError(f"no batch {batch_id}")
+        return found
+
+    def status(self, batch_id: str) -> BatchStatus:
+        """The batch and every change's current phase."""
+        return BatchStatus(self.batch(batch_id), tuple(self.store.changes(batch_id)))
+
+    def history(self, change_id: str) -> list[AuditEntry]:
+        """Every transition of one change, oldest first."""
+        return self.store.audit(f"change:{change_id}")
+
+    def manual_review(self, batch_id: str) -> list[Change]:
+        """The batch's changes that need a person, each with its reason in ``error``."""
+        return [c for c in self.store.changes(batch_id) if c.phase is Phase.MANUAL_REVIEW]
+
+    def cancel(self, batch_id: str, *, actor: str = "unknown") -> BatchStatus:
+        """Cancel every change not yet submitted; submitted ones run to their end."""
+        batch = self.batch(batch_id)
+        for change in self.store.changes(batch_id):
+            _run_now(self._drive(change.change_id, Cancel(f"batch cancelled by {actor}"), io=False))
+        for _ in range(_CONFLICT_RETRIES):
+            batch = self.batch(batch_id)
+            if batch.state is not BatchState.OPEN:
+                break
+            try:
+                self._write_batch(
+                    batch,
+                    attrs.evolve(batch, state=BatchState.CANCELLED),
+                    "batch cancelled",
+                    "",
+                    actor,
+                )
+                self._notify(
+                    "batch.cancelled",
+                    f"batch:{batch_id}",
+                    batch.audit_seq + 1,
+                    batch,
+                    state="cancelled",
+                    severity="warning",
+                    payload={"actor": actor},
+                )
+                break
+            except ConflictError:
+                continue
+        return self.status(batch_id)
+
+    def retry_failed(self, batch_id: str, *, actor: str = "unknown") -> list[str]:
+        """Start a new attempt for every failed, cancelled or manual-review change; returns
+        their ids. A change whose line is now held by another change is left as it is."""
+        retried: list[str] = []
+        for change in self.store.changes(batch_id):
+            if change.phase not in (Phase.FAILED, Phase.MANUAL_REVIEW, Phase.CANCELLED):
+                continue
+            try:
+                _run_now(self._drive(change.change_id, Retry()))
+            except ConflictError:
+                logger.warning("cannot retry %s: its line is busy", change.change_id)
+                continue
+            retried.append(change.change_id)
+        if retried:
+            for _ in range(_CONFLICT_RETRIES):
+                batch = self.batch(batch_id)
+                reopened = attrs.evolve(
+                    batch,
+                    state=BatchState.OPEN,
+                    completed_at=None,
+                    terminal=max(0, batch.terminal - len(retried)),
+                )
+                try:
+                    self._write_batch(
+                        batch,
+                        reopened,
+                        f"retry of {len(retried)} change(s)",
+                        json.dumps(retried),
+                        actor,
+                    )
+                    break
+                except ConflictError:
+                    continue
+        return retried
+
+    def verify_audit(self, batch_id: str) -> AuditReport:
+        """Check the batch's and every change's hash chain: any edited, deleted or reordered
+        entry is reported."""
+        batch = self.batch(batch_id)
+        subject = f"batch:{batch_id}"
+        entries = self.store.audit(subject)
+        problems = verify_chain(subject, entries, batch.audit_seq, batch.audit_hash)
+        count = len(entries)
+        for change in self.store.changes(batch_id):
+            subject = f"change:{change.change_id}"
+            entries = self.store.audit(subject)
+            count += len(entries)
+            problems += verify_chain(subject, entries, change.audit_seq, change.audit_hash)
+        return AuditReport(not problems, count, tuple(problems))
+
+    @endpoint
+    def reconcile(self, batch_id: str) -> Flow[ReconcileReport]:
+        """Compare every settled change with ThingSpace's device record; a mismatch raises a
+        data-consistency alert and moves the change to manual review."""
+        mismatches: list[tuple[str, str]] = []
+        checked = 0
+        for change in self.store.changes(batch_id):
+            if change.phase not in (Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED):
+                continue
+            checked += 1
+            try:
+                device = yield from self._api.device(
+                    DeviceId(change.line, "mdn"), change.account_name
+                )
+            except ThingSpaceError as error:
+                mismatches.append((change.change_id, f"could not read the device: {error}"))
+                continue
+            problem = _mismatch(change, device)
+            if problem is None:
+                continue
+            mismatches.append((change.change_id, problem))
+            self._notify(
+                "alert.consistency",
+                f"change:{change.change_id}",
+                change.audit_seq + 1,
+                change,
+                state=change.phase.value,
+                severity="error",
+                payload={"change_id": change.change_id, "line": change.line, "problem": problem},
+            )
+            _run_now(self._drive(change.change_id, Review(f"reconciliation: {problem}"), io=False))
+        return ReconcileReport(batch_id, checked, tuple(mismatches))
+
+    @endpoint
+    def rollback(self, batch_id: str, *, actor: str = "unknown") -> Flow[Submission]:
+        """Undo the batch's completed changes with compensating changes (new identifier back to
+        the old one), as a batch of its own, validated like any other: a device whose old
+        identifier can no longer be used is refused with the reason."""
+        source = self.batch(batch_id)
+        items = [
+            SwapItem(DeviceId(c.line, "mdn"), c.replaced, option=c.option, source=c.change_id)
+            for c in self.store.changes(batch_id)
+            if c.phase is Phase.COMPLETED
+        ]
+        request = SwapRequest(
+            source.account_name, tuple(items), priority=source.priority, actor=actor
+        )
+        report = yield from validate(
+            self._api, request, line_owner=self.store.line_owner, now=self.clock.time()
+        )
+        if report.problems or not report.valid:
+            return Submission(None, report)
+        batch, changes = self._new_batch(request, report)
+        self._create(batch, changes, rollback_of=batch_id)
+        return Submission(self.store.get_batch(batch.batch_id), report)
+
+
+def _mismatch(change: Change, device: Any) -> str | None:
+    if device is None:
+        return f"line {change.line} is not on ThingSpace"
+    present = set(device.device_ids)
+    if change.phase is Phase.COMPLETED:
+        missing = [f"{d.kind} {d.id}" for d in change.new_ids if d not in present]
+        if missing:
+            return f"recorded as completed but the device lacks {', '.join(missing)}"
+        if change.target_plan and device.service_plan != change.target_plan:
+            return f"recorded plan {change.target_plan}, ThingSpace has {device.service_plan}"
+        return None
+    if change.submissions == 0 and any(d in present for d in change.new_ids):
+        return "never submitted, yet the device carries the new identifier"
+    if (
+        change.submissions == 0
+        and change.replaced
+        and not all(d in present for d in change.replaced)
+    ):
+        return "never submitted, yet the device lost its old identifier"
+    return None
+
+
+def _callback_body(callback: CarrierServiceCallback) -> dict[str, Any]:
+    """What the inbox keeps of a callback: no credentials."""
+    body: dict[str, Any] = {
+        "requestId": callback.request_id,
+        "deviceIds": [{"id": d.id, "kind": d.kind} for d in callback.device_ids],
+        "status": callback.status,
+    }
+    if callback.fault_response is not None:
+        body["faultResponse"] = {
+            "faultcode": callback.fault_response.faultcode,
+            "faultstring": callback.fault_response.faultstring,
+        }
+    if callback.device_response is not None:
+        body["deviceResponse"] = callback.device_response
+    return body
+
+
+def _callback_event(callback: CarrierServiceCallback) -> CallbackResult:
+    if callback.succeeded:
+        return CallbackResult(callback.request_id, True)
+    fault = callback.fault_response
+    error = classify_fault(
+        fault.faultcode if fault else None, fault.faultstring if fault else callback.status
+    )
+    return CallbackResult(callback.request_id, False, error)
+
+
+def _run_now(flow: Flow[Any]) -> Any:
+    """Run a flow that does no ThingSpace I/O (``io=False``) to its end."""
+    try:
+        command = next(flow)
+    except StopIteration as done:
+        return done.value
+    flow.close()
+    raise RuntimeError(f"a backend-only flow asked for I/O: {command!r}")
+
+
+class SwapOrchestrator(_Orchestrator[Sync]):
+    """The swap lifecycle over a :class:`~thingspace_swap.ThingSpaceClient`.
+
+    Example:
+        ```python
+        orchestrator = SwapOrchestrator(client, queue=MemoryQueue(), store=MemoryStore())
+        submission = orchestrator.submit(SwapRequest(account, items, target_plan="M2M4G"))
+        status = orchestrator.run_until_complete(submission.batch.batch_id)
+        ```
+    """
+
+
+class AsyncSwapOrchestrator(_Orchestrator[Async]):
+    """The same lifecycle over an :class:`~thingspace_swap.AsyncThingSpaceClient`: methods that
+    talk to ThingSpace are awaited; the others are plain calls."""

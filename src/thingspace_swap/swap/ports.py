@@ -1,0 +1,218 @@
+"""The ports the orchestrator drives: queue, store (with its audit log), notifier and metrics.
+
+Backends implement these small protocols; ``thingspace_swap.swap.contract`` is a test suite
+any adapter can run against itself. Every store write is conditional: on a version mismatch it
+raises :class:`ConflictError` and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from ..models import DeviceId
+from .model import Batch, Change, Priority
+
+__all__ = [
+    "AuditEntry",
+    "ConflictError",
+    "InboxEntry",
+    "Metrics",
+    "Notification",
+    "Notifier",
+    "OutgoingMessage",
+    "Queue",
+    "QueueStats",
+    "ReceivedMessage",
+    "Store",
+]
+
+
+class ConflictError(Exception):
+    """A conditional write lost: the record changed since it was read (or already exists)."""
+
+
+# Queue -------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class OutgoingMessage:
+    """A message to send. ``group`` serialises work on one line (an SQS FIFO MessageGroupId);
+    ``dedup_id`` drops a second send of the same message; ``delay`` holds it back (seconds)."""
+
+    body: Mapping[str, Any]
+    group: str
+    dedup_id: str
+    delay: float = 0.0
+    priority: Priority = Priority.NORMAL
+
+
+@attrs.frozen
+class ReceivedMessage:
+    """A delivered message; hand ``receipt`` back to ``ack``/``release``/``extend``."""
+
+    message_id: str
+    receipt: str
+    body: Mapping[str, Any] | None
+    raw: str
+    group: str
+    receive_count: int
+    priority: Priority = Priority.NORMAL
+
+
+@attrs.frozen
+class QueueStats:
+    visible: int
+    in_flight: int
+    delayed: int
+    dead: int
+    oldest_age: float = 0.0
+
+
+class Queue(Protocol):
+    """At-least-once delivery with visibility timeouts, message groups, priorities and a
+    dead-letter queue after ``max_receives`` deliveries."""
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> None: ...
+
+    def receive(
+        self, max_messages: int = 10, visibility_timeout: float = 60.0
+    ) -> list[ReceivedMessage]:
+        """Up to ``max_messages`` visible messages, high priority first, at most one in flight
+        per group; each stays invisible for ``visibility_timeout`` unless acked."""
+        ...
+
+    def ack(self, message: ReceivedMessage) -> None: ...
+
+    def release(self, message: ReceivedMessage, delay: float = 0.0) -> None:
+        """Make the message visible again after ``delay`` (counts as a delivery)."""
+        ...
+
+    def extend(self, message: ReceivedMessage, visibility_timeout: float) -> None: ...
+
+    def dead_letter(self, message: ReceivedMessage, reason: str) -> None:
+        """Move a message to the dead-letter queue now, with the reason."""
+        ...
+
+    def dead_letters(self) -> list[tuple[ReceivedMessage, str]]: ...
+
+    def stats(self) -> QueueStats: ...
+
+
+# Store and audit ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class AuditEntry:
+    """One transition of a batch or a change, hash-chained to the one before it."""
+
+    subject: str  # "batch:<id>" or "change:<id>"
+    batch_id: str
+    seq: int
+    at: float
+    actor: str
+    action: str
+    before: str | None
+    after: str | None
+    request_id: str | None
+    detail: str
+    prev_hash: str
+    hash: str
+
+
+@attrs.frozen
+class InboxEntry:
+    """A callback kept durably, keyed by (request_id, device key)."""
+
+    request_id: str
+    device_key: str
+    body: Mapping[str, Any]
+    received_at: float
+
+
+class Store(Protocol):
+    """Durable records of batches and changes, their audit chains and the callback inbox."""
+
+    def create_batch(
+        self, batch: Batch, changes: Sequence[Change], audit: Sequence[AuditEntry]
+    ) -> None:
+        """Write a new batch, its changes and their first audit entries, all or nothing; claim
+        each change's line (ConflictError if a line already has a change in flight)."""
+        ...
+
+    def get_batch(self, batch_id: str) -> Batch | None: ...
+
+    def update_batch(
+        self, batch: Batch, expected_version: int, audit: AuditEntry | None
+    ) -> None: ...
+
+    def get_change(self, change_id: str) -> Change | None: ...
+
+    def update_change(
+        self, change: Change, expected_version: int, audit: AuditEntry | None
+    ) -> None:
+        """Replace a change if its stored version is ``expected_version``; append ``audit``
+        with it; release its line when it becomes terminal, claim it again when it leaves."""
+        ...
+
+    def changes(self, batch_id: str) -> Iterable[Change]: ...
+
+    def change_for_request(self, request_id: str) -> Change | None: ...
+
+    def line_owner(self, line: str) -> str | None:
+        """The change currently holding ``line`` (one not yet terminal), if any."""
+        ...
+
+    def change_for_device(self, device_id: DeviceId) -> Change | None:
+        """The change not yet terminal that names ``device_id`` (old, new or replaced
+        identifier, or its MDN), to correlate a callback whose requestId is not stored yet."""
+        ...
+
+    def batches(self, *, open_only: bool = True) -> Iterable[Batch]:
+        """Batches (only the open ones by default)."""
+        ...
+
+    def due_changes(self, now: float, limit: int = 100) -> list[Change]:
+        """Changes not terminal whose deadline has passed (for the reconciler sweep)."""
+        ...
+
+    def audit(self, subject: str) -> list[AuditEntry]:
+        """The subject's audit entries, in sequence order."""
+        ...
+
+    def put_inbox(self, entry: InboxEntry) -> bool:
+        """Keep a callback; False when the same (request_id, device) was already kept."""
+        ...
+
+    def inbox(self, request_id: str) -> list[InboxEntry]: ...
+
+
+# Notifications and metrics -----------------------------------------------------------------
+
+
+@attrs.frozen
+class Notification:
+    """A message for subscribers. ``event_id`` is stable (redelivery repeats it), and
+    ``attributes`` (event_type, state, account, batch_id, severity) are what filters match on."""
+
+    event_id: str
+    event_type: str
+    subject: str
+    attributes: Mapping[str, str]
+    payload: Mapping[str, Any]
+
+
+class Notifier(Protocol):
+    def publish(self, notification: Notification) -> None: ...
+
+
+class Metrics(Protocol):
+    """Counters and timings; names are dotted (``swap.change.duration``)."""
+
+    def count(self, name: str, value: float = 1.0, **tags: str) -> None: ...
+
+    def observe(self, name: str, value: float, **tags: str) -> None: ...
+
+    def gauge(self, name: str, value: float, **tags: str) -> None: ...

@@ -1,0 +1,50 @@
+"""The ThingSpace operations the lifecycle uses, as flows it composes with ``yield from``.
+
+They come from the client's own resources, so the orchestrator runs on whichever client it is
+given: its driver (sync or async) runs the whole lifecycle flow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._core.commands import Flow
+from .._core.endpoint import collect
+from ..models import Device, DeviceId, HistoryPage, RequestAccepted, ServicePlan
+from ..resources import Devices, Plans
+
+__all__ = ["ThingSpaceFlows"]
+
+
+class ThingSpaceFlows:
+    """Flows for reading devices and plans and for submitting changes."""
+
+    def __init__(self, client: Any) -> None:
+        self._devices: Devices[Any] = client.devices
+        self._plans: Plans[Any] = client.plans
+        self.driver = client.devices._driver
+
+    def device(self, ref: DeviceId, account_name: str) -> Flow[Device | None]:
+        return Devices.get.flow(self._devices, ref, account_name=account_name)
+
+    def all_devices(self, account_name: str) -> Flow[list[Device]]:
+        pager = Devices.iter.pager(
+            self._devices, account_name=account_name, max_number_of_devices=500
+        )
+        return collect(self._devices._engine, pager)
+
+    def plans(self, account_name: str) -> Flow[list[ServicePlan]]:
+        return Plans.list.flow(self._plans, account_name)
+
+    def history(self, ref: DeviceId, earliest: str, latest: str) -> Flow[HistoryPage]:
+        return Devices.history.flow(self._devices, ref, earliest=earliest, latest=latest)
+
+    def change_identifier(
+        self, device: DeviceId, new: tuple[DeviceId, ...], option: str, service_type: str
+    ) -> Flow[RequestAccepted]:
+        return Devices.change_identifier.flow(
+            self._devices, device, list(new), option, service_type=service_type
+        )
+
+    def change_plan(self, device: DeviceId, plan: str, account_name: str) -> Flow[RequestAccepted]:
+        return Devices.change_plan.flow(self._devices, device, plan, account_name=account_name)

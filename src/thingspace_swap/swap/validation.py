@@ -1,0 +1,198 @@
+"""Validation of a swap request, per device, before anything is queued."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import attrs
+
+from .._core.commands import Flow
+from ..errors import IdentifierError, ThingSpaceError
+from ..identifiers import parse_identifier
+from ..models import Device, DeviceId
+from .reports import ItemCheck, Problem, ValidationReport
+from .requests import SUPPORTED_OPTIONS, SwapItem, SwapRequest, infer_option
+from .thingspace import ThingSpaceFlows
+
+__all__ = ["BULK_LOOKUP", "validate"]
+
+#: From this many devices on, the account's inventory is listed once instead of one lookup each.
+BULK_LOOKUP = 50
+#: ThingSpace allows this many plan changes per line per month.
+PLAN_CHANGES_PER_MONTH = 4
+
+
+def validate(
+    api: ThingSpaceFlows,
+    request: SwapRequest,
+    *,
+    line_owner: Callable[[str], str | None],
+    now: float,
+) -> Flow[ValidationReport]:
+    """Check every item; nothing is changed. ``line_owner`` names a change in flight on a line."""
+    account = request.account_name
+    try:
+        plans = yield from api.plans(account)
+    except ThingSpaceError as error:
+        problem = Problem("thingspace.error", f"cannot list the account's plans: {error}")
+        return ValidationReport(account, (), (), (problem,))
+    known_plans = {p.code for p in plans if p.code} | {p.name for p in plans}
+    request_problems: list[Problem] = []
+    if request.target_plan and request.target_plan not in known_plans:
+        request_problems.append(
+            Problem("plan.unknown", f"plan {request.target_plan!r} is not one of the account's")
+        )
+
+    lookup = yield from _lookup(api, request)
+    lines = Counter[str]()
+    new_ids = Counter[DeviceId]()
+    checks: list[ItemCheck] = []
+    for index, item in enumerate(request.items):
+        device, problems = yield from _check_item(api, item, lookup, known_plans, request, now)
+        line = device.mdn if device else None
+        if line:
+            lines[line] += 1
+        new_ids.update(item.new)
+        option = item.resolved_option
+        target = item.target_plan or request.target_plan
+        checks.append(ItemCheck(index, item, option, line, device, target, tuple(problems)))
+    final: list[ItemCheck] = []
+    for check in checks:
+        problems = list(check.problems)
+        if check.line and lines[check.line] > 1:
+            problems.append(Problem("line.duplicate", f"line {check.line} appears more than once"))
+        if check.line and (owner := line_owner(check.line)):
+            problems.append(
+                Problem("line.in_flight", f"line {check.line} already has change {owner} in flight")
+            )
+        problems += [
+            Problem("new_id.duplicate", f"new {d.kind} {d.id} is asked for more than once")
+            for d in check.item.new
+            if new_ids[d] > 1
+        ]
+        final.append(attrs.evolve(check, problems=tuple(problems)))
+    return ValidationReport(
+        account, tuple(sorted(known_plans)), tuple(final), tuple(request_problems)
+    )
+
+
+Lookup = Callable[[DeviceId], Flow[Device | None]]
+
+
+def _lookup(api: ThingSpaceFlows, request: SwapRequest) -> Flow[Lookup]:
+    """A way to find a device by identifier: one listing for a big request, else one call each."""
+    account = request.account_name
+    if len(request.items) < BULK_LOOKUP:
+
+        def one(ref: DeviceId) -> Flow[Device | None]:
+            return api.device(ref, account)
+
+        return one
+    devices = yield from api.all_devices(account)
+    index = {d: device for device in devices for d in device.device_ids}
+
+    def indexed(ref: DeviceId) -> Flow[Device | None]:
+        yield from ()  # a flow that needs no I/O
+        return index.get(ref)
+
+    return indexed
+
+
+def _check_item(
+    api: ThingSpaceFlows,
+    item: SwapItem,
+    lookup: Lookup,
+    plans: set[str],
+    request: SwapRequest,
+    now: float,
+) -> Flow[tuple[Device | None, list[Problem]]]:
+    problems = _format_problems(item)
+    if problems:
+        return None, problems
+    try:
+        device = yield from lookup(item.device)
+    except ThingSpaceError as error:
+        return None, [Problem("thingspace.error", f"device lookup failed: {error}")]
+    if device is None:
+        return None, [
+            Problem(
+                "device.not_found",
+                f"no {item.device.kind} {item.device.id} in account {request.account_name}",
+            )
+        ]
+    if device.state != "active":
+        problems.append(
+            Problem("device.not_active", f"device is {device.state or 'in no state'}, not active")
+        )
+    if not device.mdn:
+        problems.append(
+            Problem(
+                "device.no_mdn", "device has no MDN (ThingSpace requires one to change identifiers)"
+            )
+        )
+    for new in item.new:
+        if device.identifier(new.kind) == new.id:
+            problems.append(Problem("new_id.same", f"device already has {new.kind} {new.id}"))
+            continue
+        try:
+            holder = yield from lookup(new)
+        except ThingSpaceError as error:
+            problems.append(
+                Problem("thingspace.error", f"lookup of {new.kind} {new.id} failed: {error}")
+            )
+            continue
+        if holder is not None:
+            problems.append(
+                Problem(
+                    "new_id.in_use",
+                    f"{new.kind} {new.id} is already in the account (on line {holder.mdn})",
+                )
+            )
+    target = item.target_plan or request.target_plan
+    if target and target not in plans:
+        problems.append(Problem("plan.unknown", f"plan {target!r} is not one of the account's"))
+    elif target and target != device.service_plan and not problems:
+        problems += yield from _plan_limit(api, item.device, now)
+    return device, problems
+
+
+def _format_problems(item: SwapItem) -> list[Problem]:
+    problems: list[Problem] = []
+    inferred = infer_option(item.new)
+    if inferred is None:
+        return [
+            Problem(
+                "option.unsupported", "new identifiers must be an ICCID, an IMEI, or one of each"
+            )
+        ]
+    if item.option is not None and item.option is not inferred:
+        supported = item.option in SUPPORTED_OPTIONS.values()
+        what = "does not fit the new identifiers given" if supported else "is not supported"
+        problems.append(Problem("option.mismatch", f"{item.option.value} {what}"))
+    for ref in (item.device, *item.new):
+        try:
+            parse_identifier(ref.kind, ref.id)
+        except IdentifierError as error:
+            problems.append(Problem("identifier.invalid", error.message))
+    return problems
+
+
+def _plan_limit(api: ThingSpaceFlows, ref: DeviceId, now: float) -> Flow[list[Problem]]:
+    moment = datetime.fromtimestamp(now, timezone.utc)
+    month = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    try:
+        page = yield from api.history(ref, month.isoformat(), moment.isoformat())
+    except ThingSpaceError as error:
+        return [Problem("thingspace.error", f"plan history unavailable: {error}")]
+    changes = sum(1 for e in page.provisioning_history if "plan" in (e.event_type or "").lower())
+    if changes >= PLAN_CHANGES_PER_MONTH:
+        return [
+            Problem(
+                "plan.limit",
+                f"{changes} plan changes this month already "
+                f"(ThingSpace allows {PLAN_CHANGES_PER_MONTH})",
+            )
+        ]
+    return []
