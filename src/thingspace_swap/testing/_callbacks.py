@@ -105,12 +105,18 @@ def callback_body(
 
 @dataclass
 class Delivery:
-    """One callback message and how many times it has been attempted."""
+    """One callback message and how many times it has been attempted.
+
+    ``request_index`` and ``route`` name the HTTP request that created the message (fault
+    injection scopes and logs callback faults by them).
+    """
 
     url: str
     body: dict[str, Any]
     attempts: int = 0
     statuses: list[int] = field(default_factory=list)
+    request_index: int | None = None
+    route: str | None = None
 
     def next_body(self) -> dict[str, Any]:
         """The body of the next attempt (``callbackCount`` counts attempts from 1)."""

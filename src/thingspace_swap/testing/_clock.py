@@ -1,13 +1,14 @@
-"""A virtual clock shared by the simulator and the code under test."""
+"""Clocks shared by the simulator and the code under test: virtual time, or the real one."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time as _time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-__all__ = ["DEFAULT_EPOCH", "VirtualClock"]
+__all__ = ["DEFAULT_EPOCH", "VirtualClock", "WallClock"]
 
 #: 2026-01-01T00:00:00Z, where every virtual clock starts unless told otherwise.
 DEFAULT_EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
@@ -72,3 +73,45 @@ class VirtualClock:
                     self._listeners.remove(listener)
 
         return unsubscribe
+
+
+def _no_op() -> None:
+    return None
+
+
+class WallClock(VirtualClock):
+    """Real time with the :class:`VirtualClock` interface, for a simulator served over HTTP.
+
+    ``time``, ``monotonic`` and the sleeps are the system's; time cannot be advanced, so
+    :meth:`advance` (and with it ``ThingSpaceSimulator.advance``/``run_until_idle``) raises.
+    Nothing is ever notified: :meth:`subscribe` returns a no-op, and due work runs when a
+    request arrives or when something (``SimulatorServer``'s ticker) calls ``run_due()``.
+    It subclasses ``VirtualClock`` only so it fits wherever a simulator clock is expected.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(_time.time(), monotonic_start=_time.monotonic())
+
+    def time(self) -> float:
+        """Epoch seconds (:func:`time.time`)."""
+        return _time.time()
+
+    def monotonic(self) -> float:
+        """:func:`time.monotonic`."""
+        return _time.monotonic()
+
+    def advance(self, seconds: float) -> None:
+        """Always raises: real time moves on its own."""
+        raise NotImplementedError("a WallClock cannot be advanced; wait (or sleep) instead")
+
+    def sleep(self, seconds: float) -> None:
+        """Block for ``seconds`` of real time (negative values count as zero)."""
+        _time.sleep(max(0.0, seconds))
+
+    async def sleep_async(self, seconds: float) -> None:
+        """Wait ``seconds`` of real time on the event loop."""
+        await asyncio.sleep(max(0.0, seconds))
+
+    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Accept ``listener`` but never call it; returns a no-op unsubscribe."""
+        return _no_op

@@ -24,7 +24,12 @@ _SERVICE_TYPES = ("3g", "4g", "5g")
 def change_identifier(
     engine: Engine, session: Session, service_type: str, body: dict[str, Any]
 ) -> dict[str, Any]:
-    """``PUT /devices/{serviceType}/actions/deviceId``: validate, then queue the swap."""
+    """``PUT /devices/{serviceType}/actions/deviceId``: validate, then queue the swap.
+
+    Every call is counted against the line its ``deviceIds`` name (by current or former
+    identifiers) before any check, so ``sim.submissions`` sees rejected resubmissions too.
+    """
+    engine.count_submission(_selector_or_none(body))
     if service_type.lower() not in _SERVICE_TYPES:
         raise M2MError(Codes.SERVICE_TYPE_INVALID, f"Unknown service type {service_type!r}")
     option = _change_option(body)
@@ -53,6 +58,13 @@ def change_identifier(
     if fault is not None:
         raise M2MError(*fault)
     return engine.submit(session, device.account, "changeIdentifier", [selector], params)
+
+
+def _selector_or_none(body: dict[str, Any]) -> DeviceIdList | None:
+    try:
+        return parse_device_ids(body.get("deviceIds"), "deviceIds")
+    except M2MError:
+        return None
 
 
 def _change_option(body: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import random
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import tzinfo
@@ -25,6 +26,7 @@ from ._callbacks import (
 )
 from ._clock import VirtualClock
 from ._errors import Codes, M2MError
+from ._faults import FaultInjector, Faults
 from ._identifiers import KINDS
 from ._inventory import (
     DEVICE_STATES,
@@ -49,7 +51,10 @@ from ._wire import (
     ids_json,
 )
 
-__all__ = ["AsyncRequest", "DeviceResult", "Engine"]
+__all__ = ["AsyncRequest", "DeviceResult", "Engine", "Origin"]
+
+#: The HTTP request being processed: ``(request index, route name)``.
+Origin = tuple[int, str]
 
 #: Actions of ``/devices/actions/{action}`` and their provisioning-history event types.
 _EVENT_TYPES: Mapping[str, str] = MappingProxyType(
@@ -87,7 +92,11 @@ class DeviceResult:
 
 @dataclass
 class AsyncRequest:
-    """A state-changing request: ``Pending`` until due, then ``Success`` or ``Failure``."""
+    """A state-changing request: ``Pending`` until due, then ``Success`` or ``Failure``.
+
+    ``request_index`` and ``route`` name the HTTP request that created it (see
+    ``sim.received``); ``callbacks_early`` is set by ``Faults.callbacks_before_response``.
+    """
 
     request_id: str
     account: str
@@ -98,6 +107,9 @@ class AsyncRequest:
     params: dict[str, Any]
     results: list[DeviceResult]
     status: str = "Pending"
+    request_index: int | None = None
+    route: str | None = None
+    callbacks_early: bool = False
 
 
 @dataclass
@@ -123,11 +135,13 @@ class _RestoreJob:
 
 
 @dataclass(frozen=True)
-class _RedeliverJob:
+class _DeliverJob:
+    """A (delayed or repeated) delivery attempt."""
+
     delivery: Delivery
 
 
-_Job = _ApplyJob | _RestoreJob | _RedeliverJob
+_Job = _ApplyJob | _RestoreJob | _DeliverJob
 
 
 @dataclass
@@ -153,6 +167,7 @@ class Engine:
         options: EngineOptions,
         stats: SimulatorStats,
         tz: tzinfo,
+        faults: FaultInjector | None = None,
     ) -> None:
         self.clock = clock
         self.rng = rng
@@ -170,6 +185,13 @@ class Engine:
             session_idle_timeout=self.limits.session_idle_timeout,
             max_failed_logins=self.limits.max_failed_logins,
         )
+        self.faults = faults if faults is not None else FaultInjector(0, Faults(), stats)
+        #: The HTTP request being processed, set by the simulator around dispatch.
+        self.origin: Origin | None = None
+        #: Change-identifier submissions per line (``device_id``).
+        self.submissions: Counter[int] = Counter()
+        #: Identifiers a device had before a change of identifier: (kind, value) -> device.
+        self.former: dict[tuple[str, str], Device] = {}
         self.requests: dict[str, AsyncRequest] = {}
         self.outbox: list[tuple[str, dict[str, Any]]] = []
         self._ready: list[Delivery] = []
@@ -204,6 +226,22 @@ class Engine:
         if found is not None and account is not None and found.account != account:
             return None
         return found
+
+    def line(self, selector: DeviceIdList) -> Device | None:
+        """The device ``selector`` names by current or former identifiers (any account)."""
+        found: Device | None = None
+        for kind, value in selector:
+            device = self.inventory.find(kind, value) or self.former.get((kind, value))
+            if device is None or (found is not None and device is not found):
+                return None
+            found = device
+        return found
+
+    def count_submission(self, selector: DeviceIdList | None) -> None:
+        """Count a change-identifier submission against the line it names, if any."""
+        device = None if selector is None else self.line(selector)
+        if device is not None:
+            self.submissions[device.device_id] += 1
 
     def _schedule(self, due: float, job: _Job) -> None:
         self._seq += 1
@@ -289,9 +327,7 @@ class Engine:
         delivery.statuses.append(status)
         ok = 200 <= status < 300
         if not ok and delivery.attempts < self.options.max_callback_threshold:
-            self._schedule(
-                self.now() + self.options.callback_retry_interval, _RedeliverJob(delivery)
-            )
+            self._schedule(self.now() + self.options.callback_retry_interval, _DeliverJob(delivery))
 
     # Asynchronous requests -----------------------------------------------------------------
 
@@ -304,15 +340,24 @@ class Engine:
         params: dict[str, Any],
     ) -> dict[str, Any]:
         now = self.now()
+        origin = self.origin
+        index, route = origin if origin is not None else (None, None)
+        delay = self.options.request_delay
+        early = self.faults.callbacks_early(
+            origin, effective=delay > 0 or self.faults.faults.callback_delay > 0
+        )
         request = AsyncRequest(
             request_id=self.new_uuid(),
             account=account,
             action=action,
             created_at=now,
-            due_at=now + self.options.request_delay,
+            due_at=now if early else now + delay,
             event_by=session.username,
             params=params,
             results=[DeviceResult(selector) for selector in selectors],
+            request_index=index,
+            route=route,
+            callbacks_early=early,
         )
         self.requests[request.request_id] = request
         self.stats.requests_submitted += 1
@@ -320,7 +365,7 @@ class Engine:
         return {"requestId": request.request_id}
 
     def _apply(self, request: AsyncRequest) -> None:
-        for result in request.results:
+        for position, result in enumerate(request.results):
             if request.action == "changeIdentifier":
                 outcome = self._apply_change(request, result)
             else:
@@ -333,13 +378,14 @@ class Engine:
                 if outcome.fault:
                     extra["FaultCode"] = outcome.fault[0]
                 self._record(outcome.device, request.action, result.status, request.event_by, extra)
-            self._callback(request, outcome.before, outcome.response, outcome.fault)
+            self._callback(request, position, outcome.before, outcome.response, outcome.fault)
         failed = any(r.fault for r in request.results)
         request.status = "Failure" if failed else "Success"
 
     def _callback(
         self,
         request: AsyncRequest,
+        position: int,
         ids: DeviceIdList,
         response: dict[str, Any] | None,
         fault: Fault | None,
@@ -356,7 +402,26 @@ class Engine:
             response=response,
             fault=fault,
         )
-        self._ready.append(Delivery(registration.url, body))
+        origin = None
+        if request.request_index is not None and request.route is not None:
+            origin = request.request_index, request.route
+        drop, duplicate, delay = self.faults.callback_fate(
+            origin, position, early=request.callbacks_early
+        )
+        if drop:
+            return
+        copies = 2 if duplicate else 1
+        for _ in range(copies):
+            delivery = Delivery(
+                registration.url,
+                dict(body),
+                request_index=request.request_index,
+                route=request.route,
+            )
+            if delay > 0:
+                self._schedule(self.now() + delay, _DeliverJob(delivery))
+            else:
+                self._ready.append(delivery)
 
     def _apply_action(self, request: AsyncRequest, result: DeviceResult) -> _Outcome:
         action = request.action
@@ -425,6 +490,9 @@ class Engine:
         changed = apply_change(
             self.inventory, device, option, new_ids, self.rng, npa_nxx=params.get("npaNxx")
         )
+        for kind, value in old.items():
+            if device.identifiers.get(kind) != value:
+                self.former[(kind, value)] = device
         if plan is not None:
             device.plan = plan
         for kind, value in changed:

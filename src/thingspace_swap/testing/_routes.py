@@ -76,6 +76,8 @@ class _Route:
     m2m: bool = True
     #: Checks the session token (every M2M route but login).
     session: bool = True
+    #: Changes devices (its JSON body is kept in ``sim.received``; no secrets in it).
+    mutating: bool = False
 
     @property
     def name(self) -> str:
@@ -151,14 +153,21 @@ def _routes() -> list[_Route]:
         _Route("POST", "/api/ts/v1/oauth2/token", _token, m2m=False),
         _Route("POST", f"{m2m}/session/login", _login, session=False),
         _Route("POST", f"{m2m}/session/logout", _logout),
-        _Route("PUT", f"{m2m}/devices/{{serviceType}}/actions/deviceId", _change_identifier),
+        _Route(
+            "PUT",
+            f"{m2m}/devices/{{serviceType}}/actions/deviceId",
+            _change_identifier,
+            mutating=True,
+        ),
         _Route("POST", f"{m2m}/devices/actions/list", _list),
-        _Route("POST", f"{m2m}/devices/actions/activate", _provisioner("activate")),
-        _Route("POST", f"{m2m}/devices/actions/suspend", _provisioner("suspend")),
-        _Route("POST", f"{m2m}/devices/actions/restore", _provisioner("restore")),
-        _Route("POST", f"{m2m}/devices/actions/deactivate", _provisioner("deactivate")),
-        _Route("PUT", f"{m2m}/devices/actions/plan", _provisioner("plan")),
-        _Route("POST", f"{m2m}/devices/actions/delete", _delete),
+        _Route("POST", f"{m2m}/devices/actions/activate", _provisioner("activate"), mutating=True),
+        _Route("POST", f"{m2m}/devices/actions/suspend", _provisioner("suspend"), mutating=True),
+        _Route("POST", f"{m2m}/devices/actions/restore", _provisioner("restore"), mutating=True),
+        _Route(
+            "POST", f"{m2m}/devices/actions/deactivate", _provisioner("deactivate"), mutating=True
+        ),
+        _Route("PUT", f"{m2m}/devices/actions/plan", _provisioner("plan"), mutating=True),
+        _Route("POST", f"{m2m}/devices/actions/delete", _delete, mutating=True),
         _Route("POST", f"{m2m}/devices/history/actions/list", _history),
         _Route("GET", f"{m2m}/plans/{{accountName}}", _plans),
         _Route("GET", f"{m2m}/accounts/{{accountName}}", _account),
@@ -192,8 +201,25 @@ class Router:
             raise GatewayFault("900906", f"Method {method} is not allowed on {path}", status=405)
         return None
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every route name, e.g. ``"POST /api/m2m/v1/session/login"``."""
+        return tuple(route.name for route, _ in self.routes)
+
+    def route_of(self, method: str, path: str) -> _Route | None:
+        """The route ``method`` and ``path`` would be dispatched to (None: unmatched)."""
+        for route, pattern in self.routes:
+            if route.method == method and pattern.match(path):
+                return route
+        return None
+
     def dispatch(self, request: httpx.Request) -> httpx.Response:
         """Answer one request."""
+        status, body = self.answer(request)
+        return httpx.Response(status, json=body)
+
+    def answer(self, request: httpx.Request) -> tuple[int, Any]:
+        """Answer one request as ``(status, JSON body)``."""
         stats = self.engine.stats
         try:
             matched = self.match(request.method.upper(), request.url.path)
@@ -212,4 +238,4 @@ class Router:
             status, body = route.handler(self.engine, _Call(request, params, session))
         except SimulatorHTTPError as error:
             status, body = error.status, error.body
-        return httpx.Response(status, json=body)
+        return status, body

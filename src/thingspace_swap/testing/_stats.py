@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
-__all__ = ["SimulatorStats"]
+__all__ = ["ReceivedRequest", "SimulatorStats"]
 
 
 @dataclass
@@ -14,7 +15,8 @@ class SimulatorStats:
 
     ``routes`` counts requests per route template, e.g.
     ``"PUT /api/m2m/v1/devices/{serviceType}/actions/deviceId"``; unmatched requests count
-    under ``"UNMATCHED"``.
+    under ``"UNMATCHED"``. ``faults`` counts injected faults by kind (``FaultKind``), and
+    ``requests_received`` every request ``handle`` was given, faulted or not.
     """
 
     token_requests: int = 0
@@ -24,3 +26,27 @@ class SimulatorStats:
     requests_submitted: int = 0
     callback_attempts: int = 0
     routes: Counter[str] = field(default_factory=Counter)
+    requests_received: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    """One request the simulator received (headers are never kept: they hold secrets).
+
+    ``index`` counts requests from 0; ``time`` is the clock's epoch seconds when it was
+    processed (after any injected latency); ``route`` is the route name or ``"UNMATCHED"``.
+    ``status`` is what the client saw, or ``"lost"`` when the response was lost (raised).
+    ``body`` is the parsed JSON body of device-changing routes only (swaps, provisioning,
+    delete), None otherwise. ``faults`` lists the fault kinds injected into this request.
+    """
+
+    index: int
+    time: float
+    method: str
+    path: str
+    route: str
+    status: int | Literal["lost"]
+    request_id: str | None = None
+    body: Any = None
+    faults: tuple[str, ...] = ()

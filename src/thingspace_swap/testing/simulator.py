@@ -7,15 +7,21 @@ Typical use::
     client = httpx.Client(transport=sim.transport(), base_url="https://sim.thingspace.test")
     ...
     sim.advance(30)          # pending requests complete, callbacks go out
+
+Faults (throttling, 5xx, latency, expiries, callback mischief, lost responses) are injected
+through ``faults=Faults(...)`` or ``sim.faults``, deterministically from the seed; what happened
+is in ``sim.received``, ``sim.fault_log``, ``sim.submission_counts()`` and ``sim.stats``.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import threading
+from collections import deque
 from collections.abc import Callable
 from datetime import timedelta, timezone, tzinfo
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -23,12 +29,13 @@ from ._auth import SimulatorCredentials
 from ._callbacks import Delivery
 from ._clock import VirtualClock
 from ._engine import AsyncRequest, Engine, EngineOptions
+from ._faults import FaultInjector, FaultRecord, Faults, RequestPlan, ResponseLost, lost_body
 from ._identifiers import identifier_problem
 from ._inventory import Account, Device, Plan
 from ._populate import Population, populate
 from ._routes import Router
 from ._rules import SimulatorLimits
-from ._stats import SimulatorStats
+from ._stats import ReceivedRequest, SimulatorStats
 
 __all__ = ["DeliverFn", "ThingSpaceSimulator"]
 
@@ -58,6 +65,8 @@ class ThingSpaceSimulator:
         request_status_for_all: Serve request status for every request type, not only the
             documented activate/suspend/restore/deactivate.
         auto_run: Run due work whenever the clock advances (even through the client's sleeps).
+        faults: Injected faults (none by default); replaceable at runtime via ``sim.faults``.
+        max_received: Keep only the latest this many ``sim.received`` records (None: all).
     """
 
     def __init__(
@@ -75,6 +84,8 @@ class ThingSpaceSimulator:
         strict_spares: bool = False,
         request_status_for_all: bool = False,
         auto_run: bool = True,
+        faults: Faults | None = None,
+        max_received: int | None = None,
     ) -> None:
         self.clock = clock if clock is not None else VirtualClock()
         self.credentials = credentials if credentials is not None else SimulatorCredentials()
@@ -91,8 +102,16 @@ class ThingSpaceSimulator:
             limits=limits if limits is not None else SimulatorLimits(),
         )
         self._rng = random.Random(seed)
-        self._engine = Engine(self.clock, self._rng, self.credentials, options, self.stats, tz)
+        self._injector = FaultInjector(seed, Faults(), self.stats)
+        self._engine = Engine(
+            self.clock, self._rng, self.credentials, options, self.stats, tz, self._injector
+        )
         self._router = Router(self._engine)
+        if faults is not None:
+            self._check_scope(faults)
+            self._injector.replace(faults)
+        self._received: deque[ReceivedRequest] = deque(maxlen=max_received)
+        self._next_index = 0
         self._lock = threading.RLock()
         self._local = threading.local()
         self._unsubscribe = self.clock.subscribe(self.run_due) if auto_run else None
@@ -100,13 +119,58 @@ class ThingSpaceSimulator:
     # HTTP ----------------------------------------------------------------------------------
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        """Answer one request (thread-safe), then deliver the callbacks that became due."""
+        """Answer one request (thread-safe), then deliver the callbacks that became due.
+
+        Raises:
+            ResponseLost: The request was processed but ``Faults.lost_response_rate`` lost
+                its response (an ``httpx.ReadTimeout``).
+        """
+        method, path = request.method.upper(), request.url.path
         with self._lock:
             self._engine.run_due()
-            response = self._router.dispatch(request)
+            index = self._next_index
+            self._next_index += 1
+            self.stats.requests_received += 1
+            route = self._router.route_of(method, path)
+            name = "UNMATCHED" if route is None else route.name
+            plan = self._injector.plan(index, name, oauth=route is not None and not route.m2m)
+        if plan.latency > 0:
+            self.clock.sleep(plan.latency)  # outside the lock: a wall clock really sleeps
+        headers: dict[str, str] = {}
+        with self._lock:
+            self._engine.run_due()
+            if plan.expire_token:
+                self._engine.auth.expire_access_token()
+            if plan.expire_sessions:
+                self._engine.auth.expire_sessions()
+            if plan.reject is not None:
+                self.stats.routes[name] += 1
+                status, body, headers = plan.reject
+            else:
+                self._engine.origin = (index, name)
+                try:
+                    status, body = self._router.answer(request)
+                finally:
+                    self._engine.origin = None
+            seen: int | Literal["lost"] = status
+            if plan.lost:
+                seen = "lost" if plan.lost_status is None else plan.lost_status
+            self._received.append(
+                ReceivedRequest(
+                    index=index,
+                    time=self.clock.time(),
+                    method=method,
+                    path=path,
+                    route=name,
+                    status=seen,
+                    request_id=_request_id(status, body),
+                    body=_json_body(request) if route is not None and route.mutating else None,
+                    faults=plan.kinds,
+                )
+            )
             self._engine.run_due()
         self._flush()
-        return response
+        return _respond(request, plan, status, body, headers)
 
     def transport(self) -> httpx.MockTransport:
         """A transport for both ``httpx.Client`` and ``httpx.AsyncClient``."""
@@ -159,7 +223,7 @@ class ThingSpaceSimulator:
             while True:
                 with self._lock:
                     self._engine.run_due()
-                    batch = self._engine.take_ready()
+                    batch = self._injector.reorder(self._engine.take_ready())
                 if not batch:
                     return
                 for delivery in batch:
@@ -181,6 +245,63 @@ class ThingSpaceSimulator:
                 status = 0
         with self._lock:
             self._engine.delivery_done(delivery, status)
+
+    # Faults and introspection -------------------------------------------------------------
+
+    @property
+    def faults(self) -> Faults:
+        """The faults injected from now on (settable at runtime; thread-safe)."""
+        return self._injector.faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        self._check_scope(faults)
+        with self._lock:
+            self._injector.replace(faults)
+
+    def _check_scope(self, faults: Faults) -> None:
+        if faults.only is not None:
+            unknown = faults.only - {*self.route_names, "UNMATCHED"}
+            if unknown:
+                raise ValueError(f"unknown route names in Faults.only: {sorted(unknown)}")
+
+    @property
+    def route_names(self) -> tuple[str, ...]:
+        """Every route name, as used by ``Faults.only``, ``sim.received`` and ``stats.routes``."""
+        return self._router.names
+
+    @property
+    def fault_log(self) -> list[FaultRecord]:
+        """Every injected fault as ``(request_index, route_name, fault_kind)``, oldest first."""
+        with self._lock:
+            return list(self._injector.log)
+
+    @property
+    def received(self) -> list[ReceivedRequest]:
+        """Every request received (the latest ``max_received``), oldest first."""
+        with self._lock:
+            return list(self._received)
+
+    def submissions(self, line: int | str | Device) -> int:
+        """Change-identifier submissions that reached processing for one line.
+
+        ``line`` is a ``Device``, its ``device_id`` or any identifier it has now (e.g. its
+        MDN). Every PUT counts, including those rejected, failed later or whose response was
+        lost, and those naming the line by an identifier it had before a swap.
+        """
+        with self._lock:
+            if isinstance(line, Device):
+                key = line.device_id
+            elif isinstance(line, int):
+                key = line
+            else:
+                key = self.device(line).device_id
+            return self._engine.submissions[key]
+
+    def submission_counts(self) -> dict[int, int]:
+        """Change-identifier submissions per line: ``device_id -> count`` (lines with any)."""
+        with self._lock:
+            return dict(sorted(self._engine.submissions.items()))
 
     # Test hooks ----------------------------------------------------------------------------
 
@@ -396,6 +517,34 @@ class ThingSpaceSimulator:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+
+
+def _request_id(status: int, body: object) -> str | None:
+    if status == 200 and isinstance(body, dict):
+        value = body.get("requestId")
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _json_body(request: httpx.Request) -> object:
+    try:
+        return json.loads(request.content)
+    except ValueError:  # UnicodeDecodeError included
+        return None
+
+
+def _respond(
+    request: httpx.Request, plan: RequestPlan, status: int, body: object, headers: dict[str, str]
+) -> httpx.Response:
+    if plan.lost:
+        if plan.lost_status is None:
+            raise ResponseLost(
+                "simulated fault: the request was processed but its response was lost",
+                request=request,
+            )
+        return httpx.Response(plan.lost_status, json=lost_body())
+    return httpx.Response(status, json=body, headers=headers)
 
 
 def _check_identifiers(ids: dict[str, str]) -> None:
