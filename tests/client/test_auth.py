@@ -342,3 +342,34 @@ def test_context_managers(fake: FakeThingSpace, credentials: ts.Credentials) -> 
 
     asyncio.run(use_async())
     assert fake.count(LOGOUT) == 2
+
+
+async def test_login_refused_for_an_expired_bearer_renews_it_once(
+    make_client: Any, fake: FakeThingSpace
+) -> None:
+    fake.routes[LOGIN] = [
+        gateway_fault("900901"),
+        httpx.Response(200, json={"sessionToken": "s-2"}),
+    ]
+    fake.routes[PLANS] = [plans_ok()]
+    client = make_client()
+    await resolve(client.plans.list())
+    assert fake.count(TOKEN) == 2
+    assert fake.count(LOGIN) == 2
+    assert fake.last(PLANS).headers["VZ-M2M-Token"] == "s-2"
+
+
+async def test_login_refused_twice_by_the_gateway_is_raised_but_does_not_block(
+    make_client: Any, fake: FakeThingSpace
+) -> None:
+    fake.routes[LOGIN] = [
+        gateway_fault("900901"),
+        gateway_fault("900901"),
+        httpx.Response(200, json={"sessionToken": "s-3"}),
+    ]
+    fake.routes[PLANS] = [plans_ok()]
+    client = make_client()
+    with pytest.raises(ts.LoginError):
+        await resolve(client.plans.list())
+    await resolve(client.plans.list())
+    assert fake.count(LOGIN) == 3

@@ -151,7 +151,13 @@ class AuthState:
         body = LoginRequest(self.credentials.username, self.credentials.password)
         call = Call(LOGIN, body=body)
         try:
-            response = yield from engine.call(call, retry=False, tokens=tokens)
+            try:
+                response = yield from engine.call(call, retry=False, tokens=tokens)
+            except AuthenticationError:
+                # The gateway refused the bearer before the password was looked at: renew the
+                # bearer once and log in with it (this cannot count toward the lockout).
+                tokens = yield from self._fetch_bearer(engine, attrs.evolve(tokens, bearer=None))
+                response = yield from engine.call(call, retry=False, tokens=tokens)
         except ThingSpaceError as exc:
             error = LoginError(
                 f"M2M login failed: {exc.message}; {_LOCKOUT_NOTE}",
