@@ -19,7 +19,7 @@ import attrs
 
 from ..clock import Clock, SystemClock
 from ..models import DeviceId
-from .model import TERMINAL, Batch, BatchState, Change, Priority
+from .model import TERMINAL, Batch, Change, Priority
 from .ports import (
     AuditEntry,
     ConflictError,
@@ -356,7 +356,7 @@ class MemoryStore:
     def batches(self, *, open_only: bool = True) -> Iterable[Batch]:
         with self._lock:
             found = list(self._batches.values())
-        return [b for b in found if not open_only or b.state is BatchState.OPEN]
+        return [b for b in found if not open_only or b.completed_at is None]
 
     def due_changes(self, now: float, limit: int = 100) -> list[Change]:
         with self._lock:

@@ -608,7 +608,7 @@ class _Orchestrator(Faced[Mode]):
     def _complete(self, batch_id: str) -> None:
         for _ in range(_CONFLICT_RETRIES):
             batch = self.store.get_batch(batch_id)
-            if batch is None or batch.state is not BatchState.OPEN:
+            if batch is None or batch.completed_at is not None:
                 return
             changes = list(self.store.changes(batch_id))
             if not all(c.phase in TERMINAL for c in changes):
@@ -625,9 +625,14 @@ class _Orchestrator(Faced[Mode]):
                 return
             summary = dict(Counter(c.phase.value for c in changes))
             now = self.clock.time()
+            final = (
+                BatchState.CANCELLED
+                if batch.state is BatchState.CANCELLED
+                else BatchState.COMPLETED
+            )
             completed = attrs.evolve(
                 batch,
-                state=BatchState.COMPLETED,
+                state=final,
                 completed_at=now,
                 summary=summary,
                 terminal=len(changes),
@@ -646,7 +651,7 @@ class _Orchestrator(Faced[Mode]):
                 f"batch:{batch_id}",
                 completed.audit_seq + 1,
                 completed,
-                state=BatchState.COMPLETED.value,
+                state=final.value,
                 severity="info" if ok else "warning",
                 payload={"summary": summary, "size": batch.size},
             )
@@ -770,34 +775,30 @@ class _Orchestrator(Faced[Mode]):
         return [c for c in self.store.changes(batch_id) if c.phase is Phase.MANUAL_REVIEW]
 
     def cancel(self, batch_id: str, *, actor: str = "unknown") -> BatchStatus:
-        """Cancel every change not yet submitted; submitted ones run to their end."""
-        batch = self.batch(batch_id)
-        for change in self.store.changes(batch_id):
-            _run_now(self._drive(change.change_id, Cancel(f"batch cancelled by {actor}"), io=False))
+        """Cancel every change not yet submitted; submitted ones run to their end, and the
+        batch completes (as cancelled) when they have."""
         for _ in range(_CONFLICT_RETRIES):
             batch = self.batch(batch_id)
             if batch.state is not BatchState.OPEN:
                 break
             try:
-                self._write_batch(
-                    batch,
-                    attrs.evolve(batch, state=BatchState.CANCELLED),
-                    "batch cancelled",
-                    "",
-                    actor,
-                )
-                self._notify(
-                    "batch.cancelled",
-                    f"batch:{batch_id}",
-                    batch.audit_seq + 1,
-                    batch,
-                    state="cancelled",
-                    severity="warning",
-                    payload={"actor": actor},
-                )
-                break
+                cancelled = attrs.evolve(batch, state=BatchState.CANCELLED)
+                self._write_batch(batch, cancelled, "batch cancelled", "", actor)
             except ConflictError:
                 continue
+            self._notify(
+                "batch.cancelled",
+                f"batch:{batch_id}",
+                batch.audit_seq + 1,
+                batch,
+                state="cancelled",
+                severity="warning",
+                payload={"actor": actor},
+            )
+            break
+        for change in self.store.changes(batch_id):
+            _run_now(self._drive(change.change_id, Cancel(f"batch cancelled by {actor}"), io=False))
+        self._complete(batch_id)
         return self.status(batch_id)
 
     def retry_failed(self, batch_id: str, *, actor: str = "unknown") -> list[str]:

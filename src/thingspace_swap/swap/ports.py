@@ -171,7 +171,8 @@ class Store(Protocol):
         ...
 
     def batches(self, *, open_only: bool = True) -> Iterable[Batch]:
-        """Batches (only the open ones by default)."""
+        """Batches; by default only those not completed yet (``completed_at`` is None, which
+        includes cancelled batches whose submitted changes are still running)."""
         ...
 
     def due_changes(self, now: float, limit: int = 100) -> list[Change]:

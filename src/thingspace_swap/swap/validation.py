@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import attrs
 
 from .._core.commands import Flow
-from ..errors import IdentifierError, ThingSpaceError
+from ..errors import IdentifierError
 from ..identifiers import parse_identifier
 from ..models import Device, DeviceId
 from .reports import ItemCheck, Problem, ValidationReport
@@ -31,13 +31,12 @@ def validate(
     line_owner: Callable[[str], str | None],
     now: float,
 ) -> Flow[ValidationReport]:
-    """Check every item; nothing is changed. ``line_owner`` names a change in flight on a line."""
+    """Check every item; nothing is changed. ``line_owner`` names a change in flight on a line.
+
+    A ThingSpace error (after the client's own retries) is raised, not reported against the
+    device: the device is not known to be invalid, and nothing has been created yet."""
     account = request.account_name
-    try:
-        plans = yield from api.plans(account)
-    except ThingSpaceError as error:
-        problem = Problem("thingspace.error", f"cannot list the account's plans: {error}")
-        return ValidationReport(account, (), (), (problem,))
+    plans = yield from api.plans(account)
     known_plans = {p.code for p in plans if p.code} | {p.name for p in plans}
     request_problems: list[Problem] = []
     if request.target_plan and request.target_plan not in known_plans:
@@ -111,10 +110,7 @@ def _check_item(
     problems = _format_problems(item)
     if problems:
         return None, problems
-    try:
-        device = yield from lookup(item.device)
-    except ThingSpaceError as error:
-        return None, [Problem("thingspace.error", f"device lookup failed: {error}")]
+    device = yield from lookup(item.device)
     if device is None:
         return None, [
             Problem(
@@ -136,13 +132,7 @@ def _check_item(
         if device.identifier(new.kind) == new.id:
             problems.append(Problem("new_id.same", f"device already has {new.kind} {new.id}"))
             continue
-        try:
-            holder = yield from lookup(new)
-        except ThingSpaceError as error:
-            problems.append(
-                Problem("thingspace.error", f"lookup of {new.kind} {new.id} failed: {error}")
-            )
-            continue
+        holder = yield from lookup(new)
         if holder is not None:
             problems.append(
                 Problem(
@@ -182,10 +172,7 @@ def _format_problems(item: SwapItem) -> list[Problem]:
 def _plan_limit(api: ThingSpaceFlows, ref: DeviceId, now: float) -> Flow[list[Problem]]:
     moment = datetime.fromtimestamp(now, timezone.utc)
     month = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    try:
-        page = yield from api.history(ref, month.isoformat(), moment.isoformat())
-    except ThingSpaceError as error:
-        return [Problem("thingspace.error", f"plan history unavailable: {error}")]
+    page = yield from api.history(ref, month.isoformat(), moment.isoformat())
     changes = sum(1 for e in page.provisioning_history if "plan" in (e.event_type or "").lower())
     if changes >= PLAN_CHANGES_PER_MONTH:
         return [
