@@ -9,16 +9,26 @@ import pytest
 from tests.conftest import resolve
 
 import thingspace_swap as ts
-from thingspace_swap.testing import Population, ThingSpaceSimulator
+from thingspace_swap.testing import Faults, Population, ThingSpaceSimulator
 
 
 @pytest.fixture(params=["sync", "async"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=["in-process", "loopback-http"])
+def over_http(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param == "loopback-http")
+
+
+@pytest.fixture
 async def client(
-    request: pytest.FixtureRequest, make_thingspace_client: Callable[..., Any]
+    mode: str, over_http: bool, make_thingspace_client: Callable[..., Any]
 ) -> AsyncIterator[Any]:
-    made = make_thingspace_client(asynchronous=request.param == "async")
+    made = make_thingspace_client(asynchronous=mode == "async", over_http=over_http)
     yield made
-    await resolve(made.close() if request.param == "sync" else made.aclose())
+    await resolve(made.close() if mode == "sync" else made.aclose())
 
 
 async def collect(iterator: Any) -> list[Any]:
@@ -147,6 +157,15 @@ async def test_callbacks_registration_and_delivery(
     assert await resolve(client.callbacks.list()) == []
 
 
+async def test_throttling_is_retried(
+    client: Any, thingspace_simulator: ThingSpaceSimulator
+) -> None:
+    thingspace_simulator.faults = Faults(throttle_rate=0.5, retry_after=1.0)
+    for _ in range(10):
+        assert await resolve(client.plans.list())
+    assert thingspace_simulator.stats.faults["throttle"] > 0
+
+
 async def test_token_and_session_expiry_are_renewed(
     client: Any, thingspace_simulator: ThingSpaceSimulator
 ) -> None:
@@ -161,24 +180,28 @@ async def test_token_and_session_expiry_are_renewed(
 
 
 async def test_wrong_password_makes_one_attempt_and_never_locks(
-    make_thingspace_client: Callable[..., Any], thingspace_simulator: ThingSpaceSimulator, mode: str
+    make_thingspace_client: Callable[..., Any],
+    thingspace_simulator: ThingSpaceSimulator,
+    mode: str,
+    over_http: bool,
 ) -> None:
     creds = ts.Credentials.from_env(
         {**thingspace_simulator.credentials.as_env(), "THINGSPACE_PASSWORD": "wrong"}
     )
-    client = make_thingspace_client(asynchronous=mode == "async")
+    client = make_thingspace_client(asynchronous=mode == "async", over_http=over_http)
     client._engine.auth.credentials = creds
     for _ in range(10):
         with pytest.raises(ts.LoginError):
             await resolve(client.plans.list())
+    await resolve(client.close() if mode == "sync" else client.aclose())
     assert thingspace_simulator.stats.failed_logins == 1
     assert not thingspace_simulator.user_locked
 
 
 @pytest.mark.thingspace(devices=10_000, seed=11)
-def test_pagination_over_ten_thousand_devices(
-    thingspace_client: ts.ThingSpaceClient, thingspace_population: Population
+async def test_pagination_over_ten_thousand_devices(
+    client: Any, thingspace_population: Population
 ) -> None:
-    seen = [d.iccid for d in thingspace_client.devices.iter(max_number_of_devices=500)]
+    seen = [d.iccid for d in await collect(client.devices.iter(max_number_of_devices=500))]
     assert len(seen) == 10_000
     assert set(seen) == {d.iccid for d in thingspace_population.devices}

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from thingspace_swap.client import ThingSpaceClient
 
     from ._populate import Population
+    from .server import SimulatorServer
     from .simulator import ThingSpaceSimulator
 
 DEFAULT_ACCOUNT = "0000123456-00001"
@@ -79,25 +80,39 @@ def thingspace_population(
 
 
 @pytest.fixture
+def thingspace_server(thingspace_simulator: ThingSpaceSimulator) -> Iterator[SimulatorServer]:
+    """The simulator served over real HTTP on 127.0.0.1 (an ephemeral port): ``.url``."""
+    from .server import SimulatorServer
+
+    with SimulatorServer(thingspace_simulator) as server:
+        yield server
+
+
+@pytest.fixture
 def make_thingspace_client(
+    request: pytest.FixtureRequest,
     thingspace_simulator: ThingSpaceSimulator,
     thingspace_population: Population,
     thingspace_account: str,
 ) -> Callable[..., Any]:
     """Build a client wired to the simulator: ``make_thingspace_client(asynchronous=True)``.
 
-    Keyword options go to the client (``retry=``, ``rate_limit=``...). The caller enters and
-    closes it (``with`` / ``async with``).
+    ``over_http=True`` talks to it over loopback HTTP (the ``thingspace_server`` fixture)
+    instead of in-process. Other keyword options go to the client (``retry=``...). The caller
+    enters and closes it (``with`` / ``async with``).
     """
     from thingspace_swap import AsyncThingSpaceClient, Credentials, ThingSpaceClient
 
-    def make(*, asynchronous: bool = False, **options: Any) -> Any:
+    def make(*, asynchronous: bool = False, over_http: bool = False, **options: Any) -> Any:
         settings: dict[str, Any] = {
             "account_name": thingspace_account,
             "base_url": SIMULATOR_URL,
             "transport": thingspace_simulator.transport(),
             "clock": thingspace_simulator.clock,
         }
+        if over_http:
+            server = request.getfixturevalue("thingspace_server")
+            settings.update(base_url=server.url, transport=None)
         settings.update(options)
         creds = Credentials.from_env(thingspace_simulator.credentials.as_env())
         cls = AsyncThingSpaceClient if asynchronous else ThingSpaceClient
