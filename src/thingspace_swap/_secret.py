@@ -21,7 +21,8 @@ class Secret:
 
     def matches(self, candidate: str) -> bool:
         """Compare with ``candidate`` in constant time."""
-        return hmac.compare_digest(self._value.encode(), candidate.encode())
+        encode = "utf-8", "surrogatepass"  # JSON may carry lone surrogates
+        return hmac.compare_digest(self._value.encode(*encode), candidate.encode(*encode))
 
     def __bool__(self) -> bool:
         return bool(self._value)

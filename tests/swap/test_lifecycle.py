@@ -458,3 +458,18 @@ def test_async_orchestrator_runs_the_same_lifecycle() -> None:
 def test_listener_is_registered() -> None:
     h = Harness()
     assert [r.url for r in h.client.callbacks.list()] == [LISTENER]
+
+
+def test_reconcile_flags_a_failed_change_that_happened_after_all() -> None:
+    h = Harness()
+    submission = h.orchestrator.submit(h.request(h.sim_swaps(2)))
+    assert submission.batch is not None
+    line = h.active(1)[0]
+    line.state = "suspend"
+    status = h.orchestrator.run_until_complete(submission.batch.batch_id)
+    failed = status.by_phase(Phase.FAILED)[0]
+    line.state = "active"
+    line.identifiers["iccid"] = failed.new_ids[0].id  # someone made the change elsewhere
+    report = h.orchestrator.reconcile(submission.batch.batch_id)
+    assert [change_id for change_id, _ in report.mismatches] == [failed.change_id]
+    assert "yet the device carries the new identifier" in report.mismatches[0][1]

@@ -541,3 +541,9 @@ CANARY = "canary-Sup3rS3cret-7f3a9"
 def test_repr_never_shows_secrets(value: Any):
     assert CANARY not in repr(value)
     assert CANARY not in str(value)
+
+
+def test_credentials_match_survives_lone_surrogates() -> None:
+    cb = parse_callback(b'{"requestId": "r", "username": "u", "password": "\\ud800"}')
+    assert cb.credentials_match("u", "p") is False
+    assert cb.credentials_match("u", "\ud800") is True

@@ -279,14 +279,17 @@ def _begin(change: Change, event: Begin, now: float, settings: LifecycleSettings
     return _stay(change)  # a duplicate message while waiting for a callback
 
 
-def _unknown(change: Change, now: float, settings: LifecycleSettings, why: str) -> Outcome:
+def _unknown(
+    change: Change, now: float, settings: LifecycleSettings, why: str, *, read: bool = True
+) -> Outcome:
     """The submission may have been processed: settle from the callback or the device."""
     deadline = now + settings.settle_interval
+    first: tuple[Command, ...] = (ReadDevice(),) if read else ()
     return _go(
         change,
         now,
         f"outcome unknown ({why}); settling from ThingSpace",
-        ReadDevice(),
+        *first,
         Schedule(deadline),
         phase=Phase.SETTLING,
         deadline=deadline,
@@ -338,6 +341,10 @@ def _seen(
             return _verify(change, device, now, settings, "already changed on ThingSpace")
         if not _has(device, change.device_ids):
             return _review(change, now, "the device's identifiers changed outside this batch")
+        if change.attempt_submissions:
+            # This attempt already submitted: never again. Settle what became of it.
+            why = "submitted, but the change is not visible yet"
+            return _unknown(change, now, settings, why, read=False)
         if device.state != "active":
             error = ErrorInfo(
                 Category.TERMINAL,
@@ -353,6 +360,7 @@ def _seen(
             phase=Phase.SUBMITTING,
             step=Step.IDENTIFIER,
             submissions=change.submissions + 1,
+            attempt_submissions=change.attempt_submissions + 1,
             request_id=None,
             deadline=now + settings.lease,
         )
@@ -463,7 +471,11 @@ def _rejected(change: Change, event: Rejected, now: float, settings: LifecycleSe
     if event.error.category is Category.RETRYABLE:
         # Provably not processed: this attempt has not submitted anything.
         if change.step is Step.IDENTIFIER:
-            undone = attrs.evolve(change, submissions=change.submissions - 1)
+            undone = attrs.evolve(
+                change,
+                submissions=change.submissions - 1,
+                attempt_submissions=change.attempt_submissions - 1,
+            )
         else:
             undone = attrs.evolve(change, plan_submissions=change.plan_submissions - 1)
         return _retry_later(undone, event.error, now, settings, "not processed by ThingSpace")
@@ -481,19 +493,25 @@ def _failed(change: Change, error: ErrorInfo, now: float) -> Outcome:
 
 
 def _callback(change: Change, event: CallbackResult, now: float) -> Outcome:
-    waiting = change.phase in (Phase.SUBMITTING, Phase.AWAITING, Phase.SETTLING)
-    stale = event.request_id in change.request_ids and event.request_id != change.request_id
-    current = not stale and (change.request_id is None or change.request_id == event.request_id)
-    if not waiting or not current:
-        return _stay(change)  # a duplicate, or a late callback of an earlier step
-    fields: dict[str, object] = {
-        "request_id": event.request_id,
-        "lease_owner": None,
-        "lease_until": None,
-    }
-    if event.request_id not in change.request_ids:
-        fields["request_ids"] = (*change.request_ids, event.request_id)
+    """Apply a callback. One matched by requestId settles the step either way. One matched only
+    by device (our submission's outcome is unknown, so its requestId was never seen) can only
+    confirm a success, which the device read then verifies: it might be another request's."""
+    if change.request_id is not None:
+        if event.request_id != change.request_id or change.phase not in (
+            Phase.AWAITING,
+            Phase.SETTLING,
+        ):
+            return _stay(change)  # a duplicate, or a late callback of an earlier step
+        matched = True
+    else:
+        if change.phase is not Phase.SETTLING or event.request_id in change.request_ids:
+            return _stay(change)  # before the requestId is stored it waits in the inbox
+        matched = False
+    fields: dict[str, object] = {"lease_owner": None, "lease_until": None}
     if event.success:
+        if not matched:
+            fields["request_id"] = event.request_id
+            fields["request_ids"] = (*change.request_ids, event.request_id)
         return _go(
             change,
             now,
@@ -503,6 +521,8 @@ def _callback(change: Change, event: CallbackResult, now: float) -> Outcome:
             deadline=now + 60.0,
             **fields,
         )
+    if not matched:
+        return _stay(change)  # a failure we cannot tie to our request: keep settling
     error = event.error or ErrorInfo(Category.TERMINAL, "ThingSpace reported failure")
     return _failed(attrs.evolve(change, **fields), error, now)  # type: ignore[arg-type]
 
@@ -516,6 +536,7 @@ def _retry(change: Change, now: float, settings: LifecycleSettings) -> Outcome:
             phase=Phase.PENDING,
             step=Step.IDENTIFIER,
             attempt=change.attempt + 1,
+            attempt_submissions=0,
             retries=0,
             request_id=None,
             error=None,

@@ -98,8 +98,8 @@ class Change:
     """One device's change within a batch, as stored. Every write is conditional on ``version``.
 
     ``attempt`` counts the attempts the user asked for (``retry_failed`` starts a new one);
-    ``submissions`` counts identifier-change requests sent to ThingSpace, which the lifecycle
-    keeps at no more than one per attempt.
+    ``submissions`` counts identifier-change requests sent to ThingSpace in all attempts and
+    ``attempt_submissions`` in this one, which the lifecycle keeps at no more than one.
     """
 
     change_id: str
@@ -118,6 +118,7 @@ class Change:
     step: Step = Step.IDENTIFIER
     attempt: int = 1
     submissions: int = 0
+    attempt_submissions: int = 0
     plan_submissions: int = 0
     retries: int = 0
     request_id: str | None = None

@@ -348,7 +348,9 @@ class _Orchestrator(Faced[Mode]):
             self.queue.ack(message)
             return "done"
         try:
-            event: Event = Begin(self.worker_id) if kind == "process" else Timeout()
+            # each delivery works under a lease of its own, even on one worker's threads
+            owner = f"{self.worker_id}/{uuid.uuid4().hex[:8]}"
+            event: Event = Begin(owner) if kind == "process" else Timeout()
             busy = yield from self._drive(change_id, event)
         except Exception:
             logger.exception("processing %s failed; the message will be delivered again", change_id)
@@ -558,7 +560,10 @@ class _Orchestrator(Faced[Mode]):
         if change is None:
             return "kept"
         _run_now(self._drive(change.change_id, _callback_event(callback), io=False))
-        return "applied" if fresh else "duplicate"
+        after = self.store.get_change(change.change_id)
+        if after is not None and after.version != change.version:
+            return "applied"
+        return "kept" if fresh else "duplicate"
 
     def _early_callback(self, change: Change) -> Event | None:
         assert change.request_id is not None
@@ -919,8 +924,8 @@ def _mismatch(change: Change, device: Any) -> str | None:
         if change.target_plan and device.service_plan != change.target_plan:
             return f"recorded plan {change.target_plan}, ThingSpace has {device.service_plan}"
         return None
-    if change.submissions == 0 and any(d in present for d in change.new_ids):
-        return "never submitted, yet the device carries the new identifier"
+    if all(d in present for d in change.new_ids):
+        return f"recorded as {change.phase.value}, yet the device carries the new identifier"
     if (
         change.submissions == 0
         and change.replaced

@@ -1,0 +1,275 @@
+"""Property tests of the pure lifecycle: whatever happens, in whatever order, a change is
+submitted at most once per attempt, never stalls without a deadline, and always can finish."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import attrs
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from thingspace_swap.models import CarrierInformation, ChangeOption, Device, DeviceId
+from thingspace_swap.swap import (
+    TERMINAL,
+    Category,
+    Change,
+    ErrorInfo,
+    LifecycleSettings,
+    Phase,
+    Step,
+)
+from thingspace_swap.swap.machine import (
+    Accepted,
+    Begin,
+    Busy,
+    CallbackResult,
+    Cancel,
+    Command,
+    DeviceSeen,
+    Event,
+    Finish,
+    ReadDevice,
+    ReadFailed,
+    Rejected,
+    Requeue,
+    Retry,
+    Review,
+    Schedule,
+    Submit,
+    Timeout,
+    advance,
+)
+
+SETTINGS = LifecycleSettings(lease=10, callback_timeout=30, settle_interval=20, settle_timeout=100)
+OLD = DeviceId("89148000000800139702", "iccid")
+NEW = DeviceId("89148000000842590075", "iccid")
+
+
+@attrs.define
+class World:
+    """ThingSpace as far as one line is concerned."""
+
+    iccid: DeviceId = OLD
+    plan: str = "OLD"
+    state: str = "active"
+    pending: list[tuple[str, str, bool]] = attrs.Factory(list)  # (request id, what, will apply)
+    counter: int = 0
+
+    def device(self) -> Device:
+        ids = [DeviceId("5551234567", "mdn"), self.iccid]
+        return Device(
+            ids, carrier_informations=[CarrierInformation("Verizon", self.plan, self.state)]
+        )
+
+
+class Lifecycle(RuleBasedStateMachine):
+    @initialize(target_plan=st.sampled_from([None, "NEW"]))
+    def start(self, target_plan: str | None) -> None:
+        self.now = 1000.0
+        self.world = World()
+        self.change = Change(
+            change_id="c",
+            batch_id="b",
+            index=0,
+            account_name="a",
+            line="5551234567",
+            device_ids=(OLD,),
+            new_ids=(NEW,),
+            replaced=(OLD,),
+            option=ChangeOption.CHANGE_ICCID,
+            target_plan=target_plan,
+            deadline=self.now + 60,
+        )
+        self.commands: list[tuple[int, Command]] = []  # (the attempt that asked, command)
+        self.workers = 0
+        self.effective: dict[
+            int, int
+        ] = {}  # attempt -> identifier submissions that may have applied
+        self.applied: dict[int, int] = {}  # attempt -> identifier submissions that did apply
+
+    # the lifecycle -------------------------------------------------------------------------
+
+    def fire(self, event: Event) -> None:
+        before = self.change
+        outcome = advance(self.change, event, self.now, SETTINGS)
+        after = outcome.change
+        if before.terminal and after.phase is not before.phase:
+            assert isinstance(event, (Retry, Review)), f"{event} moved a terminal change"
+        self.change = after
+        self.commands.extend(
+            (before.attempt, c)
+            for c in outcome.commands
+            if not isinstance(c, (Schedule, Requeue, Busy, Finish))
+        )
+        if outcome.commands and any(isinstance(c, Finish) for c in outcome.commands):
+            assert after.terminal
+
+    def execute(self, attempt: int, command: Command, fate: str = "accepted") -> None:
+        if isinstance(command, ReadDevice):
+            self.fire(DeviceSeen(self.world.device()))
+        elif isinstance(command, Submit):
+            self.submit(attempt, command.step, fate)
+
+    def submit(self, attempt: int, step: Step, fate: str) -> None:
+        if step is Step.IDENTIFIER:
+            self.effective[attempt] = self.effective.get(attempt, 0) + 1
+        self.world.counter += 1
+        request_id = f"r{self.world.counter}"
+        if fate == "retryable":
+            if step is Step.IDENTIFIER:
+                self.effective[attempt] -= 1  # provably not processed
+            self.fire(Rejected(ErrorInfo(Category.RETRYABLE, "throttled")))
+            return
+        if fate == "terminal":
+            self.fire(Rejected(ErrorInfo(Category.TERMINAL, "refused", "DeviceAlreadyExists")))
+            return
+        self.world.pending.append((request_id, step.value, True))
+        if fate == "unknown":
+            self.fire(Rejected(ErrorInfo(Category.MANUAL_REVIEW, "timeout"), outcome_unknown=True))
+        else:
+            self.fire(Accepted(request_id))
+
+    @rule(data=st.data())
+    def run_a_command(self, data: st.DataObject) -> None:
+        if not self.commands:
+            return
+        attempt, command = self.commands.pop(0)
+        fates = ["accepted", "accepted", "retryable", "terminal", "unknown"]
+        self.execute(attempt, command, data.draw(st.sampled_from(fates)))
+
+    @rule()
+    def a_worker_takes_the_message(self) -> None:
+        self.workers += 1  # every delivery is processed under a lease of its own
+        self.fire(Begin(f"worker-{self.workers}"))
+
+    @rule(seconds=st.sampled_from([1, 15, 40, 120]))
+    def time_passes(self, seconds: float) -> None:
+        self.now += seconds
+        if self.change.deadline is not None and self.change.deadline <= self.now:
+            self.fire(Timeout())
+
+    @precondition(lambda self: self.world.pending)
+    @rule(success=st.booleans(), deliver=st.sampled_from(["once", "twice", "dropped"]))
+    def thingspace_completes_a_request(self, success: bool, deliver: str) -> None:
+        request_id, what, _ = self.world.pending.pop(0)
+        if success:
+            if what == "identifier":
+                self.world.iccid = NEW
+                self.applied[self.change.attempt] = self.applied.get(self.change.attempt, 0) + 1
+            else:
+                self.world.plan = "NEW"
+        error = None if success else ErrorInfo(Category.TERMINAL, "failed", "X")
+        for _ in range({"once": 1, "twice": 2, "dropped": 0}[deliver]):
+            self.fire(CallbackResult(request_id, success, error))
+
+    @rule(request=st.sampled_from(["r1", "r2", "r9"]), success=st.booleans())
+    def a_stray_callback(self, request: str, success: bool) -> None:
+        self.fire(
+            CallbackResult(request, success, None if success else ErrorInfo(Category.TERMINAL, "x"))
+        )
+
+    @rule()
+    def the_user_cancels(self) -> None:
+        self.fire(Cancel())
+
+    @precondition(lambda self: self.change.terminal)
+    @rule()
+    def the_user_retries(self) -> None:
+        self.fire(Retry())
+
+    @rule()
+    def a_read_fails(self) -> None:
+        if self.change.phase in (Phase.CHECKING, Phase.VERIFYING, Phase.SETTLING):
+            self.fire(ReadFailed(ErrorInfo(Category.RETRYABLE, "timeout")))
+
+    # properties ----------------------------------------------------------------------------
+
+    @invariant()
+    def at_most_one_submission_per_attempt(self) -> None:
+        assert all(n <= 1 for n in self.effective.values()), self.effective
+        assert self.change.submissions <= self.change.attempt
+
+    @invariant()
+    def never_stalls(self) -> None:
+        if not self.change.terminal:
+            assert self.change.deadline is not None, self.change.phase
+
+    @invariant()
+    def terminal_failures_say_why(self) -> None:
+        if self.change.terminal and self.change.phase is not Phase.COMPLETED:
+            assert self.change.error is not None
+            assert self.change.error.message
+
+    @invariant()
+    def completed_means_visible(self) -> None:
+        if self.change.phase is Phase.COMPLETED:
+            assert self.world.iccid == NEW
+            if self.change.target_plan:
+                assert self.world.plan == self.change.target_plan
+
+    def teardown(self) -> None:
+        """From wherever it is, a healthy ThingSpace brings the change to an end."""
+        for _ in range(200):
+            if self.change.terminal:
+                return
+            if self.commands:
+                attempt, command = self.commands.pop(0)
+                self.execute(attempt, command)
+            elif self.world.pending:
+                self.thingspace_completes_a_request(True, "once")
+            else:
+                self.now = max(self.now, self.change.deadline or self.now) + 1
+                self.fire(Timeout())
+        raise AssertionError(f"stuck in {self.change.phase}")
+
+
+TestLifecycle = Lifecycle.TestCase
+TestLifecycle.settings = settings(
+    max_examples=int(os.environ.get("LIFECYCLE_EXAMPLES", "800")),
+    stateful_step_count=60,
+    deadline=None,
+)
+
+
+def test_terminal_changes_ignore_everything_but_retry_and_review() -> None:
+    change = Change(
+        "c",
+        "b",
+        0,
+        "a",
+        "l",
+        (OLD,),
+        (NEW,),
+        (OLD,),
+        ChangeOption.CHANGE_ICCID,
+        phase=Phase.COMPLETED,
+    )
+    events: list[Any] = [
+        Begin("w"),
+        Timeout(),
+        Cancel(),
+        DeviceSeen(None),
+        Accepted("r"),
+        CallbackResult("r", True),
+    ]
+    for event in events:
+        outcome = advance(change, event, 0.0, SETTINGS)
+        assert outcome.change is change
+        assert outcome.commands == ()
+    assert set(TERMINAL) >= {change.phase}
+
+
+def test_a_worker_restarting_mid_submission_settles_instead_of_resubmitting() -> None:
+    change = Change(
+        "c", "b", 0, "a", "l", (OLD,), (NEW,), (OLD,), ChangeOption.CHANGE_ICCID, deadline=1.0
+    )
+    checking = advance(change, Begin("w1"), 0.0, SETTINGS).change
+    submitting = advance(checking, DeviceSeen(World().device()), 0.0, SETTINGS)
+    assert submitting.commands == (Submit(Step.IDENTIFIER),)
+    for worker, now in (("w1", 1.0), ("w2", 100.0)):  # the same worker restarted, or another
+        outcome = advance(submitting.change, Begin(worker), now, SETTINGS)
+        assert outcome.change.phase in (Phase.SETTLING, Phase.SUBMITTING)
+        assert not any(isinstance(c, Submit) for c in outcome.commands)
