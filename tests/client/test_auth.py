@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import FakeClock, FakeThingSpace, gateway_fault, m2m_error, resolve
 
 import thingspace_swap as ts
+from tests.conftest import FakeClock, FakeThingSpace, gateway_fault, m2m_error, resolve
 
 PLANS = "GET /api/m2m/v1/plans/0000123456-00001"
 TOKEN = "POST /api/ts/v1/oauth2/token"

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.conftest import FakeClock, FakeThingSpace, resolve
 
 import thingspace_swap as ts
+from tests.conftest import FakeClock, FakeThingSpace, resolve
 
 
 def max_in_window(times: list[float], window: float) -> int:

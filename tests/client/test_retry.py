@@ -9,9 +9,9 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.conftest import FakeClock, FakeThingSpace, resolve
 
 import thingspace_swap as ts
+from tests.conftest import FakeClock, FakeThingSpace, resolve
 
 PLANS = "GET /api/m2m/v1/plans/0000123456-00001"
 SWAP = "PUT /api/m2m/v1/devices/4G/actions/deviceId"

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import ACCOUNT, FakeThingSpace, json_body, resolve
 
+from tests.conftest import ACCOUNT, FakeThingSpace, json_body, resolve
 from thingspace_swap.errors import DecodeError, InvalidRequestError, M2MError
 from thingspace_swap.identifiers import Eid, Iccid, Imei
 from thingspace_swap.models import (

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from tests.conftest import resolve
 
 import thingspace_swap as ts
+from tests.conftest import resolve
 from thingspace_swap.testing import Faults, Population, ThingSpaceSimulator
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import attrs
 import pytest
-from tests.swap.harness import ACCOUNT, LISTENER, Harness
 
 import thingspace_swap as ts
+from tests.swap.harness import ACCOUNT, LISTENER, Harness
 from thingspace_swap.models import DeviceId
 from thingspace_swap.swap import (
     AsyncSwapOrchestrator,

@@ -10,6 +10,7 @@ status = orchestrator.run_until_complete(submission.batch.batch_id)
 """
 
 from .audit import AuditReport
+from .callbacks import CallbackIntake, CallbackResponse, asgi_app, register_listener
 from .machine import LifecycleSettings
 from .memory import MemoryMetrics, MemoryNotifier, MemoryQueue, MemoryStore
 from .model import TERMINAL, Batch, BatchState, Category, Change, ErrorInfo, Phase, Priority, Step
@@ -45,6 +46,8 @@ __all__ = [
     "BatchNotFoundError",
     "BatchState",
     "BatchStatus",
+    "CallbackIntake",
+    "CallbackResponse",
     "Category",
     "Change",
     "ConflictError",
@@ -76,5 +79,7 @@ __all__ = [
     "SwapRequest",
     "ValidationReport",
     "WorkReport",
+    "asgi_app",
     "read_csv",
+    "register_listener",
 ]
