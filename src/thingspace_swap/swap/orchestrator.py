@@ -173,6 +173,7 @@ class _Orchestrator(Faced[Mode]):
         self.settings = settings or LifecycleSettings()
         self.clock = clock or SystemClock()
         self.worker_id = worker_id or _default_worker_id()
+        self._recounted: dict[str, float] = {}
 
     # Plans, validation and batch creation -------------------------------------------------
 
@@ -367,13 +368,22 @@ class _Orchestrator(Faced[Mode]):
     def sweep(self, *, limit: int = 100) -> Flow[int]:
         """Advance changes whose deadline passed (lost callbacks, lost messages, dead workers)
         and complete batches whose changes are all terminal. Run it periodically."""
-        due = self.store.due_changes(self.clock.time(), limit)
-        for change in due:
-            yield from self._drive(change.change_id, Timeout())
+        seen: set[str] = set()
+        while due := [
+            c for c in self.store.due_changes(self.clock.time(), limit) if c.change_id not in seen
+        ]:
+            for change in due:
+                seen.add(change.change_id)
+                yield from self._drive(change.change_id, Timeout())
+        now = self.clock.time()
         for batch in self.store.batches(open_only=True):
-            if batch.terminal >= batch.size or self._all_terminal(batch.batch_id):
+            # The count can only lag after a crash between a change's last write and the
+            # count; recount such batches from their changes now and then, not on every sweep.
+            recount = now - self._recounted.get(batch.batch_id, 0.0) >= self.settings.lease
+            if batch.terminal >= batch.size or recount:
+                self._recounted[batch.batch_id] = now
                 self._complete(batch.batch_id)
-        return len(due)
+        return len(seen)
 
     @endpoint
     def run_until_complete(
@@ -384,12 +394,13 @@ class _Orchestrator(Faced[Mode]):
         while True:
             yield from _Orchestrator.work.flow(self, until_idle=True)
             yield from _Orchestrator.sweep.flow(self)
-            status = self.status(batch_id)
-            if status.done or (timeout is not None and self.clock.monotonic() - started >= timeout):
-                if status.done:
-                    self._complete(batch_id)
-                    status = self.status(batch_id)
-                return status
+            batch = self.batch(batch_id)
+            if batch.completed_at is None and batch.terminal >= batch.size:
+                self._complete(batch_id)
+                batch = self.batch(batch_id)
+            timed_out = timeout is not None and self.clock.monotonic() - started >= timeout
+            if batch.completed_at is not None or timed_out:
+                return self.status(batch_id)
             yield Sleep(poll)
 
     # The lifecycle driver -----------------------------------------------------------------
@@ -606,9 +617,6 @@ class _Orchestrator(Faced[Mode]):
                 severity="info",
                 payload={"done": terminal, "size": batch.size},
             )
-
-    def _all_terminal(self, batch_id: str) -> bool:
-        return all(c.phase in TERMINAL for c in self.store.changes(batch_id))
 
     def _complete(self, batch_id: str) -> None:
         for _ in range(_CONFLICT_RETRIES):
