@@ -473,3 +473,16 @@ def test_reconcile_flags_a_failed_change_that_happened_after_all() -> None:
     report = h.orchestrator.reconcile(submission.batch.batch_id)
     assert [change_id for change_id, _ in report.mismatches] == [failed.change_id]
     assert "yet the device carries the new identifier" in report.mismatches[0][1]
+
+
+def test_workers_alone_finish_a_batch_without_waiting_for_deadlines() -> None:
+    """Every step hands the next one to a worker at once: no change waits for the sweep."""
+    h = Harness(request_delay=5)
+    submission = h.orchestrator.submit(
+        h.request(h.sim_swaps(6), target_plan=h.population.plans[1].code)
+    )
+    assert submission.batch is not None
+    for _ in range(30):  # 30 virtual seconds, far below any deadline, and no sweep
+        h.orchestrator.work()
+        h.clock.advance(1)
+    assert h.orchestrator.status(submission.batch.batch_id).counts == {"completed": 6}

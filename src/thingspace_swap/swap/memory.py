@@ -359,6 +359,7 @@ class MemoryStore:
         return [b for b in found if not open_only or b.completed_at is None]
 
     def due_changes(self, now: float, limit: int = 100) -> list[Change]:
+        """Overdue changes, returned again on every call until their deadline moves."""
         with self._lock:
             due: dict[str, Change] = {}
             while self._deadlines and self._deadlines[0][0] <= now and len(due) < limit:
@@ -370,6 +371,8 @@ class MemoryStore:
                     and change.deadline == deadline
                 ):
                     due[change_id] = change
+            for change in due.values():  # still due until a write moves the deadline
+                heapq.heappush(self._deadlines, (change.deadline or now, change.change_id))
             return list(due.values())
 
     def audit(self, subject: str) -> list[AuditEntry]:

@@ -111,8 +111,10 @@ def _default_worker_id() -> str:
 
 
 def _message(kind: str, change: Change, not_before: float = 0.0) -> OutgoingMessage:
+    """A message about ``change`` as it is now: sent twice from the same version, it is one
+    message (deduplicated); every new version sends a new one."""
     body = {"type": kind, "change_id": change.change_id, "attempt": change.attempt}
-    dedup = f"{change.change_id}:{change.attempt}:{kind}"
+    dedup = f"{change.change_id}:v{change.version}:{kind}"
     if kind == "check":
         body["not_before"] = not_before
         dedup += f":{not_before:.3f}"

@@ -1,0 +1,787 @@
+"""A contract test suite that any queue or store adapter runs against itself.
+
+```python
+import pytest
+from thingspace_swap.swap.contract import QueueContract, StoreContract
+
+class TestMyQueue(QueueContract):
+    @pytest.fixture
+    def make_queue(self):  # (clock, **options) -> queue; options: max_receives, fifo, dedup_window
+        return lambda clock, **options: MyQueue(clock=clock, **options)
+
+class TestMyStore(StoreContract):
+    @pytest.fixture
+    def store(self):
+        return MyStore()
+```
+
+Queues are driven by a :class:`ContractClock` (time moves only when a test advances it) and
+need ``send_raw`` besides the :class:`~thingspace_swap.swap.ports.Queue` methods. The helpers
+:func:`new_batch`, :func:`next_change` and :func:`next_batch` build valid records whose audit
+entries are chained with :func:`~thingspace_swap.swap.audit.chain_entry`. Needs pytest.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import attrs
+import pytest
+
+from ..models import ChangeOption, DeviceId
+from .audit import chain_entry, verify_chain
+from .model import Batch, BatchState, Change, Phase, Priority
+from .ports import (
+    AuditEntry,
+    ConflictError,
+    InboxEntry,
+    OutgoingMessage,
+    Queue,
+    ReceivedMessage,
+    Store,
+)
+
+__all__ = [
+    "T0",
+    "ContractClock",
+    "QueueContract",
+    "QueueFactory",
+    "RawQueue",
+    "StoreContract",
+    "new_batch",
+    "next_batch",
+    "next_change",
+]
+
+T0 = 1_800_000_000.0
+"""When the contract's records are created (epoch seconds)."""
+
+
+class ContractClock:
+    """Wall and monotonic time that move together, only when advanced (or slept on)."""
+
+    def __init__(self, start: float = T0) -> None:
+        self._lock = threading.Lock()
+        self._wall = start
+        self._mono = 1_000.0
+
+    def time(self) -> float:
+        with self._lock:
+            return self._wall
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self._mono
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._wall += seconds
+            self._mono += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(max(0.0, seconds))
+
+    async def sleep_async(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
+class RawQueue(Queue, Protocol):
+    """A queue that can also take a body that is not a JSON object (a poison message)."""
+
+    def send_raw(self, raw: str, *, group: str = "raw", delay: float = 0.0) -> None: ...
+
+
+QueueFactory = Callable[..., RawQueue]
+"""``make_queue(clock, *, max_receives=5, fifo=True, dedup_window=300.0) -> RawQueue``."""
+
+
+# Records ------------------------------------------------------------------------------------
+
+
+def new_batch(
+    batch_id: str,
+    lines: Sequence[str],
+    *,
+    terminal: Sequence[str] = (),
+    at: float = T0,
+) -> tuple[Batch, list[Change], list[AuditEntry]]:
+    """A batch with one pending change per line (``REJECTED`` for the lines in ``terminal``),
+    version 1, and the first audit entry of the batch and of each change, as
+    ``create_batch`` takes them."""
+    head = chain_entry(
+        subject=f"batch:{batch_id}",
+        batch_id=batch_id,
+        head_seq=0,
+        head_hash="",
+        at=at,
+        actor="contract",
+        action="batch created",
+        before=None,
+        after=BatchState.OPEN.value,
+        request_id=None,
+        detail="",
+    )
+    entries = [head]
+    changes = []
+    for index, line in enumerate(lines):
+        change_id = f"{batch_id}-c{index}"
+        phase = Phase.REJECTED if line in terminal else Phase.PENDING
+        entry = chain_entry(
+            subject=f"change:{change_id}",
+            batch_id=batch_id,
+            head_seq=0,
+            head_hash="",
+            at=at,
+            actor="contract",
+            action="queued",
+            before=None,
+            after=phase.value,
+            request_id=None,
+            detail="",
+        )
+        entries.append(entry)
+        changes.append(
+            Change(
+                change_id=change_id,
+                batch_id=batch_id,
+                index=index,
+                account_name="0000123456-00001",
+                line=line,
+                device_ids=(DeviceId(f"8914800000{line}", "iccid"),),
+                new_ids=(DeviceId(f"8914800099{line}", "iccid"),),
+                replaced=(),
+                option=ChangeOption.CHANGE_ICCID,
+                phase=phase,
+                created_at=at,
+                updated_at=at,
+                version=1,
+                audit_seq=entry.seq,
+                audit_hash=entry.hash,
+            )
+        )
+    batch = Batch(
+        batch_id=batch_id,
+        account_name="0000123456-00001",
+        size=len(changes),
+        actor="contract",
+        created_at=at,
+        terminal=sum(c.terminal for c in changes),
+        version=1,
+        audit_seq=head.seq,
+        audit_hash=head.hash,
+    )
+    return batch, changes, entries
+
+
+def next_change(
+    change: Change,
+    *,
+    at: float = T0,
+    actor: str = "contract",
+    action: str = "update",
+    **fields: Any,
+) -> tuple[Change, AuditEntry]:
+    """``change`` with ``fields`` set and its version bumped, and the audit entry that follows
+    its chain: the arguments of ``update_change(new, change.version, entry)``."""
+    after = attrs.evolve(change, **fields)
+    entry = chain_entry(
+        subject=f"change:{change.change_id}",
+        batch_id=change.batch_id,
+        head_seq=change.audit_seq,
+        head_hash=change.audit_hash,
+        at=at,
+        actor=actor,
+        action=action,
+        before=change.phase.value,
+        after=after.phase.value,
+        request_id=after.request_id,
+        detail="",
+    )
+    written = attrs.evolve(
+        after,
+        version=change.version + 1,
+        audit_seq=entry.seq,
+        audit_hash=entry.hash,
+        updated_at=at,
+    )
+    return written, entry
+
+
+def next_batch(
+    batch: Batch, *, at: float = T0, actor: str = "contract", action: str = "update", **fields: Any
+) -> tuple[Batch, AuditEntry]:
+    """Like :func:`next_change`, for a batch."""
+    after = attrs.evolve(batch, **fields)
+    entry = chain_entry(
+        subject=f"batch:{batch.batch_id}",
+        batch_id=batch.batch_id,
+        head_seq=batch.audit_seq,
+        head_hash=batch.audit_hash,
+        at=at,
+        actor=actor,
+        action=action,
+        before=batch.state.value,
+        after=after.state.value,
+        request_id=None,
+        detail="",
+    )
+    written = attrs.evolve(
+        after, version=batch.version + 1, audit_seq=entry.seq, audit_hash=entry.hash
+    )
+    return written, entry
+
+
+def _message(
+    n: int, group: str, *, dedup_id: str | None = None, delay: float = 0.0, high: bool = False
+) -> OutgoingMessage:
+    return OutgoingMessage(
+        body={"n": n},
+        group=group,
+        dedup_id=dedup_id or f"m{n}",
+        delay=delay,
+        priority=Priority.HIGH if high else Priority.NORMAL,
+    )
+
+
+def _numbers(messages: Sequence[ReceivedMessage]) -> list[int]:
+    return [int(m.body["n"]) if m.body is not None else -1 for m in messages]
+
+
+# Queue contract -----------------------------------------------------------------------------
+
+
+class QueueContract:
+    """Delivery semantics every :class:`~thingspace_swap.swap.ports.Queue` adapter keeps.
+
+    Order is asserted only where the protocol promises it: within a message group, and high
+    priority before normal."""
+
+    @pytest.fixture
+    def make_queue(self) -> QueueFactory:
+        raise NotImplementedError("a QueueContract subclass provides the make_queue fixture")
+
+    @pytest.fixture
+    def clock(self) -> ContractClock:
+        return ContractClock()
+
+    @pytest.fixture
+    def queue(self, make_queue: QueueFactory, clock: ContractClock) -> RawQueue:
+        return make_queue(clock)
+
+    def test_send_receive_ack(self, queue: RawQueue, clock: ContractClock) -> None:
+        queue.send([_message(1, "a"), _message(2, "b"), _message(3, "c")])
+        got = queue.receive(10, visibility_timeout=30)
+        assert sorted(zip(_numbers(got), [m.group for m in got], strict=True)) == [
+            (1, "a"),
+            (2, "b"),
+            (3, "c"),
+        ]
+        assert all(m.receive_count == 1 for m in got)
+        assert len({m.message_id for m in got}) == len({m.receipt for m in got}) == 3
+        assert queue.receive(10) == []  # all in flight
+        for message in got:
+            queue.ack(message)
+        queue.ack(got[0])  # a second ack is harmless
+        clock.advance(31)
+        assert queue.receive(10) == []  # acked messages never come back
+        stats = queue.stats()
+        assert (stats.visible, stats.in_flight, stats.delayed, stats.dead) == (0, 0, 0, 0)
+
+    def test_receive_takes_at_most_max_messages(self, queue: RawQueue) -> None:
+        queue.send([_message(n, f"g{n}") for n in range(5)])
+        first, rest = queue.receive(2), queue.receive(10)
+        assert (len(first), len(rest)) == (2, 3)
+        assert sorted(_numbers(first + rest)) == [0, 1, 2, 3, 4]
+
+    def test_visibility_timeout_redelivers(self, queue: RawQueue, clock: ContractClock) -> None:
+        queue.send([_message(1, "a")])
+        (first,) = queue.receive(1, visibility_timeout=30)
+        clock.advance(29)
+        assert queue.receive(1) == []
+        clock.advance(2)
+        (again,) = queue.receive(1, visibility_timeout=30)
+        assert again.message_id == first.message_id
+        assert again.receive_count == 2
+        assert again.receipt != first.receipt
+        queue.ack(first)  # a stale receipt: the message stays with its new receiver
+        assert queue.stats().in_flight == 1
+        queue.ack(again)
+        assert queue.stats().in_flight == 0
+        clock.advance(31)
+        assert queue.receive(1) == []
+
+    def test_fifo_group_has_one_message_in_flight_in_order(
+        self, queue: RawQueue, clock: ContractClock
+    ) -> None:
+        queue.send([_message(1, "a"), _message(2, "a"), _message(3, "b"), _message(4, "a")])
+        first = queue.receive(10)
+        assert _numbers(first) == [1, 3]
+        assert queue.receive(10) == []
+        for message in first:
+            queue.ack(message)
+        (second,) = queue.receive(10)
+        assert _numbers([second]) == [2]
+        clock.advance(61)  # its visibility times out: it comes back before 4
+        (again,) = queue.receive(10)
+        assert (_numbers([again]), again.receive_count) == ([2], 2)
+        queue.ack(again)
+        assert _numbers(queue.receive(10)) == [4]
+
+    def test_release_frees_the_group(self, queue: RawQueue, clock: ContractClock) -> None:
+        queue.send([_message(1, "a"), _message(2, "a")])
+        (first,) = queue.receive(10)
+        queue.release(first, delay=10)
+        (second,) = queue.receive(10)
+        assert _numbers([second]) == [2]
+        clock.advance(10)
+        assert queue.receive(10) == []  # 1 is due again but 2 holds the group
+        queue.ack(second)
+        (again,) = queue.receive(10)
+        assert (_numbers([again]), again.receive_count) == ([1], 2)
+
+    def test_without_fifo_a_group_runs_in_parallel(
+        self, make_queue: QueueFactory, clock: ContractClock
+    ) -> None:
+        queue = make_queue(clock, fifo=False)
+        queue.send([_message(n, "a") for n in range(3)])
+        assert _numbers(queue.receive(10)) == [0, 1, 2]
+
+    def test_high_priority_first(self, queue: RawQueue) -> None:
+        queue.send(
+            [
+                _message(1, "a"),
+                _message(2, "b"),
+                _message(3, "c", high=True),
+                _message(4, "d", high=True),
+            ]
+        )
+        first, second = queue.receive(1), queue.receive(1)
+        assert sorted(_numbers(first + second)) == [3, 4]
+        assert {m.priority for m in first + second} == {Priority.HIGH}
+        rest = queue.receive(10)
+        assert sorted(_numbers(rest)) == [1, 2]
+        assert {m.priority for m in rest} == {Priority.NORMAL}
+
+    def test_duplicate_dedup_id_dropped_within_window(
+        self, make_queue: QueueFactory, clock: ContractClock
+    ) -> None:
+        queue = make_queue(clock, dedup_window=100)
+        queue.send([_message(1, "a", dedup_id="x"), _message(2, "b", dedup_id="x")])
+        (only,) = queue.receive(10)
+        assert _numbers([only]) == [1]
+        queue.ack(only)
+        clock.advance(50)
+        queue.send([_message(3, "a", dedup_id="x")])  # acked, but still within the window
+        assert queue.receive(10) == []
+        clock.advance(51)
+        queue.send([_message(4, "a", dedup_id="x")])
+        assert _numbers(queue.receive(10)) == [4]
+
+    def test_delay_holds_a_message_back(self, queue: RawQueue, clock: ContractClock) -> None:
+        queue.send([_message(1, "a", delay=10), _message(2, "b")])
+        assert _numbers(queue.receive(10)) == [2]
+        stats = queue.stats()
+        assert (stats.visible, stats.delayed, stats.in_flight) == (0, 1, 1)
+        clock.advance(9)
+        assert queue.receive(10) == []
+        clock.advance(1)
+        assert _numbers(queue.receive(10)) == [1]
+
+    def test_release_with_delay(self, queue: RawQueue, clock: ContractClock) -> None:
+        queue.send([_message(1, "a")])
+        (first,) = queue.receive(1)
+        queue.release(first, delay=5)
+        assert queue.receive(1) == []
+        assert queue.stats().delayed == 1
+        queue.ack(first)  # released: the receipt is no longer valid
+        clock.advance(5)
+        (second,) = queue.receive(1)
+        assert (second.message_id, second.receive_count) == (first.message_id, 2)
+        queue.release(second)  # no delay: visible at once
+        (third,) = queue.receive(1)
+        assert (third.message_id, third.receive_count) == (first.message_id, 3)
+
+    def test_extend_keeps_a_message_invisible(self, queue: RawQueue, clock: ContractClock) -> None:
+        queue.send([_message(1, "a")])
+        (first,) = queue.receive(1, visibility_timeout=10)
+        clock.advance(8)
+        queue.extend(first, 20)
+        clock.advance(15)  # 23 s after receiving, 15 s into the extension
+        assert queue.receive(1) == []
+        clock.advance(6)
+        (again,) = queue.receive(1)
+        assert (again.message_id, again.receive_count) == (first.message_id, 2)
+
+    def test_dead_letter_after_max_receives(
+        self, make_queue: QueueFactory, clock: ContractClock
+    ) -> None:
+        queue = make_queue(clock, max_receives=2)
+        queue.send([_message(1, "a")])
+        for count in (1, 2):
+            (message,) = queue.receive(1, visibility_timeout=10)
+            assert message.receive_count == count
+            clock.advance(11)
+        assert queue.receive(1) == []
+        ((dead, reason),) = queue.dead_letters()
+        assert (dead.message_id, dead.body, dead.group) == (message.message_id, {"n": 1}, "a")
+        assert reason
+        stats = queue.stats()
+        assert (stats.visible, stats.in_flight, stats.dead) == (0, 0, 1)
+        queue.send([_message(2, "a")])  # the group is not blocked by the dead message
+        assert _numbers(queue.receive(1)) == [2]
+
+    def test_explicit_dead_letter(self, queue: RawQueue) -> None:
+        queue.send([_message(1, "a"), _message(2, "a")])
+        (first,) = queue.receive(10)
+        queue.dead_letter(first, "cannot be processed")
+        ((dead, reason),) = queue.dead_letters()
+        assert (dead.message_id, dead.raw, reason) == (
+            first.message_id,
+            first.raw,
+            "cannot be processed",
+        )
+        assert _numbers(queue.receive(10)) == [2]  # the group moves on
+        queue.ack(first)  # gone: nothing happens
+        assert queue.stats().dead == 1
+
+    def test_poison_body_is_delivered_raw(self, queue: RawQueue) -> None:
+        queue.send_raw("{not json", group="p")
+        queue.send_raw('["a", "list"]', group="q")
+        got = queue.receive(10)
+        assert sorted((m.raw, m.body) for m in got) == [
+            ('["a", "list"]', None),
+            ("{not json", None),
+        ]
+
+    def test_stats(self, queue: RawQueue, clock: ContractClock) -> None:
+        queue.send([_message(n, f"g{n}") for n in range(3)] + [_message(9, "z", delay=30)])
+        (message,) = queue.receive(1)
+        clock.advance(5)
+        stats = queue.stats()
+        assert (stats.visible, stats.in_flight, stats.delayed, stats.dead) == (2, 1, 1, 0)
+        assert stats.oldest_age == pytest.approx(5.0)
+        queue.dead_letter(message, "test")
+        assert queue.stats().dead == 1
+
+    def test_sends_more_than_ten_at_once(self, queue: RawQueue) -> None:
+        queue.send([_message(n, f"g{n}") for n in range(25)])
+        got = [queue.receive(10) for _ in range(4)]
+        assert [len(g) for g in got] == [10, 10, 5, 0]
+        assert sorted(n for g in got for n in _numbers(g)) == list(range(25))
+
+
+# Store contract -----------------------------------------------------------------------------
+
+L1, L2, L3, L4 = "5550000001", "5550000002", "5550000003", "5550000004"
+
+
+class StoreContract:
+    """Conditional writes, audit chains, line claims and lookups every
+    :class:`~thingspace_swap.swap.ports.Store` adapter keeps."""
+
+    @pytest.fixture
+    def store(self) -> Store:
+        raise NotImplementedError("a StoreContract subclass provides the store fixture")
+
+    def _created(
+        self, store: Store, batch_id: str, lines: Sequence[str], *, terminal: Sequence[str] = ()
+    ) -> tuple[Batch, list[Change], list[AuditEntry]]:
+        made = new_batch(batch_id, lines, terminal=terminal)
+        store.create_batch(*made)
+        return made
+
+    def _nothing_of(self, store: Store, batch_id: str, lines: Sequence[str]) -> None:
+        assert store.get_batch(batch_id) is None
+        assert list(store.changes(batch_id)) == []
+        assert store.audit(f"batch:{batch_id}") == []
+        for index in range(len(lines)):
+            assert store.get_change(f"{batch_id}-c{index}") is None
+            assert store.audit(f"change:{batch_id}-c{index}") == []
+
+    def test_create_and_read(self, store: Store) -> None:
+        batch, changes, audit = self._created(store, "b1", [L1, L2, L3])
+        assert store.get_batch("b1") == batch
+        assert list(store.changes("b1")) == changes
+        assert list(store.changes("b1")) == changes  # can be read again
+        assert store.get_change(changes[1].change_id) == changes[1]
+        assert store.get_batch("nope") is None
+        assert store.get_change("nope") is None
+        assert list(store.changes("nope")) == []
+        assert store.audit("batch:b1") == [audit[0]]
+        assert store.audit(f"change:{changes[2].change_id}") == [audit[3]]
+        assert store.line_owner(L2) == changes[1].change_id
+
+    def test_create_existing_batch_conflicts(self, store: Store) -> None:
+        batch, _, _ = self._created(store, "b1", [L1])
+        again = new_batch("b1", [L2])
+        with pytest.raises(ConflictError):
+            store.create_batch(*again)
+        assert store.get_batch("b1") == batch
+        assert store.line_owner(L2) is None
+
+    def test_create_conflicts_on_a_held_line_and_writes_nothing(self, store: Store) -> None:
+        _, changes, _ = self._created(store, "b1", [L1])
+        with pytest.raises(ConflictError):
+            store.create_batch(*new_batch("b2", [L2, L1]))
+        self._nothing_of(store, "b2", [L2, L1])
+        assert store.line_owner(L2) is None
+        assert store.line_owner(L1) == changes[0].change_id
+
+    def test_create_rejects_two_changes_on_one_line(self, store: Store) -> None:
+        with pytest.raises(ConflictError):
+            store.create_batch(*new_batch("b1", [L1, L2, L1]))
+        self._nothing_of(store, "b1", [L1, L2, L1])
+        assert store.line_owner(L1) is None
+
+    def test_terminal_changes_claim_no_line(self, store: Store) -> None:
+        _, held, _ = self._created(store, "b1", [L1])
+        _, rejected, _ = self._created(store, "b2", [L1], terminal=[L1])
+        assert rejected[0].phase is Phase.REJECTED
+        assert store.line_owner(L1) == held[0].change_id
+
+    def test_conditional_update(self, store: Store) -> None:
+        _, (change, *_), audit = self._created(store, "b1", [L1, L2])
+        updated, entry = next_change(change, phase=Phase.CHECKING, lease_owner="w1")
+        store.update_change(updated, change.version, entry)
+        assert store.get_change(change.change_id) == updated
+        assert store.audit(f"change:{change.change_id}") == [audit[1], entry]
+        quiet = attrs.evolve(updated, retries=1, version=updated.version + 1)
+        store.update_change(quiet, updated.version, None)  # no audit entry is fine too
+        assert store.get_change(change.change_id) == quiet
+        assert store.audit(f"change:{change.change_id}") == [audit[1], entry]
+
+    def test_stale_version_conflicts_and_writes_nothing(self, store: Store) -> None:
+        _, (change,), audit = self._created(store, "b1", [L1])
+        winner, entry = next_change(change, phase=Phase.CHECKING, actor="w1")
+        loser, late = next_change(change, phase=Phase.CANCELLED, actor="w2")
+        store.update_change(winner, change.version, entry)
+        with pytest.raises(ConflictError):
+            store.update_change(loser, change.version, late)
+        assert store.get_change(change.change_id) == winner
+        assert store.audit(f"change:{change.change_id}") == [audit[1], entry]
+        assert store.line_owner(L1) == change.change_id  # the loser's release did not happen
+        blind = attrs.evolve(loser, audit_seq=winner.audit_seq, audit_hash=winner.audit_hash)
+        with pytest.raises(ConflictError):  # no audit entry to give it away: the version does
+            store.update_change(blind, change.version, None)
+        assert store.get_change(change.change_id) == winner
+        ghost = attrs.evolve(change, change_id="nope")
+        with pytest.raises(ConflictError):
+            store.update_change(ghost, 1, None)
+        assert store.get_change("nope") is None
+
+    def test_audit_entry_must_follow_the_chain(self, store: Store) -> None:
+        _, (change,), audit = self._created(store, "b1", [L1])
+        updated, entry = next_change(change, phase=Phase.CHECKING)
+        for bad in (
+            attrs.evolve(entry, seq=entry.seq + 1),
+            attrs.evolve(entry, seq=entry.seq - 1),
+            attrs.evolve(entry, subject="change:someone-else"),
+        ):
+            with pytest.raises(ConflictError):
+                store.update_change(updated, change.version, bad)
+            assert store.get_change(change.change_id) == change
+            assert store.audit(f"change:{change.change_id}") == [audit[1]]
+        store.update_change(updated, change.version, entry)
+        assert store.audit(f"change:{change.change_id}") == [audit[1], entry]
+
+    def test_update_batch(self, store: Store) -> None:
+        batch, _, audit = self._created(store, "b1", [L1])
+        done, entry = next_batch(batch, state=BatchState.COMPLETED, completed_at=T0 + 1)
+        stale, late = next_batch(batch, state=BatchState.CANCELLED)
+        with pytest.raises(ConflictError):
+            store.update_batch(done, batch.version, attrs.evolve(entry, seq=5))
+        assert store.get_batch("b1") == batch
+        store.update_batch(done, batch.version, entry)
+        with pytest.raises(ConflictError):
+            store.update_batch(stale, batch.version, late)
+        with pytest.raises(ConflictError):
+            store.update_batch(stale, batch.version, None)
+        assert store.get_batch("b1") == done
+        assert store.audit("batch:b1") == [audit[0], entry]
+        with pytest.raises(ConflictError):
+            store.update_batch(attrs.evolve(batch, batch_id="nope"), 1, None)
+
+    def test_batches_open_only(self, store: Store) -> None:
+        """Open means not completed yet: a cancelled batch stays open while changes run."""
+        self._created(store, "b1", [L1])
+        second, _, _ = self._created(store, "b2", [L2])
+        third, _, _ = self._created(store, "b3", [L3])
+        done, entry = next_batch(second, state=BatchState.COMPLETED, completed_at=T0 + 5)
+        store.update_batch(done, second.version, entry)
+        cancelled, entry = next_batch(third, state=BatchState.CANCELLED)
+        store.update_batch(cancelled, third.version, entry)
+        assert sorted(b.batch_id for b in store.batches()) == ["b1", "b3"]
+        assert sorted(b.batch_id for b in store.batches(open_only=True)) == ["b1", "b3"]
+        everything = {b.batch_id: b for b in store.batches(open_only=False)}
+        assert sorted(everything) == ["b1", "b2", "b3"]
+        assert everything["b2"] == done
+        assert everything["b3"] == cancelled
+        over, entry = next_batch(cancelled, completed_at=T0 + 6)
+        store.update_batch(over, cancelled.version, entry)
+        assert [b.batch_id for b in store.batches()] == ["b1"]
+
+    def test_line_released_when_terminal_and_claimed_again(self, store: Store) -> None:
+        _, (first,), _ = self._created(store, "b1", [L1])
+        done, entry = next_change(first, phase=Phase.COMPLETED, completed_at=T0)
+        store.update_change(done, first.version, entry)
+        assert store.line_owner(L1) is None
+        _, (second,), _ = self._created(store, "b2", [L1])  # the line is free again
+        assert store.line_owner(L1) == second.change_id
+        retry, retry_entry = next_change(done, phase=Phase.PENDING, attempt=2)
+        with pytest.raises(ConflictError):  # leaving terminal while another change holds it
+            store.update_change(retry, done.version, retry_entry)
+        assert store.get_change(first.change_id) == done
+        assert store.line_owner(L1) == second.change_id
+        failed, failed_entry = next_change(second, phase=Phase.FAILED)
+        store.update_change(failed, second.version, failed_entry)
+        store.update_change(retry, done.version, retry_entry)
+        assert store.line_owner(L1) == first.change_id
+        assert store.get_change(first.change_id) == retry
+
+    def test_change_for_request(self, store: Store) -> None:
+        _, (change, other), _ = self._created(store, "b1", [L1, L2])
+        sent, entry = next_change(
+            change, phase=Phase.AWAITING, request_id="req-2", request_ids=("req-1", "req-2")
+        )
+        store.update_change(sent, change.version, entry)
+        assert store.change_for_request("req-1") == sent
+        assert store.change_for_request("req-2") == sent
+        assert store.change_for_request("req-3") is None
+        done, entry = next_change(sent, phase=Phase.COMPLETED)
+        store.update_change(done, sent.version, entry)
+        assert store.change_for_request("req-2") == done  # late callbacks still find it
+        assert other.request_ids == ()
+
+    def test_change_for_device(self, store: Store) -> None:
+        _, (change, other), _ = self._created(store, "b1", [L1, L2])
+        imei = DeviceId("356938035643809", "imei")
+        named, entry = next_change(change, replaced=(imei,))
+        store.update_change(named, change.version, entry)
+        names = [*named.device_ids, *named.new_ids, imei, DeviceId(L1, "mdn")]
+        for name in names:
+            assert store.change_for_device(name) == named, name
+        assert store.change_for_device(DeviceId(L2, "mdn")) == other
+        assert store.change_for_device(DeviceId("000", "iccid")) is None
+        assert store.change_for_device(DeviceId(L1, "imei")) is None  # the kind matters
+        done, entry = next_change(named, phase=Phase.COMPLETED)
+        store.update_change(done, named.version, entry)
+        for name in names:
+            assert store.change_for_device(name) is None, name
+
+    def test_due_changes(self, store: Store) -> None:
+        _, changes, _ = self._created(store, "b1", [L1, L2, L3, L4])
+        deadlines = (T0 + 100, T0 + 200, None, T0 + 50)
+        phases = (Phase.AWAITING, Phase.AWAITING, Phase.AWAITING, Phase.FAILED)
+        for change, deadline, phase in zip(changes, deadlines, phases, strict=True):
+            written, entry = next_change(change, deadline=deadline, phase=phase)
+            store.update_change(written, change.version, entry)
+        moved = store.get_change(changes[0].change_id)
+        assert moved is not None
+        later, entry = next_change(moved, deadline=T0 + 300)
+        store.update_change(later, moved.version, entry)
+        due = store.due_changes(T0 + 250)
+        assert [c.change_id for c in due] == [changes[1].change_id]
+        assert due[0] == store.get_change(changes[1].change_id)
+
+    def test_due_changes_limit(self, store: Store) -> None:
+        _, changes, _ = self._created(store, "b1", [L1, L2, L3])
+        for offset, change in enumerate(changes):
+            written, entry = next_change(change, deadline=T0 + offset, phase=Phase.AWAITING)
+            store.update_change(written, change.version, entry)
+        assert store.due_changes(T0 - 1) == []
+        due = store.due_changes(T0 + 10, limit=2)
+        assert len(due) == 2
+        assert {c.change_id for c in due} <= {c.change_id for c in changes}
+
+    def test_inbox_keeps_each_device_once(self, store: Store) -> None:
+        first = InboxEntry("req-1", "iccid:1", {"status": "Success"}, T0)
+        assert store.put_inbox(first) is True
+        assert store.put_inbox(attrs.evolve(first, body={"status": "Later"})) is False
+        second = InboxEntry("req-1", "iccid:2", {"nested": [1, {"a": None}]}, T0 + 1)
+        assert store.put_inbox(second) is True
+        assert store.put_inbox(InboxEntry("req-2", "iccid:1", {}, T0)) is True
+        kept = sorted(store.inbox("req-1"), key=lambda e: e.device_key)
+        assert kept == [first, second]
+        assert store.inbox("req-3") == []
+
+    def test_audit_in_sequence_and_chained(self, store: Store) -> None:
+        _, (change,), _ = self._created(store, "b1", [L1])
+        for phase in (Phase.CHECKING, Phase.SUBMITTING, Phase.AWAITING, Phase.COMPLETED):
+            written, entry = next_change(change, phase=phase, action=phase.value)
+            store.update_change(written, change.version, entry)
+            change = written
+        subject = f"change:{change.change_id}"
+        entries = store.audit(subject)
+        assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
+        assert [e.action for e in entries[1:]] == [
+            "checking",
+            "submitting",
+            "awaiting",
+            "completed",
+        ]
+        assert verify_chain(subject, entries, change.audit_seq, change.audit_hash) == []
+
+    def test_concurrent_updates_have_one_winner_per_version(self, store: Store) -> None:
+        _, (change,), _ = self._created(store, "b1", [L1])
+        workers = 8
+        for _round in range(4):
+            base = store.get_change(change.change_id)
+            assert base is not None
+            barrier = threading.Barrier(workers)
+
+            def attempt(
+                worker: int, base: Change = base, barrier: threading.Barrier = barrier
+            ) -> Change | None:
+                written, entry = next_change(base, actor=f"w{worker}", retries=worker)
+                barrier.wait(timeout=30)
+                try:
+                    store.update_change(written, base.version, entry)
+                except ConflictError:
+                    return None
+                return written
+
+            with ThreadPoolExecutor(workers) as pool:
+                outcomes = list(pool.map(attempt, range(workers)))
+            winners = [w for w in outcomes if w is not None]
+            assert len(winners) == 1
+            assert store.get_change(change.change_id) == winners[0]
+        final = store.get_change(change.change_id)
+        assert final is not None
+        assert final.version == 5
+        subject = f"change:{change.change_id}"
+        assert verify_chain(subject, store.audit(subject), final.audit_seq, final.audit_hash) == []
+
+    def test_concurrent_read_modify_write_loses_no_update(self, store: Store) -> None:
+        _, (change,), _ = self._created(store, "b1", [L1])
+        workers, increments = 8, 10
+
+        def work(worker: int) -> int:
+            conflicts = 0
+            for _ in range(increments):
+                while True:
+                    current = store.get_change(change.change_id)
+                    assert current is not None
+                    written, entry = next_change(
+                        current, actor=f"w{worker}", retries=current.retries + 1
+                    )
+                    try:
+                        store.update_change(written, current.version, entry)
+                    except ConflictError:
+                        conflicts += 1
+                        continue
+                    break
+            return conflicts
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, range(workers)))
+        final = store.get_change(change.change_id)
+        assert final is not None
+        assert final.retries == workers * increments
+        assert final.version == 1 + workers * increments
+        subject = f"change:{change.change_id}"
+        entries = store.audit(subject)
+        assert len(entries) == 1 + workers * increments
+        assert verify_chain(subject, entries, final.audit_seq, final.audit_hash) == []

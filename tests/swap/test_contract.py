@@ -1,0 +1,57 @@
+"""The queue and store contracts, run against the in-memory and the SQLite backends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from thingspace_swap.swap.contract import (
+    ContractClock,
+    QueueContract,
+    QueueFactory,
+    RawQueue,
+    StoreContract,
+)
+from thingspace_swap.swap.memory import MemoryQueue, MemoryStore
+from thingspace_swap.swap.ports import Store
+from thingspace_swap.swap.sqlite import SqliteBackend
+
+
+class TestMemoryQueue(QueueContract):
+    @pytest.fixture
+    def make_queue(self) -> QueueFactory:
+        def make(clock: ContractClock, **options: Any) -> RawQueue:
+            return MemoryQueue(clock=clock, **options)
+
+        return make
+
+
+class TestMemoryStore(StoreContract):
+    @pytest.fixture
+    def store(self) -> Store:
+        return MemoryStore()
+
+
+class TestSqliteQueue(QueueContract):
+    @pytest.fixture
+    def make_queue(self, tmp_path: Path) -> Iterator[QueueFactory]:
+        opened: list[SqliteBackend] = []
+
+        def make(clock: ContractClock, **options: Any) -> RawQueue:
+            backend = SqliteBackend(tmp_path / f"queue{len(opened)}.db", clock=clock, **options)
+            opened.append(backend)
+            return backend.queue
+
+        yield make
+        for backend in opened:
+            backend.close()
+
+
+class TestSqliteStore(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[Store]:
+        with SqliteBackend(tmp_path / "store.db") as backend:
+            yield backend.store

@@ -1,0 +1,107 @@
+"""A real worker process on the SQLite backend, killed with SIGKILL mid-batch, then restarted:
+the batch completes and nothing is submitted twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import thingspace_swap as ts
+from thingspace_swap.swap import Phase, SwapItem, SwapOrchestrator, SwapRequest
+from thingspace_swap.swap.sqlite import SqliteBackend
+from thingspace_swap.testing import (
+    SimulatorLimits,
+    SimulatorServer,
+    ThingSpaceSimulator,
+    WallClock,
+)
+
+WORKER = Path(__file__).with_name("swap_worker.py")
+ACCOUNT = "0000123456-00001"
+DEVICES = 16
+
+
+def start_worker(db: Path, url: str, stop: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with log.open("wb") as output:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, str(WORKER), str(db), url, str(stop)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+def test_a_killed_worker_is_replaced_and_nothing_is_submitted_twice(tmp_path: Path) -> None:
+    sim = ThingSpaceSimulator(
+        seed=4,
+        clock=WallClock(),
+        request_delay=0.5,
+        limits=SimulatorLimits(callback_ports=None),
+    )
+    population = sim.populate(ACCOUNT, 40, seed=4, n_spare_sims=DEVICES)
+    db = tmp_path / "swap.db"
+    stop = tmp_path / "stop"
+    backend = SqliteBackend(db)
+    with SimulatorServer(sim) as server:
+        client = ts.ThingSpaceClient(
+            ts.Credentials.from_env(sim.credentials.as_env()),
+            account_name=ACCOUNT,
+            base_url=server.url,
+        )
+        # This process takes callbacks (the intake); worker processes do the rest.
+        intake = SwapOrchestrator(client, queue=backend.queue, store=backend.store)
+        sim.deliver = lambda url, body: (intake.accept_callback(body), 200)[1]
+        client.callbacks.register("http://127.0.0.1:9/callbacks")
+        lines = [d for d in population.devices if d.state == "active" and d.mdn][:DEVICES]
+        items = [
+            SwapItem.sim_swap(d.iccid, new)
+            for d, new in zip(lines, population.spare_iccids, strict=True)
+        ]
+        submission = intake.submit(SwapRequest(ACCOUNT, items))
+        assert submission.batch is not None
+        batch_id = submission.batch.batch_id
+
+        first = start_worker(db, server.url, stop, tmp_path / "first.log")
+        try:
+            wait_for(lambda: sum(sim.submission_counts().values()) >= DEVICES // 3, 30, "progress")
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+        assert first.returncode == -signal.SIGKILL
+        killed_after = sum(sim.submission_counts().values())
+        assert killed_after < DEVICES, "the kill came mid-batch"
+
+        second = start_worker(db, server.url, stop, tmp_path / "second.log")
+        try:
+            wait_for(lambda: intake.status(batch_id).done, 90, "the batch to complete")
+        finally:
+            stop.touch()
+            second.wait(30)
+        client.close()
+
+    status = intake.status(batch_id)
+    assert status.counts == {"completed": DEVICES}, [
+        (c.phase, c.error) for c in status.changes if c.phase is not Phase.COMPLETED
+    ]
+    assert all(n == 1 for n in sim.submission_counts().values()), sim.submission_counts()
+    assert len(sim.submission_counts()) == DEVICES
+    assert intake.verify_audit(batch_id).ok
+    assert backend.integrity_check() == "ok"
+    backend.close()
