@@ -24,7 +24,7 @@ from thingspace_swap.swap import (
     SwapRequest,
     read_csv,
 )
-from thingspace_swap.testing import Faults
+from thingspace_swap.testing import Faults, HistoryEntry
 
 
 def assert_clean_run(h: Harness, status: Any) -> None:
@@ -486,3 +486,48 @@ def test_workers_alone_finish_a_batch_without_waiting_for_deadlines() -> None:
         h.orchestrator.work()
         h.clock.advance(1)
     assert h.orchestrator.status(submission.batch.batch_id).counts == {"completed": 6}
+
+
+def test_plan_and_device_selection() -> None:
+    h = Harness()
+    plans = h.orchestrator.plans(ACCOUNT)
+    assert {p.code for p in plans} == {p.code for p in h.population.plans}
+    suspended = h.orchestrator.select_devices(ACCOUNT, current_state="suspend")
+    assert suspended
+    assert {d.state for d in suspended} == {"suspend"}
+    active = h.orchestrator.select_devices(ACCOUNT, current_state="active")[:3]
+    request = SwapRequest.pair(ACCOUNT, active, h.population.spare_iccids[:3])
+    status = h.run(request.items)
+    assert status.counts == {"completed": 3}
+
+
+def test_suspended_lines_are_restored_first_when_asked() -> None:
+    h = Harness()
+    suspended = [d for d in h.population.devices if d.state == "suspend" and d.mdn][:2]
+    assert len(suspended) == 2
+    items = [
+        SwapItem.sim_swap(d.iccid, new)
+        for d, new in zip(suspended, h.population.spare_iccids, strict=False)
+    ]
+    refused = h.orchestrator.validate(h.request(items))
+    assert {p.code for c in refused.checks for p in c.problems} == {"device.not_active"}
+    status = h.run(items, restore_suspended=True)
+    assert status.counts == {"completed": 2}
+    for change, device in zip(status.changes, suspended, strict=True):
+        assert device.state == "active"
+        assert device.iccid == change.new_ids[0].id
+        assert change.restore_submissions == 1
+        actions = [e.action for e in h.orchestrator.history(change.change_id)]
+        assert any("restoring the suspended line first" in a for a in actions)
+    assert h.duplicate_submissions() == {}
+
+
+def test_no_restore_when_no_provisioning_action_is_left_today() -> None:
+    h = Harness()
+    line = next(d for d in h.population.devices if d.state == "suspend" and d.mdn)
+    item = SwapItem.sim_swap(line.iccid, h.population.spare_iccids[0])
+    assert h.orchestrator.validate(h.request([item], restore_suspended=True)).ok
+    for action in ("Restore", "Suspend") * 2 + ("Restore",):  # five today, on ThingSpace
+        line.history.append(HistoryEntry(h.clock.time(), action, "Success", "ops", line.plan))
+    report = h.orchestrator.validate(h.request([item], restore_suspended=True))
+    assert [p.code for p in report.checks[0].problems] == ["provisioning.limit"]

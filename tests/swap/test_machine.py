@@ -66,10 +66,14 @@ class World:
 
 
 class Lifecycle(RuleBasedStateMachine):
-    @initialize(target_plan=st.sampled_from([None, "NEW"]))
-    def start(self, target_plan: str | None) -> None:
+    @initialize(
+        target_plan=st.sampled_from([None, "NEW"]),
+        state=st.sampled_from(["active", "active", "suspend"]),
+        restore_first=st.booleans(),
+    )
+    def start(self, target_plan: str | None, state: str, restore_first: bool) -> None:
         self.now = 1000.0
-        self.world = World()
+        self.world = World(state=state)
         self.change = Change(
             change_id="c",
             batch_id="b",
@@ -81,6 +85,7 @@ class Lifecycle(RuleBasedStateMachine):
             replaced=(OLD,),
             option=ChangeOption.CHANGE_ICCID,
             target_plan=target_plan,
+            restore_first=restore_first,
             deadline=self.now + 60,
         )
         self.commands: list[tuple[int, Command]] = []  # (the attempt that asked, command)
@@ -159,6 +164,8 @@ class Lifecycle(RuleBasedStateMachine):
             if what == "identifier":
                 self.world.iccid = NEW
                 self.applied[self.change.attempt] = self.applied.get(self.change.attempt, 0) + 1
+            elif what == "restore":
+                self.world.state = "active"
             else:
                 self.world.plan = "NEW"
         error = None if success else ErrorInfo(Category.TERMINAL, "failed", "X")
@@ -207,6 +214,7 @@ class Lifecycle(RuleBasedStateMachine):
     def completed_means_visible(self) -> None:
         if self.change.phase is Phase.COMPLETED:
             assert self.world.iccid == NEW
+            assert self.world.state == "active"
             if self.change.target_plan:
                 assert self.world.plan == self.change.target_plan
 

@@ -345,6 +345,21 @@ def _seen(
             # This attempt already submitted: never again. Settle what became of it.
             why = "submitted, but the change is not visible yet"
             return _unknown(change, now, settings, why, read=False)
+        if device.state == "suspend" and change.restore_first:
+            if change.restore_submissions:
+                why = "restore submitted, but the line is not active yet"
+                return _unknown(change, now, settings, why, read=False)
+            return _go(
+                change,
+                now,
+                "restoring the suspended line first",
+                Submit(Step.RESTORE),
+                phase=Phase.SUBMITTING,
+                step=Step.RESTORE,
+                restore_submissions=change.restore_submissions + 1,
+                request_id=None,
+                deadline=now + settings.lease,
+            )
         if device.state != "active":
             error = ErrorInfo(
                 Category.TERMINAL,
@@ -365,6 +380,9 @@ def _seen(
             deadline=now + settings.lease,
         )
     if change.phase is Phase.SETTLING:
+        if change.step is Step.RESTORE and device.state == "active":
+            restored = attrs.evolve(change, phase=Phase.CHECKING, step=Step.IDENTIFIER)
+            return _seen(restored, device, now, settings)
         done = (
             swapped if change.step is Step.IDENTIFIER else device.service_plan == change.target_plan
         )
@@ -476,6 +494,8 @@ def _rejected(change: Change, event: Rejected, now: float, settings: LifecycleSe
                 submissions=change.submissions - 1,
                 attempt_submissions=change.attempt_submissions - 1,
             )
+        elif change.step is Step.RESTORE:
+            undone = attrs.evolve(change, restore_submissions=change.restore_submissions - 1)
         else:
             undone = attrs.evolve(change, plan_submissions=change.plan_submissions - 1)
         return _retry_later(undone, event.error, now, settings, "not processed by ThingSpace")
@@ -512,6 +532,17 @@ def _callback(change: Change, event: CallbackResult, now: float) -> Outcome:
         if not matched:
             fields["request_id"] = event.request_id
             fields["request_ids"] = (*change.request_ids, event.request_id)
+        if change.step is Step.RESTORE:
+            return _go(
+                change,
+                now,
+                f"callback: line restored ({event.request_id}); checking again",
+                ReadDevice(),
+                phase=Phase.CHECKING,
+                step=Step.IDENTIFIER,
+                deadline=now + 60.0,
+                **fields,
+            )
         return _go(
             change,
             now,
@@ -537,6 +568,7 @@ def _retry(change: Change, now: float, settings: LifecycleSettings) -> Outcome:
             step=Step.IDENTIFIER,
             attempt=change.attempt + 1,
             attempt_submissions=0,
+            restore_submissions=0,
             retries=0,
             request_id=None,
             error=None,

@@ -52,10 +52,12 @@ TERMINAL = frozenset(
 
 
 class Step(str, enum.Enum):
-    """Which ThingSpace request a change is on: the identifier swap, then the plan change."""
+    """Which ThingSpace request a change is on: (restoring a suspended line,) the identifier
+    swap, then the plan change."""
 
     IDENTIFIER = "identifier"
     PLAN = "plan"
+    RESTORE = "restore"
 
 
 class Priority(enum.IntEnum):
@@ -113,6 +115,7 @@ class Change:
     option: ChangeOption
     target_plan: str | None = None
     service_type: str = "4G"
+    restore_first: bool = False
     priority: Priority = Priority.NORMAL
     phase: Phase = Phase.PENDING
     step: Step = Step.IDENTIFIER
@@ -120,6 +123,7 @@ class Change:
     submissions: int = 0
     attempt_submissions: int = 0
     plan_submissions: int = 0
+    restore_submissions: int = 0
     retries: int = 0
     request_id: str | None = None
     request_ids: tuple[str, ...] = ()

@@ -25,7 +25,7 @@ from .._core.commands import Flow, Sleep
 from .._core.endpoint import Async, Faced, Mode, Sync, endpoint
 from ..clock import Clock, SystemClock
 from ..errors import ThingSpaceError
-from ..models import CarrierServiceCallback, DeviceId, parse_callback
+from ..models import CarrierServiceCallback, Device, DeviceId, ServicePlan, parse_callback
 from .audit import AuditReport, chain_entry, verify_chain
 from .classify import classify, classify_fault
 from .machine import (
@@ -180,6 +180,18 @@ class _Orchestrator(Faced[Mode]):
     # Plans, validation and batch creation -------------------------------------------------
 
     @endpoint
+    def plans(self, account_name: str) -> Flow[list[ServicePlan]]:
+        """The account's service plans: what a target plan is chosen from."""
+        return (yield from self._api.plans(account_name))
+
+    @endpoint
+    def select_devices(self, /, account_name: str, **filters: object) -> Flow[list[Device]]:
+        """Devices of the account matching ThingSpace's list filters (``current_state``,
+        ``service_plan``, ``group_name``, ``filter``...), to pair with new identifiers
+        (:meth:`SwapRequest.pair`)."""
+        return (yield from self._api.select(account_name, filters))
+
+    @endpoint
     def validate(self, request: SwapRequest) -> Flow[ValidationReport]:
         """Check every device of ``request`` and change nothing (the dry run)."""
         report = yield from validate(
@@ -226,6 +238,7 @@ class _Orchestrator(Faced[Mode]):
                 option=option,  # type: ignore[arg-type]  # rejected items may have none
                 target_plan=check.target_plan,
                 service_type=request.service_type,
+                restore_first=request.restore_suspended,
                 priority=request.priority,
                 created_at=now,
                 updated_at=now,
@@ -512,13 +525,19 @@ class _Orchestrator(Faced[Mode]):
 
     def _submit(self, change: Change, step: Step) -> Flow[Event]:
         started = self.clock.monotonic()
-        operation = (
-            "devices.change_identifier" if step is Step.IDENTIFIER else "devices.change_plan"
-        )
+        operation = {
+            Step.IDENTIFIER: "devices.change_identifier",
+            Step.PLAN: "devices.change_plan",
+            Step.RESTORE: "devices.restore",
+        }[step]
         try:
             if step is Step.IDENTIFIER:
                 accepted = yield from self._api.change_identifier(
                     change.device_ids[0], change.new_ids, change.option.value, change.service_type
+                )
+            elif step is Step.RESTORE:
+                accepted = yield from self._api.restore(
+                    DeviceId(change.line, "mdn"), change.account_name
                 )
             else:
                 assert change.target_plan is not None

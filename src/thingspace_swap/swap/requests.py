@@ -77,6 +77,8 @@ class SwapRequest:
         actor: Who asks (recorded in the audit trail).
         require_all_valid: Refuse the whole batch when any device fails validation (by default
             the valid devices run and the others are recorded as rejected).
+        restore_suspended: Restore a suspended line before changing it (a provisioning action:
+            ThingSpace allows five a day per line) instead of rejecting it.
     """
 
     account_name: str
@@ -86,6 +88,7 @@ class SwapRequest:
     actor: str = "unknown"
     service_type: str = "4G"
     require_all_valid: bool = False
+    restore_suspended: bool = False
 
     @classmethod
     def pair(

@@ -46,5 +46,12 @@ class ThingSpaceFlows:
             self._devices, device, list(new), option, service_type=service_type
         )
 
+    def restore(self, device: DeviceId, account_name: str) -> Flow[RequestAccepted]:
+        return Devices.restore.flow(self._devices, device, account_name=account_name)
+
+    def select(self, account_name: str, filters: dict[str, object]) -> Flow[list[Device]]:
+        pager = Devices.iter.pager(self._devices, None, account_name=account_name, **filters)
+        return collect(self._devices._engine, pager)
+
     def change_plan(self, device: DeviceId, plan: str, account_name: str) -> Flow[RequestAccepted]:
         return Devices.change_plan.flow(self._devices, device, plan, account_name=account_name)

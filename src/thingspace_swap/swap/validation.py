@@ -118,7 +118,9 @@ def _check_item(
                 f"no {item.device.kind} {item.device.id} in account {request.account_name}",
             )
         ]
-    if device.state != "active":
+    if device.state == "suspend" and request.restore_suspended:
+        problems += yield from _provisioning_limit(api, item.device, now)
+    elif device.state != "active":
         problems.append(
             Problem("device.not_active", f"device is {device.state or 'in no state'}, not active")
         )
@@ -180,6 +182,32 @@ def _plan_limit(api: ThingSpaceFlows, ref: DeviceId, now: float) -> Flow[list[Pr
                 "plan.limit",
                 f"{changes} plan changes this month already "
                 f"(ThingSpace allows {PLAN_CHANGES_PER_MONTH})",
+            )
+        ]
+    return []
+
+
+#: ThingSpace allows most accounts this many provisioning actions per line per day.
+PROVISIONING_ACTIONS_PER_DAY = 5
+_PROVISIONING_EVENTS = ("activate", "suspend", "restore", "deactivate")
+
+
+def _provisioning_limit(api: ThingSpaceFlows, ref: DeviceId, now: float) -> Flow[list[Problem]]:
+    """A suspended line to restore first: is a provisioning action left today?"""
+    moment = datetime.fromtimestamp(now, timezone.utc)
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    page = yield from api.history(ref, day.isoformat(), moment.isoformat())
+    actions = sum(
+        1
+        for e in page.provisioning_history
+        if (e.event_type or "").lower().startswith(_PROVISIONING_EVENTS)
+    )
+    if actions >= PROVISIONING_ACTIONS_PER_DAY:
+        return [
+            Problem(
+                "provisioning.limit",
+                f"{actions} provisioning actions today already "
+                f"(ThingSpace allows {PROVISIONING_ACTIONS_PER_DAY}); cannot restore the line",
             )
         ]
     return []
