@@ -83,6 +83,10 @@ logger = logging.getLogger("thingspace_swap.swap")
 MAX_DELAY = 900.0
 _CONFLICT_RETRIES = 50
 
+#: What became of a processed message: ``done`` (acked), ``busy`` (released until the change's
+#: lease ends), ``dead_lettered`` (poison), ``errors`` (released to be delivered again).
+Disposition = Literal["done", "busy", "dead_lettered", "errors"]
+
 
 class BatchNotFoundError(ThingSpaceError, KeyError):
     """No batch with that id in the store."""
@@ -338,9 +342,15 @@ class _Orchestrator(Faced[Mode]):
         self.metrics.gauge("swap.queue.lag", stats.oldest_age)
         return report
 
-    def _handle(
-        self, message: ReceivedMessage
-    ) -> Flow[Literal["done", "busy", "dead_lettered", "errors"]]:
+    @endpoint
+    def process(self, message: ReceivedMessage) -> Flow[Disposition]:
+        """Process one delivered queue message and settle it with the queue: acked when done,
+        released for later when its change is busy or processing failed, dead-lettered (with
+        the reason) when it is poison. For drivers that receive messages themselves (a Lambda
+        SQS event); :meth:`work` receives and processes in a loop."""
+        return (yield from self._handle(message))
+
+    def _handle(self, message: ReceivedMessage) -> Flow[Disposition]:
         parsed = _parse_message(message.body)
         if isinstance(parsed, str):
             self.queue.dead_letter(message, f"poison message: {parsed}")
