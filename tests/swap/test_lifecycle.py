@@ -531,3 +531,14 @@ def test_no_restore_when_no_provisioning_action_is_left_today() -> None:
         line.history.append(HistoryEntry(h.clock.time(), action, "Success", "ops", line.plan))
     report = h.orchestrator.validate(h.request([item], restore_suspended=True))
     assert [p.code for p in report.checks[0].problems] == ["provisioning.limit"]
+
+
+def test_a_rejected_item_without_a_change_type_is_reported_cleanly() -> None:
+    h = Harness()
+    device = h.active(1)[0]
+    odd = SwapItem(DeviceId(device.imei, "imei"), (DeviceId(device.mdn, "mdn"),))
+    status = h.run([*h.sim_swaps(1, skip=1), odd])
+    assert status.counts == {"completed": 1, "rejected": 1}
+    records = status.to_records()
+    assert [r["option"] for r in records] == ["ChangeICCID", None]
+    assert "option.unsupported" in status.by_phase(Phase.REJECTED)[0].error.code

@@ -370,7 +370,7 @@ def _seen(
         return _go(
             change,
             now,
-            f"submitting {change.option.value}",
+            f"submitting {change.option.value if change.option else 'the change'}",
             Submit(Step.IDENTIFIER),
             phase=Phase.SUBMITTING,
             step=Step.IDENTIFIER,

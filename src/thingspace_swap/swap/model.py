@@ -112,7 +112,7 @@ class Change:
     device_ids: tuple[DeviceId, ...] = attrs.field(converter=_ids)
     new_ids: tuple[DeviceId, ...] = attrs.field(converter=_ids)
     replaced: tuple[DeviceId, ...] = attrs.field(converter=_ids)
-    option: ChangeOption
+    option: ChangeOption | None  # None only on a change rejected for its identifiers' kinds
     target_plan: str | None = None
     service_type: str = "4G"
     restore_first: bool = False

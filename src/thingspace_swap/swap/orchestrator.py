@@ -239,7 +239,7 @@ class _Orchestrator(Faced[Mode]):
                 device_ids=(item.device,),
                 new_ids=item.new,
                 replaced=replaced,
-                option=option,  # type: ignore[arg-type]  # rejected items may have none
+                option=option,
                 target_plan=check.target_plan,
                 service_type=request.service_type,
                 restore_first=request.restore_suspended,
@@ -542,6 +542,7 @@ class _Orchestrator(Faced[Mode]):
         }[step]
         try:
             if step is Step.IDENTIFIER:
+                assert change.option is not None  # validation never queues a change without one
                 accepted = yield from self._api.change_identifier(
                     change.device_ids[0], change.new_ids, change.option.value, change.service_type
                 )
@@ -756,7 +757,7 @@ class _Orchestrator(Faced[Mode]):
             payload={
                 "change_id": change.change_id,
                 "line": change.line,
-                "option": change.option.value,
+                "option": change.option.value if change.option else None,
                 "new_ids": [f"{d.kind}:{d.id}" for d in change.new_ids],
                 "request_id": change.request_id,
                 "error": change.error.message if change.error else None,

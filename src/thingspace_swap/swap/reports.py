@@ -120,7 +120,7 @@ class BatchStatus:
                 "line": c.line,
                 "device": c.device_ids[0].id if c.device_ids else None,
                 "new": " ".join(f"{d.kind}:{d.id}" for d in c.new_ids),
-                "option": c.option.value,
+                "option": c.option.value if c.option else None,
                 "phase": c.phase.value,
                 "attempt": c.attempt,
                 "request_id": c.request_id,
