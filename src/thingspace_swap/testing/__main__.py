@@ -34,10 +34,10 @@ simulator's own, not real ThingSpace secrets. Time is real: a request stays Pend
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m thingspace_swap.testing") -> argparse.ArgumentParser:
     """The command line of ``python -m thingspace_swap.testing``."""
     parser = argparse.ArgumentParser(
-        prog="python -m thingspace_swap.testing",
+        prog=prog,
         description="Serve an in-memory ThingSpace simulator over HTTP on real (wall) time.",
         epilog=_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -88,9 +88,9 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str = "python -m thingspace_swap.testing") -> int:
     """Parse ``argv``, build and populate the simulator, serve it until Ctrl-C or SIGTERM."""
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     problems = [
         (args.devices < 0, "--devices must not be negative"),
