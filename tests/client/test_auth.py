@@ -158,15 +158,32 @@ async def test_failed_login_is_never_retried_and_blocks_further_logins(
     ],
     ids=["5xx", "timeout", "garbage"],
 )
-async def test_any_login_failure_that_may_have_counted_blocks(
+async def test_unconfirmed_login_failures_block_after_two(
     make_client: Any, fake: FakeThingSpace, failure: Any
 ) -> None:
+    """A timeout or 5xx may or may not have counted: two in a row stop automatic logins."""
     fake.routes[LOGIN] = [failure()]
     client = make_client()
-    for _ in range(3):
+    for _ in range(5):
         with pytest.raises(ts.LoginError):
             await resolve(client.plans.list())
-    assert fake.count(LOGIN) == 1
+    assert fake.count(LOGIN) == 2
+
+
+async def test_an_unconfirmed_failure_followed_by_success_resets_the_count(
+    make_client: Any, fake: FakeThingSpace
+) -> None:
+    ok = httpx.Response(200, json={"sessionToken": "s"})
+    fake.routes[LOGIN] = [httpx.Response(503, text="busy"), ok]
+    fake.routes[PLANS] = [
+        m2m_error("UnifiedWebService.REQUEST_FAILED.SessionToken.Expired"),
+        plans_ok(),
+    ]
+    client = make_client()
+    with pytest.raises(ts.LoginError):
+        await resolve(client.plans.list())
+    await resolve(client.plans.list())  # logs in, then the session "expires"
+    assert client._engine.auth.unconfirmed_login_failures == 0
 
 
 @pytest.mark.parametrize(

@@ -6,15 +6,17 @@ from __future__ import annotations
 import contextlib
 import logging
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 
 from ..config import Credentials
 from ..errors import (
     AuthenticationError,
+    DecodeError,
     LoginError,
     RateLimitError,
+    ServerError,
     SessionTokenError,
     ThingSpaceError,
     TransportError,
@@ -30,6 +32,10 @@ if TYPE_CHECKING:
 __all__ = ["AuthState", "Rejected"]
 
 logger = logging.getLogger("thingspace_swap")
+
+#: Logins whose outcome is unknown (timeouts, 5xx) allowed in a row before automatic logins
+#: stop too: even if each one counted as a failure, two stay well below the lockout's five.
+UNCONFIRMED_LOGIN_LIMIT = 2
 
 _LOCKOUT_NOTE = (
     "not retried automatically: five failed logins lock the ThingSpace user. "
@@ -55,6 +61,7 @@ class AuthState:
     leeway: float = 60.0
     tokens: Tokens = attrs.Factory(Tokens)
     login_failure: LoginError | None = None
+    unconfirmed_login_failures: int = 0
 
     @property
     def cache_key(self) -> str:
@@ -165,9 +172,13 @@ class AuthState:
                 code=exc.code,
                 retry_after=exc.retry_after,
             )
-            if _password_was_checked(exc):
+            verdict = _login_verdict(exc)
+            if verdict == "unconfirmed":  # a timeout or 5xx: the password may have been checked
+                self.unconfirmed_login_failures += 1
+            if verdict == "refused" or self.unconfirmed_login_failures >= UNCONFIRMED_LOGIN_LIMIT:
                 self.login_failure = error
             raise error from exc
+        self.unconfirmed_login_failures = 0
         renewed = attrs.evolve(self.tokens, session=response.session_token)
         self._adopt(renewed)
         logger.debug("opened an M2M session")
@@ -175,6 +186,7 @@ class AuthState:
 
     def _explicit_login(self, engine: Engine) -> Flow[Tokens]:
         self.login_failure = None
+        self.unconfirmed_login_failures = 0
         tokens = self.tokens
         if not tokens.bearer_valid(engine.clock.time(), self.leeway):
             tokens = yield from self._fetch_bearer(engine, tokens)
@@ -190,9 +202,17 @@ class AuthState:
         return f"AuthState(user={self.credentials.username!r}, tokens={has})"
 
 
-def _password_was_checked(error: ThingSpaceError) -> bool:
-    """Whether a failed login may have counted toward the lockout. Only a throttle, a gateway
-    rejection of the bearer, or a request that never left this machine provably did not."""
+def _login_verdict(error: ThingSpaceError) -> Literal["refused", "unconfirmed", "not_checked"]:
+    """What a failed login means for the lockout count.
+
+    ``not_checked``: a throttle, a gateway rejection of the bearer, or a request that never left
+    this machine: the password was not looked at. ``unconfirmed``: a timeout, a 5xx or an
+    unreadable answer: it may have been. ``refused``: ThingSpace answered that the login failed.
+    """
     if isinstance(error, (RateLimitError, AuthenticationError)):
-        return False
-    return not (isinstance(error, TransportError) and error.retryable)
+        return "not_checked"
+    if isinstance(error, TransportError):
+        return "not_checked" if error.retryable else "unconfirmed"
+    if isinstance(error, (ServerError, DecodeError)):
+        return "unconfirmed"
+    return "refused"

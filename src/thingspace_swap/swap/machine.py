@@ -436,8 +436,14 @@ def _review(change: Change, now: float, reason: str) -> Outcome:
 def _read_failed(
     change: Change, error: ErrorInfo, now: float, settings: LifecycleSettings
 ) -> Outcome:
-    """A device read failed; nothing was changed by it, so try again later."""
+    """A device read failed; nothing was changed by it, so try again later. A change being
+    settled keeps its settle deadline: reads that keep failing end in manual review too."""
     if change.phase is Phase.SETTLING:
+        since = change.settling_since if change.settling_since is not None else now
+        if now - since >= settings.settle_timeout:
+            return _review(
+                change, now, f"outcome unknown, and the device cannot be read: {error.message}"
+            )
         return _stay(change)  # its scheduled check reads again
     return _retry_later(change, error, now, settings, "device read failed")
 
