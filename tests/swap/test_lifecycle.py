@@ -365,12 +365,12 @@ def test_forged_and_malformed_callbacks_change_nothing() -> None:
     h = Harness()
     with pytest.raises(ts.CallbackError):
         h.orchestrator.accept_callback({"status": "Success"})
-    assert (
-        h.orchestrator.accept_callback(
-            {"requestId": "unknown", "deviceIds": [], "status": "Success"}
-        )
-        == "kept"
-    )
+    unknown = {"requestId": "unknown", "deviceIds": [], "status": "Success"}
+    assert h.orchestrator.accept_callback(unknown) == "kept"
+    assert h.orchestrator.accept_callback(unknown) == "kept"
+    (reported,) = h.notifier.of_type("callback.unmatched")  # quarantined, and reported once
+    assert reported.attributes["severity"] == "warning"
+    assert reported.payload["requestId"] == "unknown"
 
 
 def test_reconcile_flags_a_device_that_disagrees() -> None:

@@ -601,12 +601,37 @@ class _Orchestrator(Faced[Mode]):
                 None,
             )
         if change is None:
+            # Quarantined in the inbox: applied if its change stores this requestId later,
+            # reported now in case it never does (a request this system did not send).
+            self.metrics.count("swap.callback.unmatched")
+            if fresh:
+                self._notify_unmatched(callback)
             return "kept"
         _run_now(self._drive(change.change_id, _callback_event(callback), io=False))
         after = self.store.get_change(change.change_id)
         if after is not None and after.version != change.version:
             return "applied"
         return "kept" if fresh else "duplicate"
+
+    def _notify_unmatched(self, callback: CarrierServiceCallback) -> None:
+        if self.notifier is None:
+            return
+        subject = f"callback:{callback.request_id}:{_device_key(callback)}"
+        self.notifier.publish(
+            Notification(
+                event_id=hashlib.sha256(subject.encode()).hexdigest()[:32],
+                event_type="callback.unmatched",
+                subject=subject,
+                attributes={
+                    "event_type": "callback.unmatched",
+                    "state": "kept",
+                    "account": "",
+                    "batch_id": "",
+                    "severity": "warning",
+                },
+                payload=_callback_body(callback),
+            )
+        )
 
     def _early_callback(self, change: Change) -> Event | None:
         assert change.request_id is not None

@@ -129,12 +129,19 @@ def read_csv(source: str | Path | TextIO) -> tuple[list[SwapItem], list[CsvProbl
     and ``plan``. Header names are case-insensitive; other columns are ignored. Identifier
     formats are checked by validation, so they appear in its per-device report."""
     if isinstance(source, Path):
-        text: TextIO = io.StringIO(source.read_text(encoding="utf-8-sig"))
+        text: TextIO = io.StringIO(source.read_text(encoding="utf-8-sig"), newline="")
     elif isinstance(source, str):
-        text = io.StringIO(source)
+        text = io.StringIO(source, newline="")
     else:
         text = source
     reader = csv.DictReader(text)
+    try:
+        return _read_rows(reader)
+    except csv.Error as error:
+        return [], [CsvProblem(reader.line_num or 1, f"malformed CSV: {error}")]
+
+
+def _read_rows(reader: csv.DictReader[str]) -> tuple[list[SwapItem], list[CsvProblem]]:
     if reader.fieldnames is None:
         return [], [CsvProblem(1, "the file is empty")]
     columns = {name.strip().lower(): name for name in reader.fieldnames if name}
