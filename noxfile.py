@@ -37,3 +37,16 @@ def docs(session: nox.Session) -> None:
     """Build the docs site; warnings are errors."""
     session.install("-e", ".[docs]")
     session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
+@nox.session(python=PYTHONS)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (benchmarks/run_all.py): prints tables, writes docs/performance.md.
+
+    The session's virtualenv holds the client, aiohttp (for AiohttpTransport) and Verizon's
+    generated SDK (sdksio-verizon-apis-sdk from PyPI), so every comparison runs on one
+    interpreter. ``nox -s bench -- --quick`` is a smoke run that leaves the docs alone;
+    ``nox -s bench -- --only verizon_sdk`` runs one benchmark.
+    """
+    session.install("-e", ".", "aiohttp>=3.10", "sdksio-verizon-apis-sdk==2.0.0")
+    session.run("python", "benchmarks/run_all.py", "--write-docs", *session.posargs)

@@ -13,16 +13,16 @@ import httpx
 from ._core.auth import AuthState
 from ._core.endpoint import Async, Mode, Sync
 from ._core.engine import Engine, RequestEvent
-from ._http import AsyncDriver, SyncDriver
+from ._http import AiohttpTransport, AsyncDriver, SyncDriver
 from .clock import Clock, SystemClock
-from .config import PRODUCTION_URL, Credentials
+from .config import Credentials, default_base_url
 from .errors import ThingSpaceError
 from .ratelimit import RateLimiter
 from .resources import Accounts, Callbacks, Devices, Plans, Requests, Session
 from .retry import RetryPolicy
 from .tokens import TokenCache
 
-__all__ = ["AsyncThingSpaceClient", "ThingSpaceClient"]
+__all__ = ["AiohttpTransport", "AsyncThingSpaceClient", "ThingSpaceClient"]
 
 logger = logging.getLogger("thingspace_swap")
 
@@ -46,7 +46,7 @@ class _Client(Generic[Mode, Http, Transport]):
         credentials: Credentials,
         *,
         account_name: str | None = None,
-        base_url: str = PRODUCTION_URL,
+        base_url: str | None = None,
         transport: Transport | None = None,
         http_client: Http | None = None,
         timeout: float | httpx.Timeout = 30.0,
@@ -62,7 +62,8 @@ class _Client(Generic[Mode, Http, Transport]):
         Args:
             credentials: App key/secret and UWS username/password.
             account_name: The default account for calls that need one.
-            base_url: Production by default; staging or a simulator otherwise.
+            base_url: Staging or a simulator; by default $THINGSPACE_BASE_URL when set, else
+                production.
             transport: An httpx transport to send through (e.g. the simulator's).
             http_client: An httpx client to use as is (not closed by this client).
             timeout: Seconds, or an ``httpx.Timeout``.
@@ -79,7 +80,7 @@ class _Client(Generic[Mode, Http, Transport]):
         if isinstance(rate_limit, (int, float)):
             rate_limit = RateLimiter(int(rate_limit), clock=clock)
         engine = Engine(
-            base_url=base_url.rstrip("/"),
+            base_url=(base_url or default_base_url()).rstrip("/"),
             auth=AuthState(credentials, cache=token_cache),
             retry=retry or RetryPolicy(),
             clock=clock,

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
 from ._secret import Secret
 from .errors import ConfigurationError
 
-__all__ = ["PRODUCTION_URL", "STAGING_URL", "Credentials"]
+__all__ = ["BASE_URL_ENV", "PRODUCTION_URL", "STAGING_URL", "Credentials", "default_base_url"]
 
 PRODUCTION_URL = "https://thingspace.verizon.com"
 STAGING_URL = "https://staging.thingspace.verizon.com"
+#: The environment variable that overrides the default base URL (a simulator, staging).
+BASE_URL_ENV = "THINGSPACE_BASE_URL"
 
 _ENV_NAMES = {
     "app_key": "THINGSPACE_APP_KEY",
@@ -51,3 +55,36 @@ class Credentials:
         if missing:
             raise ConfigurationError(f"missing environment variable(s): {', '.join(missing)}")
         return cls(**{field: env[name] for field, name in _ENV_NAMES.items()})
+
+
+def default_base_url(environ: Mapping[str, str] | None = None) -> str:
+    """The base URL a client uses when given none: ``THINGSPACE_BASE_URL`` when set (staging,
+    a simulator), else :data:`PRODUCTION_URL`.
+
+    The variable must be an ``https`` URL, or plain ``http`` to a loopback host (a local
+    simulator): credentials never cross a network unencrypted. Anything else raises
+    :class:`ConfigurationError`.
+    """
+    env = os.environ if environ is None else environ
+    url = env.get(BASE_URL_ENV, "").strip()
+    if not url:
+        return PRODUCTION_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        # the value is not echoed: a URL may carry a password
+        raise ConfigurationError(f"{BASE_URL_ENV} must be an http(s) URL with a host")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise ConfigurationError(
+            f"{BASE_URL_ENV}: refusing plain http to {parts.hostname} (credentials would be "
+            "sent unencrypted); use https"
+        )
+    return url.rstrip("/")
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -11,32 +11,41 @@ __all__ = ["RateLimiter"]
 
 
 class RateLimiter:
-    """At most ``rate`` requests in any ``per``-second window (a sliding log of reservations).
+    """At most ``rate`` requests in any ``per``-second window (a sliding log of sends).
 
-    Bursts up to ``rate`` go out at once; after that each request is scheduled when the oldest of
-    the last ``rate`` leaves the window. Share one instance between clients of the same account.
-    Thread-safe; the lock is never held while waiting.
+    :meth:`acquire` takes a slot only when one is free *now* and records that moment; otherwise
+    it says how long to wait, records nothing, and the caller asks again after waiting. So the
+    log holds the moments requests actually went out, and no two waits that overran can push
+    more than ``rate`` sends into one window. A slot is reused only ``margin`` seconds after its
+    window ended, covering the moment between the grant and the request leaving the machine.
+    Bursts up to ``rate`` go out at once. Share one instance between clients of the same
+    account. Thread-safe; no lock is held while waiting.
     """
 
-    def __init__(self, rate: int, per: float = 1.0, *, clock: Clock | None = None) -> None:
-        if rate < 1 or per <= 0:
-            raise ValueError("rate must be >= 1 and per > 0")
+    def __init__(
+        self, rate: int, per: float = 1.0, *, margin: float = 0.02, clock: Clock | None = None
+    ) -> None:
+        if rate < 1 or per <= 0 or margin < 0:
+            raise ValueError("rate must be >= 1, per > 0 and margin >= 0")
         self.rate = rate
         self.per = per
+        self.margin = margin
         self._clock = clock or SystemClock()
-        self._slots: deque[float] = deque()
+        self._sent: deque[float] = deque()
         self._lock = threading.Lock()
 
-    def reserve(self) -> float:
-        """Take the next slot; returns how many seconds to wait before sending."""
+    def acquire(self) -> float:
+        """Take a slot now and return 0, or return the seconds to wait before asking again."""
         with self._lock:
             now = self._clock.monotonic()
-            slots = self._slots
-            while slots and slots[0] <= now - self.per:
-                slots.popleft()
-            at = now if len(slots) < self.rate else max(now, slots[-self.rate] + self.per)
-            slots.append(at)
-            return at - now
+            sent = self._sent
+            window = self.per + self.margin
+            while sent and sent[0] <= now - window:
+                sent.popleft()
+            if len(sent) < self.rate:
+                sent.append(now)
+                return 0.0
+            return max(sent[0] + window - now, 1e-6)
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate}, per={self.per})"

@@ -179,7 +179,7 @@ class AuthState:
                 self.login_failure = error
             raise error from exc
         self.unconfirmed_login_failures = 0
-        renewed = attrs.evolve(self.tokens, session=response.session_token)
+        renewed = attrs.evolve(tokens, session=response.session_token)
         self._adopt(renewed)
         logger.debug("opened an M2M session")
         return renewed

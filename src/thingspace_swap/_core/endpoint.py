@@ -73,11 +73,20 @@ class Pager(Generic[Page, Item]):
 
 
 class endpoint(Generic[P, T]):
-    """Turns a flow-building method into a sync or async method."""
+    """Turns a flow-building method into a sync or async method.
+
+    The method is made once per resource (on first access) and kept in the resource's
+    ``__dict__``, which shadows this non-data descriptor from then on.
+    """
+
+    _name: str | None = None
 
     def __init__(self, build: Callable[Concatenate[Any, P], Flow[T]]) -> None:
         self._build = build
         functools.update_wrapper(self, build)  # type: ignore[arg-type]
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self._name = name
 
     def flow(self, obj: Faced[Any], /, *args: P.args, **kwargs: P.kwargs) -> Flow[T]:
         """The flow behind the method, to compose into a larger flow (``yield from``)."""
@@ -92,21 +101,28 @@ class endpoint(Generic[P, T]):
     def __get__(self, obj: Faced[Any] | None, owner: type[Any]) -> Any:
         if obj is None:
             return self
-        build, run = self._build, obj._driver.run
+        build = self._build
 
         @functools.wraps(build)
         def method(*args: Any, **kwargs: Any) -> Any:
-            return run(build(obj, *args, **kwargs))
+            return obj._driver.run(build(obj, *args, **kwargs))
 
+        _keep(obj, self._name, method)
         return method
 
 
 class paginated(Generic[P, Item]):
-    """Turns a pager-building method into an iterator (sync) or async iterator (async)."""
+    """Turns a pager-building method into an iterator (sync) or async iterator (async); made
+    once per resource, like :class:`endpoint`'s methods."""
+
+    _name: str | None = None
 
     def __init__(self, build: Callable[Concatenate[Any, P], Pager[Any, Item]]) -> None:
         self._build = build
         functools.update_wrapper(self, build)  # type: ignore[arg-type]
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self._name = name
 
     def pager(self, obj: Faced[Any], /, *args: P.args, **kwargs: P.kwargs) -> Pager[Any, Item]:
         """The pager behind the method, to walk pages inside a larger flow."""
@@ -121,13 +137,22 @@ class paginated(Generic[P, Item]):
     def __get__(self, obj: Faced[Any] | None, owner: type[Any]) -> Any:
         if obj is None:
             return self
-        build, iterate = self._build, obj._driver.iterate
+        build = self._build
 
         @functools.wraps(build)
         def method(*args: Any, **kwargs: Any) -> Any:
-            return iterate(build(obj, *args, **kwargs))
+            return obj._driver.iterate(build(obj, *args, **kwargs))
 
+        _keep(obj, self._name, method)
         return method
+
+
+def _keep(obj: object, name: str | None, method: Callable[..., Any]) -> None:
+    """Cache ``method`` on ``obj`` under ``name`` (where ``obj`` has a ``__dict__``)."""
+    if name is not None:
+        namespace = getattr(obj, "__dict__", None)
+        if namespace is not None:
+            namespace[name] = method
 
 
 def cursor_guard(previous: int | None, cursor: int | None, more: bool) -> None:

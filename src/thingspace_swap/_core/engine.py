@@ -102,8 +102,7 @@ class Engine:
         """One attempt: wait for the rate limit, send, and decode or map the error."""
         operation = call.operation
         if self.limiter is not None:
-            wait = self.limiter.reserve()
-            if wait > 0:
+            while (wait := self.limiter.acquire()) > 0:
                 yield Sleep(wait)
         request = build_request(self.base_url, call, headers)
         started = self.clock.monotonic()
@@ -134,6 +133,9 @@ class Engine:
         attempt: int,
         error: ThingSpaceError | None,
     ) -> None:
+        debug = logger.isEnabledFor(logging.DEBUG)
+        if self.on_request is None and not debug:
+            return  # nobody looks: build nothing
         operation = call.operation
         event = RequestEvent(
             operation=operation.name,
@@ -144,15 +146,16 @@ class Engine:
             attempt=attempt,
             error_code=error.code if error else None,
         )
-        logger.debug(
-            "%s %s -> %s in %.1f ms (attempt %d)%s",
-            event.method,
-            event.path,
-            status if status is not None else type(error).__name__,
-            event.duration * 1000,
-            attempt,
-            f" [{event.error_code}]" if event.error_code else "",
-        )
+        if debug:
+            logger.debug(
+                "%s %s -> %s in %.1f ms (attempt %d)%s",
+                event.method,
+                event.path,
+                status if status is not None else type(error).__name__,
+                event.duration * 1000,
+                attempt,
+                f" [{event.error_code}]" if event.error_code else "",
+            )
         if self.on_request is not None:
             self.on_request(event)
 

@@ -143,6 +143,11 @@ class Change:
     def terminal(self) -> bool:
         return self.phase in TERMINAL
 
+    def _repr_html_(self) -> str:
+        from .reports import change_html  # reports imports this module
+
+        return change_html(self)
+
     def names(self, device_id: DeviceId) -> bool:
         """Whether ``device_id`` is one of this change's old or new identifiers or its MDN."""
         if device_id.kind == "mdn" and device_id.id == self.line:

@@ -1,17 +1,88 @@
-"""What the orchestrator reports: validation, batch status, reconciliation."""
+"""What the orchestrator reports: validation, batch status, reconciliation, audit trails.
+
+Each report renders as a table in a notebook (``_repr_html_``), and has ``to_records()`` (flat
+dicts for CSV or JSON) and ``to_dataframe()`` (pandas, from the ``notebook`` extra).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..models import ChangeOption, Device
+from ..models import ChangeOption, Device, DeviceId
+from ._html import block, dataframe, esc, fields, heading, mark, progress, table, when
 from .model import TERMINAL, Batch, Change, Phase
+from .ports import AuditEntry
 from .requests import SwapItem
 
-__all__ = ["BatchStatus", "ItemCheck", "Problem", "ReconcileReport", "ValidationReport"]
+if TYPE_CHECKING:
+    import pandas
+
+__all__ = [
+    "AUDIT_COLUMNS",
+    "STATUS_COLUMNS",
+    "VALIDATION_COLUMNS",
+    "BatchStatus",
+    "ItemCheck",
+    "Problem",
+    "ReconcileReport",
+    "ValidationReport",
+    "audit_dataframe",
+    "audit_records",
+    "change_html",
+]
+
+#: The columns of :meth:`ValidationReport.to_records` (and its DataFrame).
+VALIDATION_COLUMNS = (
+    "index",
+    "device",
+    "kind",
+    "new",
+    "option",
+    "line",
+    "target_plan",
+    "ok",
+    "problems",
+)
+#: The columns of :meth:`BatchStatus.to_records` (and its DataFrame).
+STATUS_COLUMNS = (
+    "change_id",
+    "line",
+    "device",
+    "new",
+    "option",
+    "phase",
+    "attempt",
+    "request_id",
+    "error_category",
+    "error",
+    "duration",
+)
+#: The columns of :func:`audit_records` (and :func:`audit_dataframe`).
+AUDIT_COLUMNS = (
+    "subject",
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "before",
+    "after",
+    "request_id",
+    "detail",
+    "prev_hash",
+    "hash",
+)
+
+
+def _id(device_id: DeviceId) -> str:
+    return f"{device_id.kind}:{device_id.id}"
+
+
+def _ids(device_ids: Iterable[DeviceId]) -> str:
+    return " ".join(_id(d) for d in device_ids)
 
 
 @attrs.frozen
@@ -37,6 +108,39 @@ class ItemCheck:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def _row(self) -> tuple[object, ...]:
+        return (
+            self.index,
+            _id(self.item.device),
+            _ids(self.item.new),
+            self.option.value if self.option else None,
+            self.line,
+            self.target_plan,
+            mark(self.ok),
+            "; ".join(p.message for p in self.problems),
+        )
+
+    def _repr_html_(self) -> str:
+        title = f"Device #{self.index}: {self.item.device.kind} {self.item.device.id}"
+        problems = "".join(f"<li>{esc(p.message)} ({esc(p.code)})</li>" for p in self.problems)
+        return block(
+            heading(title, "valid" if self.ok else "invalid", self.item.source),
+            fields(
+                [
+                    ("new", _ids(self.item.new)),
+                    ("option", self.option.value if self.option else None),
+                    ("line", self.line),
+                    ("target plan", self.target_plan),
+                    ("plan today", self.device.service_plan if self.device else None),
+                    ("state", self.device.state if self.device else None),
+                ]
+            ),
+            f"<ul>{problems}</ul>" if problems else "",
+        )
+
+
+_CHECK_HEADERS = ("#", "device", "new", "option", "line", "target plan", "ok", "problems")
 
 
 @attrs.frozen
@@ -80,6 +184,30 @@ class ValidationReport:
             for c in self.checks
         ]
 
+    def to_dataframe(self) -> pandas.DataFrame:
+        """:meth:`to_records` as a pandas DataFrame (needs the ``notebook`` extra)."""
+        return dataframe(self.to_records(), VALIDATION_COLUMNS)
+
+    def _repr_html_(self) -> str:
+        """The counts, the request's problems, then each device, invalid ones first."""
+        parts = [
+            heading(
+                f"Validation: {len(self.valid)} of {len(self.checks)} device(s) valid",
+                f"account {self.account_name}",
+                f"plans: {', '.join(self.plans)}" if self.plans else None,
+            )
+        ]
+        if self.problems:
+            items = "".join(f"<li>{esc(p.message)} ({esc(p.code)})</li>" for p in self.problems)
+            parts.append(f"<div>The request:</div><ul>{items}</ul>")
+        counts = self.problem_counts()
+        if counts:
+            ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+            parts.append(table(("problem", "devices"), ranked))
+        ordered = sorted(self.checks, key=lambda c: (c.ok, c.index))
+        parts.append(table(_CHECK_HEADERS, (c._row() for c in ordered), total=len(ordered)))
+        return block(*parts)
+
     def __str__(self) -> str:
         lines = [f"{len(self.valid)} of {len(self.checks)} device(s) valid"]
         lines += [f"  request: {p.message}" for p in self.problems]
@@ -114,6 +242,7 @@ class BatchStatus:
         return [c for c in self.changes if c.phase is phase]
 
     def to_records(self) -> list[dict[str, Any]]:
+        """One flat dict per change; ``duration`` is seconds from queued to terminal."""
         return [
             {
                 "change_id": c.change_id,
@@ -131,6 +260,91 @@ class BatchStatus:
             for c in self.changes
         ]
 
+    def to_dataframe(self) -> pandas.DataFrame:
+        """:meth:`to_records` as a pandas DataFrame (needs the ``notebook`` extra)."""
+        return dataframe(self.to_records(), STATUS_COLUMNS)
+
+    def _repr_html_(self) -> str:
+        """The batch, its progress, counts by phase and its first changes."""
+        batch = self.batch
+        finished = sum(c.phase in TERMINAL for c in self.changes)
+        counts = Counter(c.phase for c in self.changes)
+        rows = (
+            (
+                c.change_id,
+                c.line,
+                _id(c.device_ids[0]) if c.device_ids else None,
+                _ids(c.new_ids),
+                c.phase.value,
+                c.attempt,
+                f"{c.error.category.value}: {c.error.message}" if c.error else None,
+            )
+            for c in self.changes
+        )
+        return block(
+            heading(
+                f"Batch {batch.batch_id}",
+                f"account {batch.account_name}",
+                batch.state.value,
+                f"by {batch.actor}",
+                f"created {when(batch.created_at)}",
+                f"target plan {batch.target_plan}" if batch.target_plan else None,
+                f"rollback of {batch.rollback_of}" if batch.rollback_of else None,
+            ),
+            progress(finished, len(self.changes)),
+            table(("phase", "changes"), [(p.value, counts[p]) for p in Phase if counts[p]]),
+            table(
+                ("change", "line", "device", "new", "phase", "attempt", "error"),
+                rows,
+                total=len(self.changes),
+            ),
+        )
+
+
+def change_html(change: Change) -> str:
+    """One change as an HTML table (what ``Change._repr_html_`` shows)."""
+    error = change.error
+    duration = change.completed_at - change.created_at if change.completed_at else None
+    return block(
+        heading(f"Change {change.change_id}", change.phase.value, f"batch {change.batch_id}"),
+        fields(
+            [
+                ("line", change.line),
+                ("device", _ids(change.device_ids)),
+                ("new", _ids(change.new_ids)),
+                ("replaced", _ids(change.replaced)),
+                ("option", change.option.value if change.option else None),
+                ("target plan", change.target_plan),
+                ("step", change.step.value),
+                ("attempt", change.attempt),
+                ("submissions", change.submissions),
+                ("request ids", ", ".join(change.request_ids) or change.request_id),
+                ("error", f"{error.category.value}: {error.message}" if error else None),
+                ("error code", error.code if error else None),
+                ("created", when(change.created_at)),
+                ("updated", when(change.updated_at)),
+                ("completed", when(change.completed_at)),
+                ("duration (s)", f"{duration:.1f}" if duration is not None else None),
+            ]
+        ),
+    )
+
+
+def audit_records(entries: Iterable[AuditEntry]) -> list[dict[str, Any]]:
+    """Audit entries (``orchestrator.history(change_id)``, or ``store.audit("batch:<id>")``)
+    as flat dicts, in order; ``at`` is epoch seconds."""
+    return [{column: getattr(entry, column) for column in AUDIT_COLUMNS} for entry in entries]
+
+
+def audit_dataframe(entries: Iterable[AuditEntry]) -> pandas.DataFrame:
+    """:func:`audit_records` as a pandas DataFrame, ``at`` as UTC datetimes (needs the
+    ``notebook`` extra)."""
+    frame = dataframe(audit_records(entries), AUDIT_COLUMNS)
+    import pandas
+
+    frame["at"] = pandas.to_datetime(frame["at"], unit="s", utc=True)
+    return frame
+
 
 @attrs.frozen
 class ReconcileReport:
@@ -143,3 +357,15 @@ class ReconcileReport:
     @property
     def ok(self) -> bool:
         return not self.mismatches
+
+    def _repr_html_(self) -> str:
+        parts = [
+            heading(
+                f"Reconciliation of {self.batch_id}",
+                f"{self.checked} checked",
+                f"{len(self.mismatches)} mismatch(es)",
+            )
+        ]
+        if self.mismatches:
+            parts.append(table(("change", "what differs"), self.mismatches))
+        return block(*parts)
