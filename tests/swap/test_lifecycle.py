@@ -16,6 +16,7 @@ from tests.swap.harness import ACCOUNT, LISTENER, Harness
 from thingspace_swap.models import DeviceId
 from thingspace_swap.swap import (
     AsyncSwapOrchestrator,
+    MemoryMetrics,
     MemoryQueue,
     OutgoingMessage,
     Phase,
@@ -542,3 +543,10 @@ def test_a_rejected_item_without_a_change_type_is_reported_cleanly() -> None:
     records = status.to_records()
     assert [r["option"] for r in records] == ["ChangeICCID", None]
     assert "option.unsupported" in status.by_phase(Phase.REJECTED)[0].error.code
+
+
+def test_metrics_keep_a_bounded_window_of_observations() -> None:
+    metrics = MemoryMetrics(keep=5)
+    for n in range(100):
+        metrics.observe("x", float(n))
+    assert list(metrics.observations[("x", ())]) == [95.0, 96.0, 97.0, 98.0, 99.0]

@@ -409,13 +409,17 @@ class MemoryNotifier:
 
 
 class MemoryMetrics:
-    """Counters, observations and gauges in dicts keyed by (name, sorted tags)."""
+    """Counters, observations and gauges in dicts keyed by (name, sorted tags).
 
-    def __init__(self) -> None:
+    Each observation series keeps its last ``keep`` values, so a long-running worker's memory
+    stays flat.
+    """
+
+    def __init__(self, *, keep: int = 10_000) -> None:
         self._lock = threading.Lock()
         self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-        self.observations: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = defaultdict(
-            list
+        self.observations: dict[tuple[str, tuple[tuple[str, str], ...]], deque[float]] = (
+            defaultdict(lambda: deque(maxlen=keep))
         )
         self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
 
