@@ -50,3 +50,30 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".", "aiohttp>=3.10", "sdksio-verizon-apis-sdk==2.0.0")
     session.run("python", "benchmarks/run_all.py", "--write-docs", *session.posargs)
+
+
+@nox.session(python=PYTHONS)
+def chaos(session: nox.Session) -> None:
+    """The full chaos campaign and the soak; ``-- --write-docs`` updates docs/reliability.md."""
+    session.install("-e", ".[test]")
+    write = ["--write-docs", "docs/reliability.md"] if "--write-docs" in session.posargs else []
+    session.run(
+        "python", "-m", "tests.reliability.campaign", "--runs", "300", "--devices", "20", *write
+    )
+    session.run(
+        "python", "-m", "tests.reliability.soak", "--changes", "50000", "--backend", "sqlite"
+    )
+
+
+@nox.session(python=PYTHONS)
+def fuzz(session: nox.Session) -> None:
+    """The fuzz campaigns at 10,000 examples each."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "tests/fuzz", "-n", "2", env={"FUZZ_EXAMPLES": "10000"})
+
+
+@nox.session(python=PYTHONS)
+def audit(session: nox.Session) -> None:
+    """Known vulnerabilities in the installed dependency set (pip-audit)."""
+    session.install("-e", ".[aws,cli,charts,notebook,aiohttp]", "pip-audit")
+    session.run("pip-audit", "--skip-editable", "--progress-spinner", "off")
