@@ -43,6 +43,10 @@ How the port maps onto SQS:
 * Receipts: SQS honours any receipt a message ever had. Within one :class:`SqsQueue`, a
   receipt already acked, released or dead-lettered, or replaced by a later receive, does
   nothing, as the port promises; between processes, SQS decides.
+* Lambda: :meth:`SqsQueue.from_lambda_record` turns a record of a Lambda SQS event into the
+  message ``receive`` would have given (queue and priority from its ``eventSourceARN``), its
+  receipt tracked as above, so the port's settling calls work on messages Lambda received. A
+  delayed FIFO message delivered early is hidden again, as by ``receive``, and not returned.
 """
 
 from __future__ import annotations
@@ -270,15 +274,10 @@ class SqsQueue:
         for message in got:
             system = message.get("Attributes", {})
             values = _values(message)
-            count = int(system.get("ApproximateReceiveCount", 1))
-            if _DELAY in values:  # a delayed FIFO message: was its first receive early?
-                due = int(system.get("SentTimestamp", 0)) + 1000 * int(values[_DELAY])
-                first = int(system.get("ApproximateFirstReceiveTimestamp", due))
-                if first < due:
-                    if count <= 1:
-                        hide.append((message["ReceiptHandle"], math.ceil((due - first) / 1000)))
-                        continue
-                    count -= 1
+            early, count = _early(system, values)
+            if early:
+                hide.append((message["ReceiptHandle"], early))
+                continue
             group = values.get(_GROUP) or str(system.get("MessageGroupId", ""))
             if self.fifo and group in groups:
                 hide.append((message["ReceiptHandle"], 0))  # behind its group's first message
@@ -296,6 +295,52 @@ class SqsQueue:
             self._remember(received)
             out.append(received)
         self._change_visibility(url, hide)
+
+    def from_lambda_record(self, record: Mapping[str, Any]) -> ReceivedMessage | None:
+        """The message of one record of a Lambda SQS event, as :meth:`receive` gives it, so
+        ``ack``, ``release``, ``extend`` and ``dead_letter`` settle it (its receipt is tracked
+        as if this queue had received it).
+
+        Returns None for a delayed FIFO message delivered before it is due: it is hidden again
+        until then (``ChangeMessageVisibility``); report the record as a batch item failure so
+        Lambda leaves it in the queue. Raises ``ValueError`` for a record of another queue.
+        """
+        url, priority = self._source(str(record.get("eventSourceARN", "")))
+        system = record.get("attributes") or {}
+        values = {
+            str(name): str(value.get("stringValue") or "")
+            for name, value in (record.get("messageAttributes") or {}).items()
+            if isinstance(value, Mapping)
+        }
+        early, count = _early(system, values)
+        if early:
+            self._change_visibility(url, [(str(record["receiptHandle"]), early)])
+            return None
+        raw = str(record.get("body", ""))
+        received = ReceivedMessage(
+            message_id=str(record["messageId"]),
+            receipt=str(record["receiptHandle"]),
+            body=_decode(raw),
+            raw=raw,
+            group=values.get(_GROUP) or str(system.get("MessageGroupId", "")),
+            receive_count=count,
+            priority=priority if priority is not None else _priority(values),
+        )
+        self._remember(received)
+        return received
+
+    def _source(self, arn: str) -> tuple[str, Priority | None]:
+        """The queue URL an event source ARN names, and the priority its messages have (None:
+        read it from the message)."""
+        parts = arn.split(":")
+        where = (parts[4], parts[5]) if len(parts) == 6 and parts[2] == "sqs" else None
+        if self.high_priority_url is not None and where == _account_and_name(
+            self.high_priority_url
+        ):
+            return self.high_priority_url, Priority.HIGH
+        if where == _account_and_name(self.queue_url):
+            return self.queue_url, Priority.NORMAL if self.high_priority_url else None
+        raise ValueError(f"a record of {arn or 'an unnamed queue'}, which this queue does not read")
 
     def _change_visibility(self, url: str, receipts: Sequence[tuple[str, int]]) -> None:
         for start in range(0, len(receipts), _BATCH):
@@ -578,6 +623,27 @@ def _chunks(outgoing: Sequence[_Outgoing], limit: int) -> list[list[_Outgoing]]:
         chunks[-1].append(item)
         size += item.size
     return chunks
+
+
+def _early(system: Mapping[str, Any], values: Mapping[str, str]) -> tuple[int, int]:
+    """(seconds to hide the message for, 0 to deliver it; its receive count). A delayed FIFO
+    message received before it was due is hidden until then on its first receive; the next
+    receive delivers it, not counting the early one."""
+    count = int(system.get("ApproximateReceiveCount", 1))
+    if _DELAY in values:
+        due = int(system.get("SentTimestamp", 0)) + 1000 * int(values[_DELAY])
+        first = int(system.get("ApproximateFirstReceiveTimestamp", due))
+        if first < due:
+            if count <= 1:
+                return math.ceil((due - first) / 1000), count
+            count -= 1
+    return 0, count
+
+
+def _account_and_name(url: str) -> tuple[str, str]:
+    """The account and queue name of a queue URL (``.../<account>/<name>``)."""
+    path = url.rstrip("/").rsplit("/", 2)
+    return (path[-2], path[-1]) if len(path) == 3 else ("", path[-1])
 
 
 def _values(message: Mapping[str, Any]) -> dict[str, str]:
