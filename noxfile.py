@@ -69,7 +69,14 @@ def chaos(session: nox.Session) -> None:
 def fuzz(session: nox.Session) -> None:
     """The fuzz campaigns at 10,000 examples each."""
     session.install("-e", ".[test]")
-    session.run("pytest", "tests/fuzz", "-n", "2", env={"FUZZ_EXAMPLES": "10000"})
+    session.run(
+        "pytest",
+        "tests/fuzz",
+        "tests/aws/test_lambda_fuzz.py",
+        "-n",
+        "2",
+        env={"FUZZ_EXAMPLES": "10000"},
+    )
 
 
 @nox.session(python=PYTHONS)
