@@ -28,7 +28,6 @@ logger = logging.getLogger("thingspace_swap")
 
 Http = TypeVar("Http", httpx.Client, httpx.AsyncClient)
 Transport = TypeVar("Transport", httpx.BaseTransport, httpx.AsyncBaseTransport)
-Self = TypeVar("Self", bound="_Client[Any, Any, Any]")
 
 
 class _Client(Generic[Mode, Http, Transport]):

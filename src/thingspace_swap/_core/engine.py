@@ -74,7 +74,10 @@ class Engine:
         rejected: Rejected | None = None
         attempt = retries = 0
         while True:
-            used = tokens or (yield from self.auth.ensure(self, operation.auth, rejected))
+            if tokens is not None:
+                used = tokens
+            else:
+                used = yield from self.auth.ensure(self, operation.auth, rejected)
             attempt += 1
             outcome = yield from self.exchange(
                 call, self.auth.headers(used, operation.auth), attempt

@@ -401,13 +401,16 @@ class _Orchestrator(Faced[Mode]):
                 seen.add(change.change_id)
                 yield from self._drive(change.change_id, Timeout())
         now = self.clock.time()
+        recounted: dict[str, float] = {}  # the memo keeps only batches still unfinished
         for batch in self.store.batches(open_only=True):
             # The count can only lag after a crash between a change's last write and the
             # count; recount such batches from their changes now and then, not on every sweep.
-            recount = now - self._recounted.get(batch.batch_id, 0.0) >= self.settings.lease
-            if batch.terminal >= batch.size or recount:
-                self._recounted[batch.batch_id] = now
+            last = self._recounted.get(batch.batch_id, 0.0)
+            recounted[batch.batch_id] = last
+            if batch.terminal >= batch.size or now - last >= self.settings.lease:
+                recounted[batch.batch_id] = now
                 self._complete(batch.batch_id)
+        self._recounted = recounted
         return len(seen)
 
     @endpoint
