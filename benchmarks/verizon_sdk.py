@@ -21,6 +21,10 @@ does not renew an expired session by itself; the benchmark never lets one expire
 Without the SDK installed (``import verizon`` fails) the script still measures the other
 implementations and says so in the JSON (``"sdk": {"available": false, "reason": ...}``).
 
+``--latency-ms`` runs against a simulator that answers that late (``_sim_server.py
+--latency-ms``); the concurrency target compares with the SDK's sequential rate at the same
+latency, which ``async_concurrency.py`` measures itself, against its own simulators.
+
 Targets: ``ours`` at most 0.75x the SDK's CPU per call (sync), and the fastest transport we offer
 (``AsyncThingSpaceClient`` + aiohttp, one call at a time) at most 0.5x.
 """
@@ -28,6 +32,7 @@ Targets: ``ours`` at most 0.75x the SDK's CPU per call (sync), and the fastest t
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -45,6 +50,7 @@ from _common import (
     print_per_call,
     ratio_summary,
 )
+from _sim_server import LATENCY_ENV
 
 TARGET_SYNC = 0.75
 TARGET_FASTEST = 0.5
@@ -128,11 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="repetitions (default 7)")
     parser.add_argument("--calls", type=int, default=300, help="calls per operation per round")
     parser.add_argument("--quick", action="store_true", help="2 rounds x 20 calls")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="simulator response latency (default 0)"
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the JSON report here")
     args = parser.parse_args(argv)
     rounds, calls = (2, 20) if args.quick else (args.rounds, args.calls)
 
+    if args.latency_ms < 0:
+        parser.error("--latency-ms must not be negative")
     sdk: dict[str, Any] = {"package": "sdksio-verizon-apis-sdk", "version": sdk_version()}
+    os.environ[LATENCY_ENV] = f"{args.latency_ms:g}"  # read by the simulator process
     with SimProcess(devices=2000) as sim:
         impls: dict[str, Impl] = {"httpx": RawHttpx(sim), "ours": Ours(sim)}
         aio = aiohttp_transport()
@@ -159,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "sdk": sdk,
         "rounds": rounds,
         "calls_per_operation_per_round": calls,
+        "latency_ms": args.latency_ms,
         "implementations": names,
         "rows": rows,
         "simulator_token_requests": sim_stats["token_requests"],

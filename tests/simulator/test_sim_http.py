@@ -397,7 +397,7 @@ def test_close_hangs_up_idle_keep_alive_connections() -> None:
         assert token(http, sim).status_code == 200  # leaves an idle keep-alive connection
         with client(listener.url) as other:
             assert other.post("/", json={}).status_code == 200
-            assert threading.active_count() >= baseline + 5  # 2 servers, 2 connections, ticker
+            assert threading.active_count() >= baseline + 3  # 2 server loops, the ticker
             started = time.monotonic()
             listener.close()
             listener.close()  # idempotent
