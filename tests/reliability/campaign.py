@@ -2,12 +2,16 @@
 
 Each run draws its faults from its seed: 429 and 5xx storms, lost responses, token and session
 expiry, dropped, duplicated, reordered and early callbacks, duplicate and shuffled queue
-deliveries, worker crashes at random side-effect boundaries, and clock jumps. After each run the
-invariants are checked; a violation names the seed that replays it:
+deliveries, worker crashes at random side-effect boundaries, and clock jumps; on the in-memory
+backends, SQLite, and SQS and DynamoDB on moto's server (127.0.0.1, real HTTP; a fresh table and
+queue per run). After each run the invariants are checked; a violation names the seed that
+replays it:
 
     python -m tests.reliability.campaign --runs 200 --devices 30
     python -m tests.reliability.campaign --seed 1234          # replay one run
     python -m tests.reliability.campaign --runs 300 --write-docs docs/reliability.md
+    python -m tests.reliability.campaign --runs 12 --devices 12 --label "CI subset" \
+        --write-docs docs/reliability.md   # the runs tests/reliability/test_chaos.py makes
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +51,40 @@ from thingspace_swap.testing import Faults, SimulatorCredentials, ThingSpaceSimu
 
 ACCOUNT = "0000123456-00001"
 CANARY = "chaos-canary-7d1e"
-BACKENDS = ("memory", "sqlite")
+BACKENDS = ("memory", "sqlite", "aws")
+
+
+class MotoBackends:
+    """Clients on moto's server; each run gets its own table and FIFO queue (with DLQ)."""
+
+    def __init__(self, endpoint: str) -> None:
+        import boto3
+
+        options = {
+            "endpoint_url": endpoint,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }
+        self.sqs = boto3.client("sqs", **options)
+        self.dynamodb = boto3.client("dynamodb", **options)
+
+    def make(self, name: str, clock: VirtualClock) -> tuple[Any, Any]:
+        """A queue and a store named ``name``, on the run's clock (claims, retry sleeps)."""
+        from thingspace_swap.aws import DynamoStore, create_queues, create_table
+
+        create_table(self.dynamodb, name)
+        urls = create_queues(self.sqs, name, fifo=True, visibility_timeout=5)
+        return urls.queue(self.sqs, clock=clock), DynamoStore(self.dynamodb, name, clock=clock)
+
+
+@contextmanager
+def moto_backends() -> Iterator[MotoBackends]:
+    """Moto's server for the runs on the aws backend (see ``tests/aws/moto_server.py``)."""
+    from tests.aws.moto_server import moto_server
+
+    with moto_server() as endpoint:
+        yield MotoBackends(endpoint)
 
 
 class Crash(BaseException):
@@ -151,9 +190,18 @@ def _faults(rng: random.Random) -> Faults:
 
 
 def run_one(
-    seed: int, *, devices: int = 20, backend: str = "memory", folder: Path | None = None
+    seed: int,
+    *,
+    devices: int = 20,
+    backend: str = "memory",
+    folder: Path | None = None,
+    moto: MotoBackends | None = None,
 ) -> RunResult:
-    """One randomised run; returns what happened and any invariant it broke."""
+    """One randomised run; returns what happened and any invariant it broke. Runs on the aws
+    backend use ``moto``, or a server of their own."""
+    if backend == "aws" and moto is None:
+        with moto_backends() as own:
+            return run_one(seed, devices=devices, backend=backend, folder=folder, moto=own)
     started = time.perf_counter()
     rng = random.Random(seed)
     result = RunResult(seed=seed, backend=backend, devices=devices)
@@ -165,7 +213,7 @@ def run_one(
     root.setLevel(logging.DEBUG)
     raised: list[str] = []
     try:
-        _run(seed, rng, devices, backend, folder, result, raised)
+        _run(seed, rng, devices, backend, folder, moto, result, raised)
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
@@ -182,6 +230,7 @@ def _run(
     devices: int,
     backend: str,
     folder: Path | None,
+    moto: MotoBackends | None,
     result: RunResult,
     raised: list[str],
 ) -> None:
@@ -202,20 +251,26 @@ def _run(
         retry=ts.RetryPolicy(max_attempts=6, initial_delay=1.0, max_delay=8.0),
     )
     sqlite_backend = None
-    if backend == "sqlite":
+    durable_queue: Any = None
+    inner_store: Any
+    if backend == "aws":
+        assert moto is not None
+        durable_queue, inner_store = moto.make(f"chaos-{seed}", clock)
+    elif backend == "sqlite":
         from thingspace_swap.swap.sqlite import SqliteBackend
 
         assert folder is not None
         sqlite_backend = SqliteBackend(
             folder / f"chaos-{seed}.db", clock=clock, synchronous="NORMAL"
         )
-        inner_store: Any = sqlite_backend.store
+        inner_store = sqlite_backend.store
+        durable_queue = sqlite_backend.queue
     else:
         inner_store = MemoryStore()
     duplicate_rate = rng.choice([0.0, 0.0, 0.3, 1.0])
     queue: Any = ChaosQueue(rng, duplicate_rate, clock=clock, fifo=duplicate_rate == 0.0)
-    if backend == "sqlite":
-        queue = sqlite_backend.queue if duplicate_rate == 0.0 else queue  # type: ignore[union-attr]
+    if durable_queue is not None and duplicate_rate == 0.0:
+        queue = durable_queue
     crash_at = {rng.randint(1, devices * 8) for _ in range(rng.choice([0, 1, 3, 6]))}
     store = ChaosStore(inner_store, crash_at, rng)
     notifier = MemoryNotifier()
@@ -369,11 +424,14 @@ def campaign(
     runs: int, *, first_seed: int = 0, devices: int = 20, backends: tuple[str, ...] = BACKENDS
 ) -> list[RunResult]:
     results = []
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
+        moto = stack.enter_context(moto_backends()) if "aws" in backends else None
         for n in range(runs):
             backend = backends[n % len(backends)]
             results.append(
-                run_one(first_seed + n, devices=devices, backend=backend, folder=Path(folder))
+                run_one(
+                    first_seed + n, devices=devices, backend=backend, folder=Path(folder), moto=moto
+                )
             )
     return results
 
@@ -412,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=20)
     parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="all")
     parser.add_argument("--write-docs", type=Path, help="write the results table into this file")
+    parser.add_argument("--label", default="full campaign", help="the table's name in that file")
     args = parser.parse_args(argv)
     backends = BACKENDS if args.backend == "all" else (args.backend,)
     started = time.perf_counter()
@@ -443,22 +502,29 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     if args.write_docs:
-        command = (
-            f"python -m tests.reliability.campaign --runs {args.runs} --devices {args.devices}"
+        command = "python -m tests.reliability.campaign " + " ".join(
+            a if a.startswith("-") or " " not in a else f'"{a}"'
+            for a in (argv if argv is not None else sys.argv[1:])
         )
-        _write_docs(args.write_docs, table, command, elapsed)
+        _write_docs(args.write_docs, args.label, table, command, elapsed)
     return 1 if any(r.violations for r in results) else 0
 
 
-def _write_docs(path: Path, table: str, command: str, elapsed: float) -> None:
-    marker = "<!-- campaign results -->"
-    text = path.read_text() if path.exists() else f"# Reliability\n\n{marker}\n"
+def _write_docs(path: Path, label: str, table: str, command: str, elapsed: float) -> None:
+    """Replace the table named ``label`` in ``path`` (or add it at the end)."""
+    start, end = f"<!-- campaign: {label} -->", f"<!-- end campaign: {label} -->"
     block = (
-        f"{marker}\n\nMeasured with `{command}` ({elapsed:.0f} s):\n\n"
-        f"| measure | value |\n|---|---|\n{table}\n"
+        f"{start}\n\n### {label[:1].upper()}{label[1:]}\n\n"
+        f"Measured with `{command}` ({elapsed:.0f} s):\n\n"
+        f"| measure | value |\n|---|---|\n{table}\n\n{end}"
     )
-    head = text.split(marker)[0]
-    path.write_text(head + block)
+    text = path.read_text() if path.exists() else "# Reliability\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
 
 
 if __name__ == "__main__":
