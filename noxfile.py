@@ -8,6 +8,7 @@ nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.default_venv_backend = "venv"
 
 PYTHONS = ["3.11"]
+LINTED = ("src", "tests", "benchmarks", "tools", "noxfile.py", "examples")
 
 
 @nox.session(python=PYTHONS)
@@ -21,8 +22,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff")
-    session.run("ruff", "check", "src", "tests", "noxfile.py", "examples")
-    session.run("ruff", "format", "--check", "src", "tests", "noxfile.py", "examples")
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", *LINTED)
 
 
 @nox.session(python=PYTHONS)
@@ -79,8 +80,45 @@ def fuzz(session: nox.Session) -> None:
     )
 
 
+LOCK = "requirements/lock.txt"
+#: The extras a user installs (not the docs and test tooling).
+RUNTIME_EXTRAS = ("aws", "cli", "charts", "aiohttp", "notebook")
+
+
+@nox.session(python=PYTHONS)
+def lock(session: nox.Session) -> None:
+    """Re-pin the runtime dependency set (every extra users install) in requirements/lock.txt."""
+    session.install("pip-tools")
+    extras = [f"--extra={extra}" for extra in RUNTIME_EXTRAS]
+    session.run(
+        "pip-compile",
+        "--quiet",
+        "--upgrade",
+        "--strip-extras",
+        "--no-emit-index-url",
+        "--no-emit-find-links",
+        *extras,
+        f"--output-file={LOCK}",
+        "pyproject.toml",
+    )
+
+
 @nox.session(python=PYTHONS)
 def audit(session: nox.Session) -> None:
-    """Known vulnerabilities in the installed dependency set (pip-audit)."""
-    session.install("-e", ".[aws,cli,charts,notebook,aiohttp]", "pip-audit")
-    session.run("pip-audit", "--skip-editable", "--progress-spinner", "off")
+    """Known vulnerabilities in the locked dependency set: pip-audit against PyPI's data, or
+    with ``-- --advisories PATH`` against a local copy of the PyPA advisory database."""
+    if session.posargs[:1] == ["--advisories"]:
+        session.install("pyyaml", "packaging")
+        session.run("python", "tools/offline_audit.py", session.posargs[1], LOCK)
+        return
+    session.install("pip-audit")
+    session.run(
+        "pip-audit",
+        "--requirement",
+        LOCK,
+        "--no-deps",
+        "--disable-pip",
+        "--progress-spinner",
+        "off",
+        *session.posargs,
+    )
