@@ -4,6 +4,10 @@ Every connection is a task on the loop; requests on it are read, answered and wr
 (keep-alive, ``Content-Length`` or chunked request bodies, ``Expect: 100-continue``). Answers
 always carry a ``Content-Length``. The handler is a coroutine function; it runs on the loop, so
 it must not block it (hand blocking work to an executor).
+
+Why not ``h11``: a port to it was measured at about twice the CPU per request (roughly +95 µs,
+h11's own parsing and framing), and this server's cost is what the client benchmarks subtract
+from the machine; the protocol subset a simulator needs is small and tested here directly.
 """
 
 from __future__ import annotations
