@@ -97,11 +97,17 @@ def test_a_killed_worker_is_replaced_and_nothing_is_submitted_twice(tmp_path: Pa
         client.close()
 
     status = intake.status(batch_id)
-    assert status.counts == {"completed": DEVICES}, [
-        (c.phase, c.error) for c in status.changes if c.phase is not Phase.COMPLETED
-    ]
+    # A kill between recording "submitting" and sending the request leaves a change whose
+    # outcome cannot be known: it waits out the settle timeout, then goes to manual review
+    # (rare; more likely on a loaded machine). Anything else must complete.
+    reviewed = [c for c in status.changes if c.phase is Phase.MANUAL_REVIEW]
+    assert status.counts.get("completed", 0) + len(reviewed) == DEVICES, status.counts
+    for change in reviewed:
+        assert change.error is not None
+        assert change.error.message.startswith("outcome unknown: no callback"), change.error
     assert all(n == 1 for n in sim.submission_counts().values()), sim.submission_counts()
-    assert len(sim.submission_counts()) == DEVICES
+    # every completed line was submitted once; a reviewed one was never sent
+    assert len(sim.submission_counts()) == DEVICES - len(reviewed)
     assert intake.verify_audit(batch_id).ok
     assert backend.integrity_check() == "ok"
     backend.close()
