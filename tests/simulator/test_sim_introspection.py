@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sim_helpers import ACCOUNT, Api, make_iccid
+from sim_helpers import ACCOUNT, Api, make_iccid, make_imei
 
 from thingspace_swap.testing import (
     Codes,
@@ -116,6 +116,61 @@ def test_max_received_keeps_the_latest() -> None:
         api.get(f"/plans/{ACCOUNT}")
     assert [r.index for r in sim.received] == [3, 4, 5]
     assert sim.stats.requests_received == 6
+
+
+def _bounded_sim(**bounds: Any) -> tuple[ThingSpaceSimulator, Api, list[Any]]:
+    sim = ThingSpaceSimulator(seed=2, request_delay=10, **bounds)
+    sim.add_account(ACCOUNT)
+    devices = [
+        sim.add_device(
+            ACCOUNT, iccid=make_iccid(7000 + n), imei=make_imei(7000 + n), mdn=f"5557{n:06d}"
+        )
+        for n in range(4)
+    ]
+    api = Api(sim)
+    api.login()
+    api.register_callback()
+    return sim, api, devices
+
+
+def test_a_long_run_bounds_requests_history_and_outbox() -> None:
+    sim, api, devices = _bounded_sim(max_requests=2, max_history=2, max_outbox=3)
+    request_ids = []
+    for round_ in range(3):  # every device swapped three times: 12 requests, 12 callbacks
+        for n, device in enumerate(devices):
+            new = make_iccid(8000 + 10 * round_ + n)
+            request_ids.append(api.swap_iccid(device.iccid, new).json()["requestId"])
+        assert all(sim.request(r).status == "Pending" for r in request_ids[-4:])  # kept
+        sim.advance(10)
+    assert [r.request_id for r in sim.requests] == request_ids[-2:]
+    assert all(r.status == "Success" for r in sim.requests)
+    with pytest.raises(KeyError):
+        sim.request(request_ids[0])
+    for device in devices:
+        assert [e.event_type for e in device.history] == ["Change Identifier"] * 2
+        assert device.history[-1].extended_attributes[-1] == ("NewICCID", device.iccid)
+    assert [body["requestId"] for _, body in sim.outbox] == request_ids[-3:]
+    assert sim.stats.callback_attempts == 12
+    # forgotten requests still count as submissions of their line
+    assert all(sim.submissions(device) == 3 for device in devices)
+
+
+def test_bounds_default_to_keeping_everything() -> None:
+    sim, api, devices = _bounded_sim()
+    for round_ in range(2):
+        for n, device in enumerate(devices):
+            api.swap_iccid(device.iccid, make_iccid(8100 + 10 * round_ + n))
+        sim.advance(10)
+    assert len(sim.requests) == 8
+    assert len(sim.outbox) == 8
+    assert all(len(device.history) == 2 for device in devices)
+
+
+@pytest.mark.parametrize("bound", ["max_received", "max_requests", "max_history", "max_outbox"])
+def test_bounds_must_not_be_negative(bound: str) -> None:
+    options: dict[str, Any] = {bound: -1}
+    with pytest.raises(ValueError, match=bound):
+        ThingSpaceSimulator(**options)
 
 
 def test_faulted_requests_are_recorded_with_their_faults(

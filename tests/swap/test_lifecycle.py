@@ -16,6 +16,7 @@ from tests.swap.harness import ACCOUNT, LISTENER, Harness
 from thingspace_swap.models import DeviceId
 from thingspace_swap.swap import (
     AsyncSwapOrchestrator,
+    AuditEntry,
     MemoryMetrics,
     MemoryQueue,
     OutgoingMessage,
@@ -25,6 +26,7 @@ from thingspace_swap.swap import (
     SwapRequest,
     read_csv,
 )
+from thingspace_swap.swap.memory import _audit_row
 from thingspace_swap.testing import Faults, HistoryEntry
 
 
@@ -392,9 +394,9 @@ def test_audit_chain_detects_edits_deletions_and_reordering() -> None:
     status = h.run(h.sim_swaps(2))
     batch_id = status.batch.batch_id
     assert h.orchestrator.verify_audit(batch_id).ok
-    chain = h.store._audit[f"change:{status.changes[0].change_id}"]
+    chain = h.store._audit[f"change:{status.changes[0].change_id}"]  # rows of AuditEntry fields
     original = list(chain)
-    chain[2] = attrs.evolve(chain[2], actor="mallory")
+    chain[2] = _audit_row(attrs.evolve(AuditEntry(*chain[2]), actor="mallory"))
     assert not h.orchestrator.verify_audit(batch_id).ok
     chain[:] = original
     del chain[3]

@@ -7,13 +7,15 @@ import os
 from typing import Any
 
 import attrs
-from hypothesis import settings
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from thingspace_swap.models import CarrierInformation, ChangeOption, Device, DeviceId
 from thingspace_swap.swap import (
     TERMINAL,
+    Batch,
     Category,
     Change,
     ErrorInfo,
@@ -31,6 +33,7 @@ from thingspace_swap.swap.machine import (
     DeviceSeen,
     Event,
     Finish,
+    Outcome,
     ReadDevice,
     ReadFailed,
     Rejected,
@@ -40,8 +43,10 @@ from thingspace_swap.swap.machine import (
     Schedule,
     Submit,
     Timeout,
+    _go,
     advance,
 )
+from thingspace_swap.swap.model import evolve_batch, evolve_change
 
 SETTINGS = LifecycleSettings(lease=10, callback_timeout=30, settle_interval=20, settle_timeout=100)
 OLD = DeviceId("89148000000800139702", "iccid")
@@ -281,3 +286,66 @@ def test_a_worker_restarting_mid_submission_settles_instead_of_resubmitting() ->
         outcome = advance(submitting.change, Begin(worker), now, SETTINGS)
         assert outcome.change.phase in (Phase.SETTLING, Phase.SUBMITTING)
         assert not any(isinstance(c, Submit) for c in outcome.commands)
+
+
+# The precomputed copies are attrs.evolve --------------------------------------------------
+
+_TIMES = st.none() | st.floats(0, 1e6)
+_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "phase": st.sampled_from(Phase),
+        "step": st.sampled_from(Step),
+        "deadline": _TIMES,
+        "settling_since": _TIMES,
+        "lease_owner": st.none() | st.text(max_size=3),
+        "lease_until": _TIMES,
+        "request_id": st.none() | st.text(max_size=3),
+        "request_ids": st.lists(st.text(max_size=3), max_size=2).map(tuple),
+        "error": st.none() | st.builds(ErrorInfo, st.sampled_from(Category), st.text(max_size=3)),
+        "retries": st.integers(0, 9),
+        "device_ids": st.lists(st.sampled_from([OLD, NEW]), max_size=2),  # converted to a tuple
+    },
+)
+
+
+@st.composite
+def _changes(draw: st.DrawFn) -> Change:
+    return attrs.evolve(
+        Change("c", "b", 0, "a", "l", (OLD,), (NEW,), (OLD,), ChangeOption.CHANGE_ICCID),
+        **draw(_FIELDS),
+    )
+
+
+@given(change=_changes(), fields=_FIELDS)
+def test_evolve_change_is_attrs_evolve(change: Change, fields: dict[str, Any]) -> None:
+    assert evolve_change(change, **fields) == attrs.evolve(change, **fields)
+
+
+def test_evolve_refuses_unknown_fields() -> None:
+    change = Change("c", "b", 0, "a", "l", (OLD,), (NEW,), (OLD,), ChangeOption.CHANGE_ICCID)
+    with pytest.raises(TypeError, match="nope"):
+        evolve_change(change, nope=1)
+    batch = Batch("b", "a", 3)
+    assert evolve_batch(batch, terminal=2, version=4) == attrs.evolve(batch, terminal=2, version=4)
+
+
+def _three_copies(change: Change, now: float, **fields: Any) -> Outcome:
+    """``machine._go`` as it was: one ``attrs.evolve`` per rule."""
+    commands: tuple[Command, ...] = (ReadDevice(),)
+    updated = attrs.evolve(change, updated_at=now, **fields)
+    if updated.phase is not Phase.SETTLING:
+        updated = attrs.evolve(updated, settling_since=None)
+    if updated.phase in TERMINAL:
+        updated = attrs.evolve(
+            updated, completed_at=now, deadline=None, lease_owner=None, lease_until=None
+        )
+        commands = (*commands, Finish())
+    return Outcome(updated, commands, "note")
+
+
+@given(change=_changes(), fields=_FIELDS, now=st.floats(0, 1e6))
+def test_one_copy_per_transition_is_the_three_it_replaced(
+    change: Change, fields: dict[str, Any], now: float
+) -> None:
+    assert _go(change, now, "note", ReadDevice(), **fields) == _three_copies(change, now, **fields)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import attrs
 
 from ..models import Device
-from .model import TERMINAL, Category, Change, ErrorInfo, Phase, Step
+from .model import TERMINAL, Category, Change, ErrorInfo, Phase, Step, evolve_change
 
 __all__ = [
     "Accepted",
@@ -209,15 +209,14 @@ def _stay(change: Change, *commands: Command) -> Outcome:
 
 
 def _go(change: Change, now: float, note: str, *commands: Command, **fields: object) -> Outcome:
-    updated = attrs.evolve(change, updated_at=now, **fields)  # type: ignore[arg-type]
-    if updated.phase is not Phase.SETTLING:
-        updated = attrs.evolve(updated, settling_since=None)
-    if updated.phase in TERMINAL:
-        updated = attrs.evolve(
-            updated, completed_at=now, deadline=None, lease_owner=None, lease_until=None
-        )
+    # one copy of the record: the phase decides the fields every transition resets
+    phase = fields.get("phase", change.phase)
+    if phase is not Phase.SETTLING:
+        fields["settling_since"] = None
+    if phase in TERMINAL:
+        fields.update(completed_at=now, deadline=None, lease_owner=None, lease_until=None)
         commands = (*commands, Finish())
-    return Outcome(updated, commands, note)
+    return Outcome(evolve_change(change, updated_at=now, **fields), commands, note)
 
 
 def advance(change: Change, event: Event, now: float, settings: LifecycleSettings) -> Outcome:
@@ -381,7 +380,7 @@ def _seen(
         )
     if change.phase is Phase.SETTLING:
         if change.step is Step.RESTORE and device.state == "active":
-            restored = attrs.evolve(change, phase=Phase.CHECKING, step=Step.IDENTIFIER)
+            restored = evolve_change(change, phase=Phase.CHECKING, step=Step.IDENTIFIER)
             return _seen(restored, device, now, settings)
         done = (
             swapped if change.step is Step.IDENTIFIER else device.service_plan == change.target_plan
@@ -495,15 +494,15 @@ def _rejected(change: Change, event: Rejected, now: float, settings: LifecycleSe
     if event.error.category is Category.RETRYABLE:
         # Provably not processed: this attempt has not submitted anything.
         if change.step is Step.IDENTIFIER:
-            undone = attrs.evolve(
+            undone = evolve_change(
                 change,
                 submissions=change.submissions - 1,
                 attempt_submissions=change.attempt_submissions - 1,
             )
         elif change.step is Step.RESTORE:
-            undone = attrs.evolve(change, restore_submissions=change.restore_submissions - 1)
+            undone = evolve_change(change, restore_submissions=change.restore_submissions - 1)
         else:
-            undone = attrs.evolve(change, plan_submissions=change.plan_submissions - 1)
+            undone = evolve_change(change, plan_submissions=change.plan_submissions - 1)
         return _retry_later(undone, event.error, now, settings, "not processed by ThingSpace")
     return _failed(change, event.error, now)
 
@@ -561,14 +560,14 @@ def _callback(change: Change, event: CallbackResult, now: float) -> Outcome:
     if not matched:
         return _stay(change)  # a failure we cannot tie to our request: keep settling
     error = event.error or ErrorInfo(Category.TERMINAL, "ThingSpace reported failure")
-    return _failed(attrs.evolve(change, **fields), error, now)  # type: ignore[arg-type]
+    return _failed(evolve_change(change, **fields), error, now)
 
 
 def _retry(change: Change, now: float, settings: LifecycleSettings) -> Outcome:
     if change.phase not in (Phase.FAILED, Phase.MANUAL_REVIEW, Phase.CANCELLED):
         return _stay(change)
     return Outcome(
-        attrs.evolve(
+        evolve_change(
             change,
             phase=Phase.PENDING,
             step=Step.IDENTIFIER,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import operator
 import threading
 import uuid
 from collections import defaultdict, deque
@@ -80,7 +81,8 @@ class MemoryQueue:
         self._receipts: dict[str, str] = {}
         self._busy_groups: set[str] = set()
         self._parked: dict[str, deque[str]] = defaultdict(deque)
-        self._dedup: dict[str, float] = {}
+        self._dedup: dict[str, float] = {}  # dedup id -> end of its window
+        self._dedup_order: deque[tuple[float, str]] = deque()  # (end, id), oldest first
         self._dead: list[tuple[ReceivedMessage, str]] = []
 
     # sending -------------------------------------------------------------------------------
@@ -88,12 +90,23 @@ class MemoryQueue:
     def send(self, messages: Sequence[OutgoingMessage]) -> None:
         with self._lock:
             now = self._clock.monotonic()
+            self._forget_dedup(now)
             for message in messages:
                 if self._dedup.get(message.dedup_id, -1.0) > now:
                     continue
-                self._dedup[message.dedup_id] = now + self.dedup_window
+                expires = now + self.dedup_window
+                self._dedup[message.dedup_id] = expires
+                self._dedup_order.append((expires, message.dedup_id))
                 raw = json.dumps(message.body, separators=(",", ":"), sort_keys=True)
                 self._put_raw(raw, message.group, message.priority, message.delay, now)
+
+    def _forget_dedup(self, now: float) -> None:
+        """Drop deduplication ids whose window has passed: a long-running queue stays flat."""
+        order, dedup = self._dedup_order, self._dedup
+        while order and order[0][0] <= now:
+            expires, dedup_id = order.popleft()
+            if dedup.get(dedup_id) == expires:
+                del dedup[dedup_id]
 
     def send_raw(self, raw: str, *, group: str = "raw", delay: float = 0.0) -> None:
         """Enqueue an arbitrary body (tests use it for poison messages)."""
@@ -242,6 +255,12 @@ class MemoryQueue:
             )
 
 
+#: An audit entry as a row of plain values: a tuple of strings and numbers is not tracked by
+#: the garbage collector, so the audit trail (several entries per change) adds nothing to what
+#: every full collection walks.
+_audit_row = operator.attrgetter(*(field.name for field in attrs.fields(AuditEntry)))
+
+
 class MemoryStore:
     """Batches, changes, audit chains and the callback inbox in dicts, behind one lock."""
 
@@ -253,8 +272,10 @@ class MemoryStore:
         self._by_request: dict[str, str] = {}
         self._lines: dict[str, str] = {}
         self._devices: dict[DeviceId, str] = {}
-        self._audit: dict[str, list[AuditEntry]] = defaultdict(list)
-        self._inbox: dict[str, dict[str, InboxEntry]] = defaultdict(dict)
+        self._audit: dict[str, list[tuple[Any, ...]]] = defaultdict(list)  # _audit_row()s
+        # request id -> device key -> (body as JSON, received at): kept as text, like the
+        # durable backends keep it, so a callback adds no objects for the collector to walk
+        self._inbox: dict[str, dict[str, tuple[str, float]]] = defaultdict(dict)
         self._deadlines: list[tuple[float, str]] = []
 
     def create_batch(
@@ -273,7 +294,7 @@ class MemoryStore:
                 self._by_batch[batch.batch_id].append(change.change_id)
                 self._index(change)
             for entry in audit:
-                self._audit[entry.subject].append(entry)
+                self._audit[entry.subject].append(_audit_row(entry))
 
     def get_batch(self, batch_id: str) -> Batch | None:
         return self._batches.get(batch_id)
@@ -288,7 +309,7 @@ class MemoryStore:
             )
             self._batches[batch.batch_id] = batch
             if audit is not None:
-                self._audit[audit.subject].append(audit)
+                self._audit[audit.subject].append(_audit_row(audit))
 
     def get_change(self, change_id: str) -> Change | None:
         return self._changes.get(change_id)
@@ -309,7 +330,7 @@ class MemoryStore:
             self._changes[change.change_id] = change
             self._index(change)
             if audit is not None:
-                self._audit[subject].append(audit)
+                self._audit[subject].append(_audit_row(audit))
 
     def _check_audit(self, subject: str, seq: int, head: str, audit: AuditEntry | None) -> None:
         if audit is not None and (audit.seq != seq + 1 or audit.subject != subject):
@@ -377,19 +398,25 @@ class MemoryStore:
 
     def audit(self, subject: str) -> list[AuditEntry]:
         with self._lock:
-            return list(self._audit.get(subject, ()))
+            rows = list(self._audit.get(subject, ()))
+        return [AuditEntry(*row) for row in rows]
 
     def put_inbox(self, entry: InboxEntry) -> bool:
         with self._lock:
             kept = self._inbox[entry.request_id]
             if entry.device_key in kept:
                 return False
-            kept[entry.device_key] = entry
+            body = json.dumps(entry.body, separators=(",", ":"))
+            kept[entry.device_key] = (body, entry.received_at)
             return True
 
     def inbox(self, request_id: str) -> list[InboxEntry]:
         with self._lock:
-            return list(self._inbox.get(request_id, {}).values())
+            kept = list(self._inbox.get(request_id, {}).items())
+        return [
+            InboxEntry(request_id, device_key, json.loads(body), received_at)
+            for device_key, (body, received_at) in kept
+        ]
 
 
 class MemoryNotifier:

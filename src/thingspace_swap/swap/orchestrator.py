@@ -51,7 +51,18 @@ from .machine import (
     advance,
 )
 from .memory import MemoryMetrics
-from .model import TERMINAL, Batch, BatchState, Category, Change, ErrorInfo, Phase, Step
+from .model import (
+    TERMINAL,
+    Batch,
+    BatchState,
+    Category,
+    Change,
+    ErrorInfo,
+    Phase,
+    Step,
+    evolve_batch,
+    evolve_change,
+)
 from .ports import (
     AuditEntry,
     ConflictError,
@@ -114,7 +125,9 @@ def _default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def _message(kind: str, change: Change, not_before: float = 0.0) -> OutgoingMessage:
+def _message(
+    kind: str, change: Change, not_before: float = 0.0, delay: float = 0.0
+) -> OutgoingMessage:
     """A message about ``change`` as it is now: sent twice from the same version, it is one
     message (deduplicated); every new version sends a new one."""
     body = {"type": kind, "change_id": change.change_id, "attempt": change.attempt}
@@ -122,7 +135,9 @@ def _message(kind: str, change: Change, not_before: float = 0.0) -> OutgoingMess
     if kind == "check":
         body["not_before"] = not_before
         dedup += f":{not_before:.3f}"
-    return OutgoingMessage(body=body, group=change.line, dedup_id=dedup, priority=change.priority)
+    return OutgoingMessage(
+        body=body, group=change.line, dedup_id=dedup, delay=delay, priority=change.priority
+    )
 
 
 def _parse_message(body: Mapping[str, Any] | None) -> tuple[str, str, float] | str:
@@ -295,7 +310,7 @@ class _Orchestrator(Faced[Mode]):
             entry = self._entry(change, change, now, action, batch.actor, before_phase=None)
             entries.append(entry)
             stored.append(
-                attrs.evolve(change, version=1, audit_seq=entry.seq, audit_hash=entry.hash)
+                evolve_change(change, version=1, audit_seq=entry.seq, audit_hash=entry.hash)
             )
         self.store.create_batch(batch, stored, entries)
         self.queue.send([_message("process", c) for c in stored if c.phase is Phase.PENDING])
@@ -321,9 +336,10 @@ class _Orchestrator(Faced[Mode]):
     ) -> Flow[WorkReport]:
         """Process queue messages: until none is visible (``until_idle``), or forever,
         sleeping ``poll`` seconds when the queue is empty."""
-        report = WorkReport()
-        while max_messages is None or report.messages < max_messages:
-            batch_size = 10 if max_messages is None else min(10, max_messages - report.messages)
+        handled = 0
+        outcomes: Counter[Disposition] = Counter()
+        while max_messages is None or handled < max_messages:
+            batch_size = 10 if max_messages is None else min(10, max_messages - handled)
             messages = self.queue.receive(batch_size, visibility_timeout=self.settings.lease)
             if not messages:
                 if until_idle:
@@ -332,11 +348,14 @@ class _Orchestrator(Faced[Mode]):
                 continue
             for message in messages:
                 outcome = yield from self._handle(message)
-                report = attrs.evolve(
-                    report,
-                    messages=report.messages + 1,
-                    **{outcome: getattr(report, outcome) + 1} if outcome != "done" else {},
-                )
+                handled += 1
+                outcomes[outcome] += 1
+        report = WorkReport(
+            messages=handled,
+            dead_lettered=outcomes["dead_lettered"],
+            busy=outcomes["busy"],
+            errors=outcomes["errors"],
+        )
         stats = self.queue.stats()
         self.metrics.gauge("swap.queue.depth", stats.visible + stats.delayed)
         self.metrics.gauge("swap.queue.lag", stats.oldest_age)
@@ -365,11 +384,7 @@ class _Orchestrator(Faced[Mode]):
             return "dead_lettered"
         if not_before > now:  # a check longer than the queue's delay limit: wait again
             self.queue.send(
-                [
-                    attrs.evolve(
-                        _message(kind, change, not_before), delay=min(MAX_DELAY, not_before - now)
-                    )
-                ]
+                [_message(kind, change, not_before, delay=min(MAX_DELAY, not_before - now))]
             )
             self.queue.ack(message)
             return "done"
@@ -482,7 +497,7 @@ class _Orchestrator(Faced[Mode]):
             self.worker_id,
             before_phase=before.phase.value,
         )
-        after = attrs.evolve(
+        after = evolve_change(
             outcome.change, version=before.version + 1, audit_seq=entry.seq, audit_hash=entry.hash
         )
         self.store.update_change(after, before.version, entry)
@@ -572,8 +587,7 @@ class _Orchestrator(Faced[Mode]):
         return Accepted(accepted.request_id)
 
     def _schedule(self, change: Change, at: float, now: float) -> None:
-        message = _message("check", change, at)
-        self.queue.send([attrs.evolve(message, delay=min(MAX_DELAY, max(0.0, at - now)))])
+        self.queue.send([_message("check", change, at, delay=min(MAX_DELAY, max(0.0, at - now)))])
 
     # Callbacks ----------------------------------------------------------------------------
 
@@ -651,7 +665,7 @@ class _Orchestrator(Faced[Mode]):
                 return
             try:
                 self.store.update_batch(
-                    attrs.evolve(batch, terminal=batch.terminal + 1, version=batch.version + 1),
+                    evolve_batch(batch, terminal=batch.terminal + 1, version=batch.version + 1),
                     batch.version,
                     None,
                 )

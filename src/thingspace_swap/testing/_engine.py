@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import random
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import tzinfo
@@ -154,6 +154,10 @@ class EngineOptions:
     callback_retry_interval: float = 60.0
     max_callback_threshold: int = 4
     limits: SimulatorLimits = field(default_factory=SimulatorLimits)
+    #: Finished asynchronous requests kept (oldest forgotten first); None keeps all.
+    max_requests: int | None = None
+    #: Provisioning-history events kept per device (the latest); None keeps all.
+    max_history: int | None = None
 
 
 class Engine:
@@ -193,6 +197,7 @@ class Engine:
         #: Identifiers a device had before a change of identifier: (kind, value) -> device.
         self.former: dict[tuple[str, str], Device] = {}
         self.requests: dict[str, AsyncRequest] = {}
+        self._finished: deque[str] = deque()  # finished request ids, oldest first
         self.outbox: list[tuple[str, dict[str, Any]]] = []
         self._ready: list[Delivery] = []
         self._jobs: list[tuple[float, int, _Job]] = []
@@ -250,7 +255,8 @@ class Engine:
     def _record(
         self, device: Device, action: str, status: str, event_by: str, extra: dict[str, str]
     ) -> None:
-        device.history.append(
+        history = device.history
+        history.append(
             HistoryEntry(
                 occurred_at=self.now(),
                 event_type=_EVENT_TYPES[action],
@@ -262,6 +268,9 @@ class Engine:
                 extended_attributes=tuple(extra.items()),
             )
         )
+        keep = self.options.max_history
+        if keep is not None and len(history) > keep:
+            del history[: len(history) - keep]
 
     def create_device(
         self,
@@ -381,6 +390,11 @@ class Engine:
             self._callback(request, position, outcome.before, outcome.response, outcome.fault)
         failed = any(r.fault for r in request.results)
         request.status = "Failure" if failed else "Success"
+        keep = self.options.max_requests
+        if keep is not None:
+            self._finished.append(request.request_id)
+            while len(self._finished) > keep:
+                self.requests.pop(self._finished.popleft(), None)
 
     def _callback(
         self,

@@ -67,6 +67,16 @@ class ThingSpaceSimulator:
         auto_run: Run due work whenever the clock advances (even through the client's sleeps).
         faults: Injected faults (none by default); replaceable at runtime via ``sim.faults``.
         max_received: Keep only the latest this many ``sim.received`` records (None: all).
+        max_requests: Keep only the latest this many *finished* asynchronous requests (None:
+            all); older ones are forgotten: ``sim.request(id)`` raises KeyError and their
+            status reads as ``RequestNotFound``. Pending requests are always kept.
+        max_history: Keep only the latest this many provisioning-history events per device
+            (None: all).
+        max_outbox: Keep only the latest this many callback attempts in ``sim.outbox``
+            (None: all).
+
+    A long run (a soak, a benchmark) bounds what it does not read with the ``max_*`` options,
+    so the simulator's memory grows with its inventory, not with the requests it served.
     """
 
     def __init__(
@@ -86,7 +96,18 @@ class ThingSpaceSimulator:
         auto_run: bool = True,
         faults: Faults | None = None,
         max_received: int | None = None,
+        max_requests: int | None = None,
+        max_history: int | None = None,
+        max_outbox: int | None = None,
     ) -> None:
+        for name, bound in (
+            ("max_received", max_received),
+            ("max_requests", max_requests),
+            ("max_history", max_history),
+            ("max_outbox", max_outbox),
+        ):
+            if bound is not None and bound < 0:
+                raise ValueError(f"{name} must be None or >= 0, not {bound}")
         self.clock = clock if clock is not None else VirtualClock()
         self.credentials = credentials if credentials is not None else SimulatorCredentials()
         self.stats = SimulatorStats()
@@ -100,6 +121,8 @@ class ThingSpaceSimulator:
             callback_retry_interval=callback_retry_interval,
             max_callback_threshold=max_callback_threshold,
             limits=limits if limits is not None else SimulatorLimits(),
+            max_requests=max_requests,
+            max_history=max_history,
         )
         self._rng = random.Random(seed)
         self._injector = FaultInjector(seed, Faults(), self.stats)
@@ -111,6 +134,7 @@ class ThingSpaceSimulator:
             self._check_scope(faults)
             self._injector.replace(faults)
         self._received: deque[ReceivedRequest] = deque(maxlen=max_received)
+        self._max_outbox = max_outbox
         self._next_index = 0
         self._lock = threading.RLock()
         self._local = threading.local()
@@ -212,7 +236,8 @@ class ThingSpaceSimulator:
 
     @property
     def outbox(self) -> list[tuple[str, dict[str, Any]]]:
-        """Every callback attempt so far, as ``(url, body)``, oldest first."""
+        """Every callback attempt so far (the latest ``max_outbox``), as ``(url, body)``,
+        oldest first."""
         return self._engine.outbox
 
     def _flush(self) -> None:
@@ -234,7 +259,10 @@ class ThingSpaceSimulator:
     def _attempt(self, delivery: Delivery) -> None:
         body = delivery.next_body()
         with self._lock:
-            self._engine.outbox.append((delivery.url, body))
+            outbox = self._engine.outbox
+            outbox.append((delivery.url, body))
+            if self._max_outbox is not None and len(outbox) > self._max_outbox:
+                del outbox[: len(outbox) - self._max_outbox]
             self.stats.callback_attempts += 1
         status = 200
         if self.deliver is not None:
@@ -337,12 +365,14 @@ class ThingSpaceSimulator:
             return list(self._engine.auth.sessions)
 
     def request(self, request_id: str) -> AsyncRequest:
-        """The asynchronous request ``request_id`` (KeyError when unknown)."""
+        """The asynchronous request ``request_id`` (KeyError when unknown or forgotten, see
+        ``max_requests``)."""
         return self._engine.requests[request_id]
 
     @property
     def requests(self) -> list[AsyncRequest]:
-        """Every asynchronous request, oldest first."""
+        """Every asynchronous request (finished ones: the latest ``max_requests``), oldest
+        first."""
         with self._lock:
             return list(self._engine.requests.values())
 
