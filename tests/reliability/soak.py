@@ -3,19 +3,32 @@
     python -m tests.reliability.soak --changes 50000 --batch 5000 --backend sqlite
     python -m tests.reliability.soak --changes 10000 --backend aws      # moto on 127.0.0.1
 
-The whole inventory is generated first; then batches run one after another. Peak RSS is read
-after each batch, so a leak shows as growth between the first 10,000 changes and the last.
+The whole inventory is generated first; then batches run one after another. After each batch
+a line reports the peak RSS, the current RSS and the number of Python memory blocks in use
+(after a full garbage collection, no tracemalloc), so a leak shows as growth between the first
+10,000 changes and the last; the summary line gives both figures at 10,000 changes and at the
+end, and the growth per change in between.
+
+The simulator is told to keep no more than the soak reads: the latest 1,000 requests received,
+finished asynchronous requests and callback attempts, and no provisioning history (nothing here
+reads it). What it still keeps per change is the state of its world and the ledger the soak
+checks for duplicate submissions: each swapped line's former identifiers (a resubmission may
+name the line by them) and its count of submissions, about half a KiB per change.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
+import os
 import resource
 import sys
 import tempfile
 import time
+from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -36,35 +49,58 @@ FAULTS = Faults(
 
 
 def rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def backends(kind: str, clock: VirtualClock, folder: Path) -> tuple[Any, Any, Any]:
+def current_rss_mib() -> float | None:
+    """Resident memory now, in MiB (None where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _per_change_kib(first: dict[str, Any], last: dict[str, Any], key: str) -> float | None:
+    if first is last or first.get(key) is None or last.get(key) is None:
+        return None
+    changes = int(last["changes"]) - int(first["changes"])
+    return round(float(last[key] - first[key]) * 1024 / changes, 2)
+
+
+def backends(kind: str, clock: VirtualClock, folder: Path, stack: ExitStack) -> tuple[Any, Any]:
+    """The queue and the store of ``kind``; ``stack`` closes them."""
     if kind == "sqlite":
         from thingspace_swap.swap.sqlite import SqliteBackend
 
         backend = SqliteBackend(folder / "soak.db", clock=clock, synchronous="NORMAL")
-        return backend.queue, backend.store, backend
+        stack.callback(backend.close)
+        return backend.queue, backend.store
     if kind == "aws":
         import boto3
-        from moto.server import ThreadedMotoServer
 
+        from tests.aws.moto_server import moto_server
         from thingspace_swap.aws import DynamoStore, create_queues
         from thingspace_swap.aws.dynamodb import create_table
 
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-        server.start()
-        host, port = server.get_host_and_port()
         options = {
-            "endpoint_url": f"http://{host}:{port}",
+            "endpoint_url": stack.enter_context(moto_server()),
             "region_name": "us-east-1",
             "aws_access_key_id": "testing",
             "aws_secret_access_key": "testing",
         }
         sqs, dynamodb = boto3.client("sqs", **options), boto3.client("dynamodb", **options)
+        calls: Counter[str] = Counter()
+        for aws_client in (sqs, dynamodb):
+            aws_client.meta.events.register(
+                "before-call", lambda model, **_: calls.update([model.name])
+            )
+        stack.callback(lambda: print(json.dumps({"aws_calls": dict(calls.most_common())})))
         create_table(dynamodb, "swap")
         queue = create_queues(sqs, "swap", fifo=True, visibility_timeout=60).queue(sqs)
-        return queue, DynamoStore(dynamodb, "swap"), server
+        return queue, DynamoStore(dynamodb, "swap")
     raise ValueError(kind)
 
 
@@ -77,9 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["sqlite", "aws"], default="sqlite")
     args = parser.parse_args(argv)
     clock = VirtualClock()
-    # the simulator's own request log is bounded, and its callback log cleared per batch below:
-    # what is measured is the library's memory
-    sim = ThingSpaceSimulator(seed=5, clock=clock, request_delay=20.0, max_received=1000)
+    # the simulator keeps no more than the soak reads (see above): what is measured is the
+    # library's memory, over an inventory allocated up front
+    sim = ThingSpaceSimulator(
+        seed=5,
+        clock=clock,
+        request_delay=20.0,
+        max_received=1000,
+        max_requests=1000,
+        max_history=0,
+        max_outbox=1000,
+    )
     population = sim.populate(
         ACCOUNT, int(args.changes * 1.3) + 10, seed=5, n_spare_sims=args.changes
     )
@@ -91,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         transport=sim.transport(),
         clock=clock,
     )
-    rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        queue, store, handle = backends(args.backend, clock, Path(folder))
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
+        queue, store = backends(args.backend, clock, Path(folder), stack)
         orchestrator = SwapOrchestrator(
             client, queue=queue, store=store, clock=clock, settings=LifecycleSettings()
         )
@@ -126,13 +170,17 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             status = orchestrator.run_until_complete(submission.batch.batch_id)
             done += len(chunk)
-            sim.outbox.clear()
+            elapsed = time.perf_counter() - started
+            gc.collect()
+            rss_now = current_rss_mib()
             rows.append(
                 {
                     "changes": done,
-                    "seconds": round(time.perf_counter() - started, 1),
-                    "changes_per_second": round(done / (time.perf_counter() - started), 1),
+                    "seconds": round(elapsed, 1),
+                    "changes_per_second": round(done / elapsed, 1),
                     "peak_rss_mib": round(rss_mib(), 1),
+                    "rss_mib": None if rss_now is None else round(rss_now, 1),
+                    "python_blocks": sys.getallocatedblocks(),
                     "completed": status.counts.get("completed", 0),
                     "manual_review": status.counts.get("manual_review", 0),
                     "rejected": status.counts.get("rejected", 0),
@@ -140,17 +188,32 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
-        if hasattr(handle, "stop"):
-            handle.stop()
-        elif hasattr(handle, "close"):
-            handle.close()
     duplicates = sum(1 for n in sim.submission_counts().values() if n > 1)
+    at_10k = next((r for r in rows if r["changes"] >= 10_000), rows[0])
+    last = rows[-1]
     print(
         json.dumps(
             {
                 "backend": args.backend,
                 "changes": done,
                 "rss_before_mib": round(baseline, 1),
+                "peak_rss_at_10k_mib": at_10k["peak_rss_mib"],
+                "peak_rss_at_end_mib": last["peak_rss_mib"],
+                "rss_at_10k_mib": at_10k["rss_mib"],
+                "rss_at_end_mib": last["rss_mib"],
+                "growth_after_10k_kib_per_change": {
+                    "peak_rss": _per_change_kib(at_10k, last, "peak_rss_mib"),
+                    "rss": _per_change_kib(at_10k, last, "rss_mib"),
+                },
+                "python_blocks_after_10k_per_change": (
+                    None
+                    if at_10k is last
+                    else round(
+                        (last["python_blocks"] - at_10k["python_blocks"])
+                        / (last["changes"] - at_10k["changes"]),
+                        2,
+                    )
+                ),
                 "duplicate_submissions": duplicates,
                 "faults": dict(sim.stats.faults),
             }
