@@ -134,6 +134,87 @@ def _same(value: Any, expected: Any) -> bool:
     return value is not None and value.type == expected.type and value.value == expected.value
 
 
+class IndexKeys:
+    """Where each value of an index's partition-key attribute is in a table, kept current by
+    every write (``watch_writes``), so that a query of an index looks only at its items."""
+
+    def __init__(self, table: Any) -> None:
+        self.names = frozenset(
+            key["AttributeName"]
+            for index in table.all_indexes()
+            for key in index.schema
+            if key["KeyType"] == "HASH"
+        )
+        self._where: defaultdict[tuple[str, str, Any], dict[Any, None]] = defaultdict(dict)
+        self._held: dict[Any, list[tuple[str, str, Any]]] = {}
+        for item in all_items(table):
+            self.put(item)
+
+    @staticmethod
+    def of(table: Any) -> IndexKeys:
+        """The table's index of index keys, built on first use."""
+        if "_index_keys" not in table.__dict__:
+            table._index_keys = IndexKeys(table)
+        return table.__dict__["_index_keys"]  # type: ignore[no-any-return]
+
+    def drop(self, key: Any) -> None:
+        for entry in self._held.pop(key, []):
+            self._where[entry].pop(key, None)
+
+    def put(self, item: Any) -> None:
+        key = (item.hash_key, item.range_key)
+        self.drop(key)
+        entries = [
+            (name, value.type, value.value)
+            for name in self.names
+            if (value := item.attrs.get(name)) is not None and isinstance(value.value, str | bytes)
+        ]
+        for entry in entries:
+            self._where[entry][key] = None
+        if entries:
+            self._held[key] = entries
+
+    def keys(self, name: str, value: Any) -> list[Any]:
+        return list(self._where.get((name, value.type, value.value), ()))
+
+
+def _written(backend: Any, table_name: str, key: Any) -> None:
+    """Bring the table's index keys up to date with the item at ``key`` (hash, range)."""
+    table = backend.get_table(table_name)
+    if "_index_keys" in table.__dict__:
+        item = table.get_item(*key)
+        if item is None:
+            table._index_keys.drop(key)
+        else:
+            table._index_keys.put(item)
+
+
+def watch_writes(
+    put: Callable[..., Any], delete: Callable[..., Any], update: Callable[..., Any]
+) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+    """``DynamoDBBackend``'s put, delete and update (which transactions and batch writes use
+    too), each refreshing the index keys of the item it wrote."""
+
+    def put_item(self: Any, table_name: str, attrs: Any, *args: Any, **kwargs: Any) -> Any:
+        item = put(self, table_name, attrs, *args, **kwargs)
+        _written(self, table_name, (item.hash_key, item.range_key))
+        return item
+
+    def delete_item(self: Any, table_name: str, key: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return delete(self, table_name, key, *args, **kwargs)
+        finally:
+            _written(self, table_name, self.get_keys_value(self.get_table(table_name), key))
+
+    def update_item(self: Any, table_name: str, key: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return update(self, table_name, key, *args, **kwargs)
+        finally:
+            _written(self, table_name, self.get_keys_value(self.get_table(table_name), key))
+
+    return put_item, delete_item, update_item
+
+
 def narrowed_query(original: Callable[..., Any]) -> Callable[..., Any]:
     """``Table.query`` run over only the items that can match its key conditions."""
 
@@ -141,14 +222,14 @@ def narrowed_query(original: Callable[..., Any]) -> Callable[..., Any]:
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
         conditions = kwargs.get("hash_key_conditions")
         candidates: defaultdict[Any, Any] = defaultdict(dict)
-        if index_name and conditions:
-            for key, group in self.items.items():
-                for range_key, item in group.items() if self.range_key_attr else [(0, group)]:
-                    if all(_same(item.attrs.get(n), v) for n, v in conditions):
-                        if self.range_key_attr:
-                            candidates[key][range_key] = item
-                        else:
-                            candidates[key] = item
+        if index_name and conditions and conditions[0][0] in IndexKeys.of(self).names:
+            for key, range_key in IndexKeys.of(self).keys(*conditions[0]):
+                item = self.items[key][range_key] if self.range_key_attr else self.items[key]
+                if all(_same(item.attrs.get(n), v) for n, v in conditions):
+                    if self.range_key_attr:
+                        candidates[key][range_key] = item
+                    else:
+                        candidates[key] = item
         elif not index_name:
             if hash_key in self.items:
                 candidates[hash_key] = self.items[hash_key]
@@ -196,11 +277,15 @@ def moto_server() -> Iterator[str]:
     from moto.sqs import models as sqs
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    writes = ("put_item", "delete_item", "update_item")
+    originals = [getattr(DynamoDBBackend, name) for name in writes]
+    watched = dict(zip(writes, watch_writes(*originals), strict=True))
 
     with (
         mock.patch.object(DynamoDBBackend, "transact_write_items", transact_write_items),
         mock.patch.object(Table, "all_items", all_items),
         mock.patch.object(Table, "query", narrowed_query(Table.query)),
+        mock.patch.multiple(DynamoDBBackend, **watched),
         mock.patch.object(sqs, "unix_time", _now(sqs.unix_time, 1.0)),
         mock.patch.object(sqs, "unix_time_millis", _now(sqs.unix_time_millis, 1000.0)),
     ):
