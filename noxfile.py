@@ -44,12 +44,14 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks (benchmarks/run_all.py): prints tables, writes docs/performance.md.
 
-    The session's virtualenv holds the client, aiohttp (for AiohttpTransport) and Verizon's
-    generated SDK (sdksio-verizon-apis-sdk from PyPI), so every comparison runs on one
-    interpreter. ``nox -s bench -- --quick`` is a smoke run that leaves the docs alone;
-    ``nox -s bench -- --only verizon_sdk`` runs one benchmark.
+    The session's virtualenv holds the client with its AWS adapters, moto (for the AWS run),
+    aiohttp (for AiohttpTransport) and Verizon's generated SDK (sdksio-verizon-apis-sdk from
+    PyPI), so every comparison runs on one interpreter. ``nox -s bench -- --quick`` is a smoke
+    run that leaves the docs alone; ``nox -s bench -- --only verizon_sdk`` runs one benchmark.
     """
-    session.install("-e", ".", "aiohttp>=3.10", "sdksio-verizon-apis-sdk==2.0.0")
+    session.install(
+        "-e", ".[aws]", "aiohttp>=3.10", "moto[server]>=5.0", "sdksio-verizon-apis-sdk==2.0.0"
+    )
     session.run("python", "benchmarks/run_all.py", "--write-docs", *session.posargs)
 
 

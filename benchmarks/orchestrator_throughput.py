@@ -1,8 +1,10 @@
 """End-to-end device changes per second: the whole lifecycle on the in-process simulator.
 
-In-memory backends (or SQLite with --backend sqlite), callbacks on. Prints a table and JSON:
+In-memory backends, SQLite (--backend sqlite), or SQS, DynamoDB and SNS on moto's server on
+127.0.0.1 (--backend aws, counting AWS calls per change); callbacks on. Prints a table and JSON:
 
     python benchmarks/orchestrator_throughput.py --sizes 1000 10000
+    python benchmarks/orchestrator_throughput.py --backend aws --sizes 1000
     python benchmarks/orchestrator_throughput.py --quick
 
 The simulator keeps only what the run reads (``max_*`` options): the latest 1,000 requests
@@ -24,6 +26,8 @@ import resource
 import sys
 import tempfile
 import time
+from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +45,42 @@ from thingspace_swap.testing import ThingSpaceSimulator, VirtualClock
 ACCOUNT = "0000123456-00001"
 
 
-def backends(kind: str, clock: VirtualClock, folder: Path) -> tuple[Any, Any]:
+def backends(
+    kind: str, clock: VirtualClock, folder: Path, stack: ExitStack
+) -> tuple[Any, Any, Any, Counter[str]]:
+    """Queue, store, notifier (None: the default) and the AWS calls made (aws only)."""
+    calls: Counter[str] = Counter()
     if kind == "memory":
-        return MemoryQueue(clock=clock), MemoryStore()
-    from thingspace_swap.swap.sqlite import SqliteBackend
+        return MemoryQueue(clock=clock), MemoryStore(), None, calls
+    if kind == "sqlite":
+        from thingspace_swap.swap.sqlite import SqliteBackend
 
-    backend = SqliteBackend(folder / "swap.db", clock=clock)
-    return backend.queue, backend.store
+        backend = SqliteBackend(folder / "swap.db", clock=clock)
+        stack.callback(backend.close)
+        return backend.queue, backend.store, None, calls
+    # SQS (FIFO), DynamoDB and SNS on moto's server on 127.0.0.1, as the AWS tests run it
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import boto3
+
+    from tests.aws.moto_server import moto_server
+    from thingspace_swap.aws import DynamoStore, SnsNotifier, create_queues, create_table
+
+    options = {
+        "endpoint_url": stack.enter_context(moto_server()),
+        "region_name": "us-east-1",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+    sqs, dynamodb, sns = (boto3.client(name, **options) for name in ("sqs", "dynamodb", "sns"))
+    create_table(dynamodb, "swap")
+    queue = create_queues(sqs, "swap", fifo=True).queue(sqs, clock=clock)
+    notifier = SnsNotifier(sns, sns.create_topic(Name="swap-events")["TopicArn"], clock=clock)
+    for client in (sqs, dynamodb, sns):
+        client.meta.events.register(
+            "before-call",
+            lambda model, **_: calls.update([f"{model.service_model.service_name}.{model.name}"]),
+        )
+    return queue, DynamoStore(dynamodb, "swap", clock=clock), notifier, calls
 
 
 def _max_rss() -> int:
@@ -95,10 +128,15 @@ def run(
         transport=sim.transport(),
         clock=clock,
     )
-    with tempfile.TemporaryDirectory() as folder:
-        queue, store = backends(kind, clock, Path(folder))
+    with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
+        queue, store, notifier, calls = backends(kind, clock, Path(folder), stack)
         orchestrator = SwapOrchestrator(
-            client, queue=queue, store=store, clock=clock, settings=LifecycleSettings()
+            client,
+            queue=queue,
+            store=store,
+            notifier=notifier,
+            clock=clock,
+            settings=LifecycleSettings(),
         )
         sim.deliver = lambda url, body: (orchestrator.accept_callback(body), 200)[1]
         client.callbacks.register("https://listener.example.com:9001/thingspace")
@@ -153,6 +191,16 @@ def run(
             "peak_rss_mib": round(_max_rss() / 1024, 1),
             "rss_growth_mib": round((_max_rss() - rss_before) / 1024, 1),
             "thingspace_requests": sum(sim.stats.routes.values()),
+            **(
+                {
+                    "aws_calls_per_change": round(sum(calls.values()) / size, 2),
+                    "aws_calls_by_operation_per_change": {
+                        name: round(n / size, 2) for name, n in calls.most_common()
+                    },
+                }
+                if calls
+                else {}
+            ),
         }
 
 
@@ -161,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
-    parser.add_argument("--backend", choices=["memory", "sqlite"], default="memory")
+    parser.add_argument("--backend", choices=["memory", "sqlite", "aws"], default="memory")
     parser.add_argument("--request-delay", type=float, default=20.0, help="virtual seconds")
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary")
     parser.add_argument("--quick", action="store_true", help="a tiny run that proves it works")

@@ -29,6 +29,7 @@ SCRIPTS = [
     ("rate_limiter.py", []),
     ("orchestrator_throughput.py", ["--backend", "memory"]),
     ("orchestrator_throughput.py", ["--backend", "sqlite"]),
+    ("orchestrator_throughput.py", ["--backend", "aws"]),
 ]
 
 
