@@ -18,9 +18,11 @@ the server's process:
   computed once per item, instead of comparing moto's typed values pair by pair. Same results,
   same order, without a cost that made each query of a table of 10,000 items take most of a
   second;
-- moto's SQS looks at every message of a queue, several times, on every call (to count what is
-  visible, delayed and in flight), reading the clock through ``datetime`` each time: here it
-  reads ``time.time()``, the same instant without building two datetimes per message;
+- moto's SQS counts every message of a queue (visible, delayed, in flight) each time it looks
+  at any queue attribute, several times per call, and once per message on a receive (for the
+  retention period): here a call computes the attributes once, a receive reads the retention
+  period directly, and the clock is read with ``time.time()`` instead of building two
+  datetimes per message. Same answers, without a receive costing the square of the queue;
 - werkzeug's log line per request is silenced.
 """
 
@@ -253,6 +255,29 @@ def _now(original: Callable[..., float], scale: float) -> Callable[..., float]:
     return now
 
 
+def get_queue_attributes(self: Any, queue_name: str, attribute_names: list[str]) -> Any:
+    """``SQSBackend.get_queue_attributes``, computing the queue's attributes once."""
+    from moto.sqs.exceptions import InvalidAttributeName
+
+    queue = self.get_queue(queue_name)
+    if not attribute_names:
+        return {}
+    valid = ["All", *queue.BASE_ATTRIBUTES, *queue.FIFO_ATTRIBUTES, *queue.KMS_ATTRIBUTES]
+    invalid = next((name for name in attribute_names if name not in valid), None)
+    if invalid is not None:
+        raise InvalidAttributeName(invalid)
+    every = queue.attributes
+    if "All" in attribute_names:
+        return every
+    return {n: every[n] for n in attribute_names if every.get(n) is not None}
+
+
+def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
+    """The same check as moto's, reading the one attribute it needs."""
+    retention = self.get_queue(queue_name).message_retention_period
+    return bool(int(retention) + message.sent_timestamp / 1000 > time.time())
+
+
 def _serialise_dynamodb(server: Any) -> None:
     """Run the server's DynamoDB requests one at a time."""
     wsgi = server._server  # the werkzeug server ThreadedMotoServer started
@@ -286,6 +311,12 @@ def moto_server() -> Iterator[str]:
         mock.patch.object(Table, "all_items", all_items),
         mock.patch.object(Table, "query", narrowed_query(Table.query)),
         mock.patch.multiple(DynamoDBBackend, **watched),
+        mock.patch.object(sqs.SQSBackend, "get_queue_attributes", get_queue_attributes),
+        mock.patch.object(
+            sqs.SQSBackend,
+            "is_message_valid_based_on_retention_period",
+            is_message_valid_based_on_retention_period,
+        ),
         mock.patch.object(sqs, "unix_time", _now(sqs.unix_time, 1.0)),
         mock.patch.object(sqs, "unix_time_millis", _now(sqs.unix_time_millis, 1000.0)),
     ):
