@@ -57,15 +57,16 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def chaos(session: nox.Session) -> None:
-    """The full chaos campaign and the soak; ``-- --write-docs`` updates docs/reliability.md."""
+    """The chaos campaign (its CI subset and the full one) and the soaks on SQLite and moto;
+    ``-- --write-docs`` writes the campaign tables into docs/reliability.md."""
     session.install("-e", ".[test]")
     write = ["--write-docs", "docs/reliability.md"] if "--write-docs" in session.posargs else []
-    session.run(
-        "python", "-m", "tests.reliability.campaign", "--runs", "300", "--devices", "20", *write
-    )
-    session.run(
-        "python", "-m", "tests.reliability.soak", "--changes", "50000", "--backend", "sqlite"
-    )
+    campaign = ("python", "-m", "tests.reliability.campaign")
+    session.run(*campaign, "--runs", "12", "--devices", "12", "--label", "CI subset", *write)
+    session.run(*campaign, "--runs", "300", "--devices", "20", "--label", "full campaign", *write)
+    soak = ("python", "-m", "tests.reliability.soak")
+    session.run(*soak, "--changes", "50000", "--batch", "5000", "--backend", "sqlite")
+    session.run(*soak, "--changes", "10000", "--batch", "2000", "--backend", "aws")
 
 
 @nox.session(python=PYTHONS)
