@@ -58,12 +58,21 @@ def backends(
         backend = SqliteBackend(folder / "swap.db", clock=clock)
         stack.callback(backend.close)
         return backend.queue, backend.store, None, calls
-    # SQS (FIFO), DynamoDB and SNS on moto's server on 127.0.0.1, as the AWS tests run it
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    # SQS (FIFO), DynamoDB and SNS on moto's server on 127.0.0.1, as the AWS tests run it. The
+    # helper is loaded by its path: ``tests`` is not a package, and some SDKs install one.
+    import importlib.util
+
     import boto3
 
-    from tests.aws.moto_server import moto_server
     from thingspace_swap.aws import DynamoStore, SnsNotifier, create_queues, create_table
+
+    path = Path(__file__).resolve().parents[1] / "tests" / "aws" / "moto_server.py"
+    spec = importlib.util.spec_from_file_location("moto_server", path)
+    assert spec is not None
+    assert spec.loader is not None
+    helper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helper)
+    moto_server = helper.moto_server
 
     options = {
         "endpoint_url": stack.enter_context(moto_server()),
