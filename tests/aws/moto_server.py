@@ -3,7 +3,7 @@
 Moto runs a DynamoDB transaction without isolation and undoes a cancelled one by restoring a
 deep copy of the whole table, taken before every transaction: that loses writes made meanwhile
 by other requests (DynamoDB itself serialises them), and its cost grows with the table, so a
-run of thousands of changes slows to seconds per transaction. Two adjustments, both confined to
+run of thousands of changes slows to seconds per transaction. The adjustments, all confined to
 the server's process:
 
 - DynamoDB requests run one at a time (SQS and SNS requests, long polls included, still run in
