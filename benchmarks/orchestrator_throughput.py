@@ -62,8 +62,6 @@ def backends(
     # helper is loaded by its path: ``tests`` is not a package, and some SDKs install one.
     import importlib.util
 
-    import boto3
-
     from thingspace_swap.aws import DynamoStore, SnsNotifier, create_queues, create_table
 
     path = Path(__file__).resolve().parents[1] / "tests" / "aws" / "moto_server.py"
@@ -72,20 +70,13 @@ def backends(
     assert spec.loader is not None
     helper = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(helper)
-    moto_server = helper.moto_server
-
-    options = {
-        "endpoint_url": stack.enter_context(moto_server()),
-        "region_name": "us-east-1",
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-    }
-    sqs, dynamodb, sns = (boto3.client(name, **options) for name in ("sqs", "dynamodb", "sns"))
+    endpoint = stack.enter_context(helper.moto_server())
+    sqs, dynamodb, sns = (helper.client(endpoint, name) for name in ("sqs", "dynamodb", "sns"))
     create_table(dynamodb, "swap")
     queue = create_queues(sqs, "swap", fifo=True).queue(sqs, clock=clock)
     notifier = SnsNotifier(sns, sns.create_topic(Name="swap-events")["TopicArn"], clock=clock)
-    for client in (sqs, dynamodb, sns):
-        client.meta.events.register(
+    for aws_client in (sqs, dynamodb, sns):
+        aws_client.meta.events.register(
             "before-call",
             lambda model, **_: calls.update([f"{model.service_model.service_name}.{model.name}"]),
         )

@@ -293,6 +293,19 @@ def _serialise_dynamodb(server: Any) -> None:
     wsgi.app = serialised
 
 
+def client(endpoint: str, service: str) -> Any:
+    """A boto3 client of ``service`` on the moto server at ``endpoint`` (fake credentials)."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 @contextmanager
 def moto_server() -> Iterator[str]:
     """Moto's server on 127.0.0.1 (an ephemeral port), adjusted as above; yields its URL."""

@@ -58,16 +58,10 @@ class MotoBackends:
     """Clients on moto's server; each run gets its own table and FIFO queue (with DLQ)."""
 
     def __init__(self, endpoint: str) -> None:
-        import boto3
+        from tests.aws.moto_server import client
 
-        options = {
-            "endpoint_url": endpoint,
-            "region_name": "us-east-1",
-            "aws_access_key_id": "testing",
-            "aws_secret_access_key": "testing",
-        }
-        self.sqs = boto3.client("sqs", **options)
-        self.dynamodb = boto3.client("dynamodb", **options)
+        self.sqs = client(endpoint, "sqs")
+        self.dynamodb = client(endpoint, "dynamodb")
 
     def make(self, name: str, clock: VirtualClock) -> tuple[Any, Any]:
         """A queue and a store named ``name``, on the run's clock (claims, retry sleeps)."""

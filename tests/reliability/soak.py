@@ -79,19 +79,12 @@ def backends(kind: str, clock: VirtualClock, folder: Path, stack: ExitStack) -> 
         stack.callback(backend.close)
         return backend.queue, backend.store
     if kind == "aws":
-        import boto3
-
-        from tests.aws.moto_server import moto_server
+        from tests.aws.moto_server import client, moto_server
         from thingspace_swap.aws import DynamoStore, create_queues
         from thingspace_swap.aws.dynamodb import create_table
 
-        options = {
-            "endpoint_url": stack.enter_context(moto_server()),
-            "region_name": "us-east-1",
-            "aws_access_key_id": "testing",
-            "aws_secret_access_key": "testing",
-        }
-        sqs, dynamodb = boto3.client("sqs", **options), boto3.client("dynamodb", **options)
+        endpoint = stack.enter_context(moto_server())
+        sqs, dynamodb = client(endpoint, "sqs"), client(endpoint, "dynamodb")
         calls: Counter[str] = Counter()
         for aws_client in (sqs, dynamodb):
             aws_client.meta.events.register(
