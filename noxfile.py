@@ -50,7 +50,12 @@ def bench(session: nox.Session) -> None:
     run that leaves the docs alone; ``nox -s bench -- --only verizon_sdk`` runs one benchmark.
     """
     session.install(
-        "-e", ".[aws]", "aiohttp>=3.10", "moto[server]>=5.0", "sdksio-verizon-apis-sdk==2.0.0"
+        "-e",
+        ".[aws]",
+        "aiohttp>=3.10",
+        "moto[server]>=5.0",
+        "waitress>=3.0",
+        "sdksio-verizon-apis-sdk==2.0.0",
     )
     session.run("python", "benchmarks/run_all.py", "--write-docs", *session.posargs)
 
@@ -66,7 +71,7 @@ def chaos(session: nox.Session) -> None:
     session.run(*campaign, "--runs", "300", "--devices", "20", "--label", "full campaign", *write)
     soak = ("python", "-m", "tests.reliability.soak")
     session.run(*soak, "--changes", "50000", "--batch", "5000", "--backend", "sqlite")
-    session.run(*soak, "--changes", "10000", "--batch", "2000", "--backend", "aws")
+    session.run(*soak, "--changes", "10000", "--batch", "2000", "--backend", "aws", "--poll", "10")
 
 
 @nox.session(python=PYTHONS)

@@ -19,21 +19,36 @@ the server's process:
   same order, without a cost that made each query of a table of 10,000 items take most of a
   second;
 - moto's SQS counts every message of a queue (visible, delayed, in flight) each time it looks
-  at any queue attribute, several times per call, and once per message on a receive (for the
-  retention period): here a call computes the attributes once, a receive reads the retention
+  at any queue attribute, several times per call (each send reads one), and once per message
+  on a receive (for the retention period): here an attribute is computed when it is read, a
+  call computes the attributes it returns once, a receive reads the retention
   period directly, and the clock is read with ``time.time()`` instead of building two
   datetimes per message. Same answers, without a receive costing the square of the queue;
-- werkzeug's log line per request is silenced.
+- moto writes DynamoDB's responses through its generic, shape-driven serializer, half of the
+  server's time on a soak: here a result holding no binary value or datetime is written with
+  ``json.dumps`` (DynamoDB's wire format is that JSON), leaving out absent members as the
+  serializer does; the rest still goes through moto's serializer;
+- werkzeug's development server closes the connection after each response and starts a
+  thread per connection, and moto looks up the service's application for every request by
+  listing its package folder: here waitress serves moto's application with keep-alive
+  connections and a pool of threads, and each service's application is looked up once.
+
+``moto_server_process()`` runs the same server in a process of its own, for the soak: its
+memory is then the soak's own, and moto works on the other core.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from unittest import mock
@@ -255,6 +270,38 @@ def _now(original: Callable[..., float], scale: float) -> Callable[..., float]:
     return now
 
 
+class QueueAttributes(Mapping[str, Any]):
+    """``Queue.attributes`` computing each attribute when it is read: moto computes all of
+    them, counting every message of the queue, to read one (as each send does)."""
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+        names = list(queue.BASE_ATTRIBUTES)
+        names += queue.FIFO_ATTRIBUTES if queue.fifo_queue else []
+        names += queue.KMS_ATTRIBUTES if queue.kms_master_key_id else []
+        names += ["Policy"] if queue.policy else []
+        names += ["RedrivePolicy"] if queue.redrive_policy else []
+        self._names = dict.fromkeys(names)
+
+    def __getitem__(self, name: str) -> Any:
+        from moto.core.utils import camelcase_to_underscores
+
+        if name not in self._names:
+            raise KeyError(name)
+        if name == "Policy":
+            return self._queue.policy
+        if name == "RedrivePolicy":
+            return json.dumps(self._queue.redrive_policy)
+        value = getattr(self._queue, camelcase_to_underscores(name))
+        return str(value).lower() if isinstance(value, bool) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 def get_queue_attributes(self: Any, queue_name: str, attribute_names: list[str]) -> Any:
     """``SQSBackend.get_queue_attributes``, computing the queue's attributes once."""
     from moto.sqs.exceptions import InvalidAttributeName
@@ -268,7 +315,7 @@ def get_queue_attributes(self: Any, queue_name: str, attribute_names: list[str])
         raise InvalidAttributeName(invalid)
     every = queue.attributes
     if "All" in attribute_names:
-        return every
+        return dict(every)
     return {n: every[n] for n in attribute_names if every.get(n) is not None}
 
 
@@ -278,19 +325,52 @@ def is_message_valid_based_on_retention_period(self: Any, queue_name: str, messa
     return bool(int(retention) + message.sent_timestamp / 1000 > time.time())
 
 
-def _serialise_dynamodb(server: Any) -> None:
-    """Run the server's DynamoDB requests one at a time."""
-    wsgi = server._server  # the werkzeug server ThreadedMotoServer started
-    app = wsgi.app
-    lock = threading.Lock()
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
 
-    def serialised(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+
+def dynamo_json(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``DynamoResult.execute_result`` writing the result as JSON directly, as DynamoDB's
+    wire format is that JSON; binary values and datetimes still go to moto's serializer."""
+
+    def execute_result(self: Any, context: Any) -> Any:
+        try:
+            body = json.dumps(_without_none(self.result))
+        except TypeError:  # bytes or datetimes, which moto's serializer encodes
+            return original(self, context)
+        return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
+
+    return execute_result
+
+
+_SCOPE = re.compile(r"Credential=[^/]*/[^/]*/[^/]*/([^/]+)/aws4_request")
+
+
+def front(dispatcher: Any) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
+    """Moto's dispatcher, remembering each service's application (moto looks it up again for
+    every request, listing its package folder to do so) and running DynamoDB requests one at
+    a time (SQS and SNS requests, long polls included, still run in parallel)."""
+    apps: dict[str, Any] = {}
+    dynamodb = threading.Lock()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        scope = _SCOPE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+        service = scope.group(1) if scope else None
+        backend = apps.get(service) if service else None
+        if backend is None:
+            backend = dispatcher.get_application(environ)
+            if service:
+                apps[service] = backend
         if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
-            return app(environ, start_response)  # type: ignore[no-any-return]
-        with lock:
-            return list(app(environ, start_response))
+            return backend(environ, start_response)  # type: ignore[no-any-return]
+        with dynamodb:
+            return list(backend(environ, start_response))
 
-    wsgi.app = serialised
+    return app
 
 
 def client(endpoint: str, service: str) -> Any:
@@ -311,10 +391,13 @@ def moto_server() -> Iterator[str]:
     """Moto's server on 127.0.0.1 (an ephemeral port), adjusted as above; yields its URL."""
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
-    from moto.server import ThreadedMotoServer
+    from moto.dynamodb.responses import DynamoResult
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from moto.sqs import models as sqs
+    from waitress import wasyncore
+    from waitress.server import create_server
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" notes
     writes = ("put_item", "delete_item", "update_item")
     originals = [getattr(DynamoDBBackend, name) for name in writes]
     watched = dict(zip(writes, watch_writes(*originals), strict=True))
@@ -322,8 +405,10 @@ def moto_server() -> Iterator[str]:
     with (
         mock.patch.object(DynamoDBBackend, "transact_write_items", transact_write_items),
         mock.patch.object(Table, "all_items", all_items),
+        mock.patch.object(DynamoResult, "execute_result", dynamo_json(DynamoResult.execute_result)),
         mock.patch.object(Table, "query", narrowed_query(Table.query)),
         mock.patch.multiple(DynamoDBBackend, **watched),
+        mock.patch.object(sqs.Queue, "attributes", property(QueueAttributes)),
         mock.patch.object(sqs.SQSBackend, "get_queue_attributes", get_queue_attributes),
         mock.patch.object(
             sqs.SQSBackend,
@@ -333,12 +418,49 @@ def moto_server() -> Iterator[str]:
         mock.patch.object(sqs, "unix_time", _now(sqs.unix_time, 1.0)),
         mock.patch.object(sqs, "unix_time_millis", _now(sqs.unix_time_millis, 1000.0)),
     ):
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
+        server = create_server(
+            front(DomainDispatcherApplication(create_backend_app)),
+            host="127.0.0.1",
+            port=0,
+            threads=32,
+            ident="moto",
+        )
+        thread = threading.Thread(target=server.run, name="moto-server", daemon=True)
+        thread.start()
         try:
-            _serialise_dynamodb(server)
-            host, port = server.get_host_and_port()
-            assert host == "127.0.0.1"
-            yield f"http://127.0.0.1:{port}"
+            yield f"http://127.0.0.1:{server.effective_port}"
         finally:
-            server.stop()
+            server.task_dispatcher.shutdown(timeout=5)
+            wasyncore.close_all(server._map)
+            thread.join(timeout=5)
+
+
+@contextmanager
+def moto_server_process() -> Iterator[str]:
+    """The same server in a process of its own, so that a soak's memory and CPU figures are
+    its own and moto's work runs on another core; yields its URL. The server stops when its
+    standard input closes."""
+    process = subprocess.Popen(
+        [sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        url = process.stdout.readline().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"moto's server did not start (it said {url!r})")
+        yield url
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+if __name__ == "__main__":
+    with moto_server() as endpoint:
+        print(endpoint, flush=True)
+        sys.stdin.read()

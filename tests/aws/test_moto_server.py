@@ -1,12 +1,15 @@
-"""The test server's transactions behave as DynamoDB's: all or nothing, conditions first."""
+"""The test server behaves as DynamoDB: transactions all or nothing, conditions first, items
+read back as written; and it runs in a process of its own when asked."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.aws.moto_server import client, moto_server_process
 from tests.aws.support import Aws
 
 
@@ -140,3 +143,81 @@ def test_a_query_finds_its_partition_and_its_index_items_in_order(aws: Aws) -> N
     )
     assert empty["Items"] == []
     assert empty["Count"] == 0
+
+
+EVERY_TYPE: dict[str, Any] = {
+    "k": {"S": "every-type"},
+    "s": {"S": 'naïve \u2603 "quoted"'},
+    "n": {"N": "-12.50"},
+    "yes": {"BOOL": True},
+    "nothing": {"NULL": True},
+    "map": {"M": {"inner": {"L": [{"S": "x"}, {"N": "1"}, {"M": {}}]}, "empty": {"S": ""}}},
+    "strings": {"SS": ["a", "b"]},
+    "numbers": {"NS": ["1", "2.5"]},
+}
+BINARY: dict[str, Any] = {"raw": {"B": b"\x00\xffbytes"}, "raws": {"BS": [b"\x01", b"\x02"]}}
+
+
+@pytest.mark.parametrize("extra", [{}, BINARY], ids=["json", "binary"])
+def test_items_read_back_exactly_as_written_by_every_read(
+    aws: Aws, kv: str, extra: dict[str, Any]
+) -> None:
+    item = EVERY_TYPE | extra
+    aws.dynamodb.put_item(TableName="kv", Item=item)
+    key = {"k": item["k"]}
+
+    def same(found: dict[str, Any]) -> None:
+        sets = ("strings", "numbers", "raws")
+        assert {n: v for n, v in found.items() if n not in sets} == {
+            n: v for n, v in item.items() if n not in sets
+        }
+        for name in sets:
+            if name in item:
+                kind, values = next(iter(item[name].items()))
+                assert sorted(found[name][kind]) == sorted(values)
+
+    same(aws.dynamodb.get_item(TableName="kv", Key=key, ConsistentRead=True)["Item"])
+    (row,) = aws.dynamodb.query(
+        TableName="kv",
+        KeyConditionExpression="k = :k",
+        ExpressionAttributeValues={":k": item["k"]},
+    )["Items"]
+    same(row)
+    same(aws.dynamodb.batch_get_item(RequestItems={"kv": {"Keys": [key]}})["Responses"]["kv"][0])
+    old = aws.dynamodb.update_item(
+        TableName="kv",
+        Key=key,
+        UpdateExpression="SET v = :v",
+        ExpressionAttributeValues={":v": {"N": "7"}},
+        ReturnValues="ALL_OLD",
+    )["Attributes"]
+    same(old)
+
+
+def test_what_is_absent_is_left_out_not_sent_as_null(aws: Aws, kv: str) -> None:
+    missing = aws.dynamodb.get_item(TableName="kv", Key={"k": {"S": "nope"}})
+    assert "Item" not in missing
+    aws.dynamodb.put_item(TableName="kv", Item={"k": {"S": "b"}})
+    first = aws.dynamodb.scan(TableName="kv", Limit=1)
+    assert "LastEvaluatedKey" in first
+    pages = [first]
+    while "LastEvaluatedKey" in pages[-1]:
+        pages.append(
+            aws.dynamodb.scan(
+                TableName="kv", Limit=1, ExclusiveStartKey=pages[-1]["LastEvaluatedKey"]
+            )
+        )
+    assert sorted(r["k"]["S"] for p in pages for r in p["Items"]) == ["a", "b"]
+    assert len(pages) <= 3
+
+
+def test_the_server_runs_in_a_process_of_its_own_and_stops_with_it() -> None:
+    with moto_server_process() as endpoint:
+        sqs = client(endpoint, "sqs")
+        url = sqs.create_queue(QueueName="q")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="hello")
+        (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
+        assert message["Body"] == "hello"
+        port = int(endpoint.rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()

@@ -1,13 +1,20 @@
 """A bounded soak: many device changes through the orchestrator with faults on, watching memory.
 
     python -m tests.reliability.soak --changes 50000 --batch 5000 --backend sqlite
-    python -m tests.reliability.soak --changes 10000 --backend aws      # moto on 127.0.0.1
+    python -m tests.reliability.soak --changes 10000 --batch 2000 --backend aws --poll 10
 
 The whole inventory is generated first; then batches run one after another. After each batch
 a line reports the peak RSS, the current RSS and the number of Python memory blocks in use
 (after a full garbage collection, no tracemalloc), so a leak shows as growth between the first
 10,000 changes and the last; the summary line gives both figures at 10,000 changes and at the
 end, and the growth per change in between.
+
+With ``--backend aws`` the queue is an SQS FIFO queue and the store a DynamoDB table on moto's
+server on 127.0.0.1, run in a process of its own (``tests/aws/moto_server.py``): the memory
+figures are the soak's own, not moto's. While a batch waits for retries and callbacks,
+``run_until_complete`` polls every ``--poll`` seconds of the virtual clock; on moto each poll
+costs a handful of AWS calls and no time, so that run polls every 10 seconds instead of every
+second.
 
 The simulator is told to keep no more than the soak reads: the latest 1,000 requests received,
 finished asynchronous requests and callback attempts, and no provisioning history (nothing here
@@ -79,11 +86,11 @@ def backends(kind: str, clock: VirtualClock, folder: Path, stack: ExitStack) -> 
         stack.callback(backend.close)
         return backend.queue, backend.store
     if kind == "aws":
-        from tests.aws.moto_server import client, moto_server
+        from tests.aws.moto_server import client, moto_server_process
         from thingspace_swap.aws import DynamoStore, create_queues
         from thingspace_swap.aws.dynamodb import create_table
 
-        endpoint = stack.enter_context(moto_server())
+        endpoint = stack.enter_context(moto_server_process())
         sqs, dynamodb = client(endpoint, "sqs"), client(endpoint, "dynamodb")
         calls: Counter[str] = Counter()
         for aws_client in (sqs, dynamodb):
@@ -104,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changes", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--backend", choices=["sqlite", "aws"], default="sqlite")
+    parser.add_argument(
+        "--poll", type=float, default=1.0, help="virtual seconds between polls of a batch"
+    )
     args = parser.parse_args(argv)
     clock = VirtualClock()
     # the simulator keeps no more than the soak reads (see above): what is measured is the
@@ -161,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                 problems = submission.report.problem_counts() if submission else None
                 print(json.dumps({"batch_not_created": problems}), flush=True)
                 return 1
-            status = orchestrator.run_until_complete(submission.batch.batch_id)
+            status = orchestrator.run_until_complete(submission.batch.batch_id, poll=args.poll)
             done += len(chunk)
             elapsed = time.perf_counter() - started
             gc.collect()
