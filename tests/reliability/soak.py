@@ -7,7 +7,7 @@ The whole inventory is generated first; then batches run one after another. Afte
 a line reports the peak RSS, the current RSS and the number of Python memory blocks in use
 (after a full garbage collection, no tracemalloc), so a leak shows as growth between the first
 10,000 changes and the last; the summary line gives both figures at 10,000 changes and at the
-end, and the growth per change in between.
+end, and the growth per change after 10,000 changes and over the second half of the run.
 
 With ``--backend aws`` the queue is an SQS FIFO queue and the store a DynamoDB table on moto's
 server on 127.0.0.1, run in a process of its own (``tests/aws/moto_server.py``): the memory
@@ -70,11 +70,23 @@ def current_rss_mib() -> float | None:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _per_change_kib(first: dict[str, Any], last: dict[str, Any], key: str) -> float | None:
-    if first is last or first.get(key) is None or last.get(key) is None:
+def growth(first: dict[str, Any], last: dict[str, Any]) -> dict[str, float | None] | None:
+    """Growth per change from batch row ``first`` to ``last``: peak and current RSS in KiB,
+    and Python memory blocks (None when they are the same row)."""
+    if first is last:
         return None
     changes = int(last["changes"]) - int(first["changes"])
-    return round(float(last[key] - first[key]) * 1024 / changes, 2)
+
+    def per_change(key: str, scale: float) -> float | None:
+        if first.get(key) is None or last.get(key) is None:
+            return None
+        return round(float(last[key] - first[key]) * scale / changes, 2)
+
+    return {
+        "peak_rss_kib": per_change("peak_rss_mib", 1024),
+        "rss_kib": per_change("rss_mib", 1024),
+        "python_blocks": per_change("python_blocks", 1),
+    }
 
 
 def backends(kind: str, clock: VirtualClock, folder: Path, stack: ExitStack) -> tuple[Any, Any]:
@@ -194,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     duplicates = sum(1 for n in sim.submission_counts().values() if n > 1)
     at_10k = next((r for r in rows if r["changes"] >= 10_000), rows[0])
     last = rows[-1]
+    half = next(r for r in rows if r["changes"] >= done / 2)
     print(
         json.dumps(
             {
@@ -204,19 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                 "peak_rss_at_end_mib": last["peak_rss_mib"],
                 "rss_at_10k_mib": at_10k["rss_mib"],
                 "rss_at_end_mib": last["rss_mib"],
-                "growth_after_10k_kib_per_change": {
-                    "peak_rss": _per_change_kib(at_10k, last, "peak_rss_mib"),
-                    "rss": _per_change_kib(at_10k, last, "rss_mib"),
-                },
-                "python_blocks_after_10k_per_change": (
-                    None
-                    if at_10k is last
-                    else round(
-                        (last["python_blocks"] - at_10k["python_blocks"])
-                        / (last["changes"] - at_10k["changes"]),
-                        2,
-                    )
-                ),
+                "growth_per_change_after_10k": growth(at_10k, last),
+                "growth_per_change_over_second_half": growth(half, last),
                 "duplicate_submissions": duplicates,
                 "faults": dict(sim.stats.faults),
             }
