@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     hello = {
         "url": server.url,
         "latency_ms": args.latency_ms,
-        "pid": _pid(),
+        "pid": os.getpid(),
         "account": ACCOUNT,
         "credentials": {
             "app_key": creds.app_key,
@@ -108,10 +108,6 @@ def main(argv: list[str] | None = None) -> int:
         server.close()
         sim.close()
     return 0
-
-
-def _pid() -> int:
-    return os.getpid()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -60,3 +62,16 @@ def device_factory(sim: ThingSpaceSimulator) -> Callable[..., Any]:
         return sim.add_device(ACCOUNT, **options)
 
     return make
+
+
+@pytest.fixture
+def no_leaked_threads() -> Iterator[None]:
+    """The test must leave exactly the threads it found (the HTTP server tests use it)."""
+    before = {t.ident for t in threading.enumerate()}
+    baseline = threading.active_count()
+    yield
+    deadline = time.monotonic() + 1.0
+    while threading.active_count() > baseline and time.monotonic() < deadline:
+        time.sleep(0.01)
+    extra = [t.name for t in threading.enumerate() if t.ident not in before]
+    assert threading.active_count() <= baseline, f"leaked threads: {extra}"

@@ -37,17 +37,7 @@ from thingspace_swap.testing.__main__ import main
 NEW_ICCID = make_iccid(8001)
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    """Every test here must leave exactly the threads it found."""
-    before = {t.ident for t in threading.enumerate()}
-    baseline = threading.active_count()
-    yield
-    deadline = time.monotonic() + 1.0
-    while threading.active_count() > baseline and time.monotonic() < deadline:
-        time.sleep(0.01)
-    extra = [t.name for t in threading.enumerate() if t.ident not in before]
-    assert threading.active_count() <= baseline, f"leaked threads: {extra}"
+pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
 
 def client(url: str) -> httpx.Client:

@@ -8,7 +8,6 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,16 +27,7 @@ BASIC = "Basic c2ltLWFwcC1rZXk6c2ltLWFwcC1zZWNyZXQ="  # sim-app-key:sim-app-secr
 TOKEN_BODY = b"grant_type=client_credentials"
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    before = {t.ident for t in threading.enumerate()}
-    baseline = threading.active_count()
-    yield
-    deadline = time.monotonic() + 1.0
-    while threading.active_count() > baseline and time.monotonic() < deadline:
-        time.sleep(0.01)
-    extra = [t.name for t in threading.enumerate() if t.ident not in before]
-    assert threading.active_count() <= baseline, f"leaked threads: {extra}"
+pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
 
 def token_request(host: str = "sim", extra: bytes = b"") -> bytes:
