@@ -111,8 +111,9 @@ def backends(kind: str, clock: VirtualClock, folder: Path, stack: ExitStack) -> 
             )
         stack.callback(lambda: print(json.dumps({"aws_calls": dict(calls.most_common())})))
         create_table(dynamodb, "swap")
-        queue = create_queues(sqs, "swap", fifo=True, visibility_timeout=60).queue(sqs)
-        return queue, DynamoStore(dynamodb, "swap")
+        queues = create_queues(sqs, "swap", fifo=True, visibility_timeout=60)
+        # on the run's clock, like the orchestrator: line claims and retry sleeps
+        return queues.queue(sqs, clock=clock), DynamoStore(dynamodb, "swap", clock=clock)
     raise ValueError(kind)
 
 
