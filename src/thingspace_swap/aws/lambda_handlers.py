@@ -62,7 +62,7 @@ from ..swap.model import Priority
 from ..swap.orchestrator import BatchNotFoundError, SwapOrchestrator
 from ..swap.ports import ConflictError
 from ..swap.reports import BatchStatus, ValidationReport
-from ..swap.requests import _KIND_BY_LENGTH, SwapItem, SwapRequest
+from ..swap.requests import SwapItem, SwapRequest, _kind_from_length
 from ._common import error_code
 from .dynamodb import DynamoStore
 from .sns import SnsNotifier
@@ -444,15 +444,14 @@ def _item(index: int, raw: object) -> SwapItem:
     device = _optional(raw, "device", str, where)
     if not device or not device.strip():
         raise _HttpError(400, f"{where}device is required")
-    device = device.strip()
-    kind = (_optional(raw, "device_kind", str, where) or "").strip().lower()
-    kind = kind or _KIND_BY_LENGTH.get(len(device), "")
+    kind = _optional(raw, "device_kind", str, where) or ""
+    kind = kind if kind.strip() else _kind_from_length(device)
     if not kind:
         raise _HttpError(
             400, f"{where}device_kind is required: the kind cannot be told from the length"
         )
     new = tuple(
-        DeviceId(value.strip(), name.removeprefix("new_"))
+        DeviceId(value, name.removeprefix("new_"))
         for name in ("new_iccid", "new_imei")
         if (value := _optional(raw, name, str, where)) and value.strip()
     )

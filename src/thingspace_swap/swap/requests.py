@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from collections.abc import Iterable, Sequence
@@ -10,10 +11,20 @@ from typing import TextIO
 
 import attrs
 
+from ..errors import IdentifierError
+from ..identifiers import parse_identifier
 from ..models import ChangeOption, Device, DeviceId
 from .model import Priority
 
-__all__ = ["SUPPORTED_OPTIONS", "CsvProblem", "SwapItem", "SwapRequest", "infer_option", "read_csv"]
+__all__ = [
+    "SUPPORTED_OPTIONS",
+    "CsvProblem",
+    "SwapItem",
+    "SwapRequest",
+    "infer_option",
+    "normalize_id",
+    "read_csv",
+]
 
 #: The change types the lifecycle runs (hardware swaps; MSISDN and eUICC changes are not).
 SUPPORTED_OPTIONS = {
@@ -28,8 +39,44 @@ def infer_option(new: Iterable[DeviceId]) -> ChangeOption | None:
     return SUPPORTED_OPTIONS.get(frozenset(d.kind for d in new))
 
 
+def normalize_id(ref: DeviceId) -> DeviceId:
+    """The canonical form of an identifier a swap names: the one rule, applied by
+    :class:`SwapItem` to every identifier that enters (code, CSV, CLI, the Lambda intake).
+
+    The kind is stripped and lower-cased; the value is stripped and, when it is a valid
+    identifier of its kind (check digit aside), put in the form
+    :mod:`thingspace_swap.identifiers` keeps (hex digits upper-cased). A value that is not valid
+    is only stripped: validation reports it. Applying the rule twice changes nothing.
+
+    Raises:
+        TypeError: ``ref`` is not a :class:`~thingspace_swap.models.DeviceId`.
+    """
+    given: object = ref  # checked at run time: callers are not always typed
+    if not isinstance(given, DeviceId):
+        raise TypeError(
+            f"a swap names identifiers as DeviceId(value, kind), got {type(given).__name__}"
+        )
+    kind = ref.kind.strip().lower()
+    text: object = ref.id
+    if not isinstance(text, str):
+        return DeviceId(ref.id, kind)  # validation reports it ("must be a string")
+    value = text.strip()
+    with contextlib.suppress(IdentifierError):  # not valid: kept stripped, validation reports it
+        value = str(parse_identifier(kind, value, check_digit=False))
+    if value == ref.id and kind == ref.kind:
+        return ref
+    return DeviceId(value, kind)
+
+
 def _ids(value: Iterable[DeviceId] | DeviceId) -> tuple[DeviceId, ...]:
-    return (value,) if isinstance(value, DeviceId) else tuple(value)
+    given: object = value
+    if isinstance(given, DeviceId):
+        return (normalize_id(given),)
+    if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
+        raise TypeError(
+            f"new identifiers are a DeviceId or a sequence of them, got {type(given).__name__}"
+        )
+    return tuple(normalize_id(ref) for ref in given)
 
 
 @attrs.frozen
@@ -37,10 +84,12 @@ class SwapItem:
     """One device to change: its identifier today, and the new identifier(s).
 
     ``option`` is inferred from the new identifiers' kinds when not given (an ICCID: a SIM swap;
-    an IMEI: a device swap; both: both). ``target_plan`` overrides the request's.
+    an IMEI: a device swap; both: both). ``target_plan`` overrides the request's. Every
+    identifier is put in canonical form here (:func:`normalize_id`), once, so validation,
+    duplicate detection, the stored change and device matching all see the same text.
     """
 
-    device: DeviceId
+    device: DeviceId = attrs.field(converter=normalize_id)
     new: tuple[DeviceId, ...] = attrs.field(converter=_ids)
     option: ChangeOption | None = None
     target_plan: str | None = None
@@ -123,11 +172,18 @@ class CsvProblem:
 _KIND_BY_LENGTH = {19: "iccid", 20: "iccid", 15: "imei", 16: "imei", 10: "mdn"}
 
 
+def _kind_from_length(device: str) -> str:
+    """The kind a device identifier's length suggests (19-20: ICCID, 15-16: IMEI, 10: MDN),
+    or ``""`` when the length fits none (surrounding whitespace does not count)."""
+    return _KIND_BY_LENGTH.get(len(device.strip()), "")
+
+
 def read_csv(source: str | Path | TextIO) -> tuple[list[SwapItem], list[CsvProblem]]:
     """Read pairs from CSV: columns ``device`` (required), ``device_kind`` (inferred from the
     length when absent: 19-20 digits ICCID, 15-16 IMEI, 10 MDN), ``new_iccid``, ``new_imei``
-    and ``plan``. Header names are case-insensitive; other columns are ignored. Identifier
-    formats are checked by validation, so they appear in its per-device report."""
+    and ``plan``. Header names are case-insensitive; other columns are ignored. Identifiers
+    are normalised by :class:`SwapItem`; their formats are checked by validation, so they
+    appear in its per-device report."""
     if isinstance(source, Path):
         text: TextIO = io.StringIO(source.read_text(encoding="utf-8-sig"), newline="")
     elif isinstance(source, str):
@@ -157,21 +213,23 @@ def _read_rows(reader: csv.DictReader[str]) -> tuple[list[SwapItem], list[CsvPro
         def cell(name: str, row: dict[str, str | None] = row) -> str:
             key = columns.get(name)
             value = row.get(key) if key else None
-            return (value or "").strip()
+            return value or ""
 
         device = cell("device")
-        if not device:
+        if not device.strip():
             if any((v or "").strip() for v in row.values() if isinstance(v, str)):
                 problems.append(CsvProblem(line, "no device identifier"))
             continue
-        kind = cell("device_kind").lower() or _KIND_BY_LENGTH.get(len(device), "")
+        kind = cell("device_kind") if cell("device_kind").strip() else _kind_from_length(device)
         if not kind:
             problems.append(
-                CsvProblem(line, f"cannot tell the kind of {device!r}: add device_kind")
+                CsvProblem(line, f"cannot tell the kind of {device.strip()!r}: add device_kind")
             )
             continue
         new = [
-            DeviceId(cell(k), k.removeprefix("new_")) for k in ("new_iccid", "new_imei") if cell(k)
+            DeviceId(cell(k), k.removeprefix("new_"))
+            for k in ("new_iccid", "new_imei")
+            if cell(k).strip()
         ]
         if not new:
             problems.append(CsvProblem(line, "no new_iccid or new_imei"))
@@ -180,7 +238,7 @@ def _read_rows(reader: csv.DictReader[str]) -> tuple[list[SwapItem], list[CsvPro
             SwapItem(
                 DeviceId(device, kind),
                 tuple(new),
-                target_plan=cell("plan") or None,
+                target_plan=cell("plan").strip() or None,
                 source=f"line {line}",
             )
         )
