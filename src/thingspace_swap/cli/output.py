@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -16,7 +18,36 @@ from rich.text import Text
 
 from .errors import PROG, CliError, one_line
 
-__all__ = ["CliError", "Output", "ProgressBar", "one_line"]
+__all__ = ["CliError", "Output", "ProgressBar", "csv_cell", "one_line"]
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection"),
+#: and their full-width forms, which some spreadsheets (Excel in East Asian locales) also take.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+#: A plain decimal number: a spreadsheet reads it as that number, never as a formula.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def csv_cell(value: object) -> object:
+    """``value`` made safe to open in a spreadsheet, for every CSV the package writes.
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, a tab, a carriage return or a full-width
+    ``=``, ``+``, ``-`` or ``@`` gets a leading single quote, so that Excel, LibreOffice and
+    Google Sheets show it as text instead of running it as a formula. Numbers are left alone,
+    whether numbers (``-5``, ``-1.5``) or plain decimal numbers in text (``"-5"``): a spreadsheet
+    reads them as that number and nothing else, and quoting them would turn them into text that
+    cannot be summed. None is written as an empty cell. The csv module's quoting still applies
+    (a cell holding a comma or a quote is quoted), so a value cannot start a cell of its own.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return value
+    text = str(value)
+    if text.startswith(_FORMULA_STARTS) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
 
 
 def _cell(value: object) -> Text:
@@ -115,13 +146,12 @@ class Output:
         self.stdout.flush()
 
     def csv(self, records: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> None:
-        """``records`` as CSV with a header row on stdout."""
-        writer = csv.DictWriter(
-            self.stdout, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n"
-        )
-        writer.writeheader()
+        """``records`` as CSV with a header row on stdout, every cell through :func:`csv_cell`
+        (text that a spreadsheet would run as a formula gets a leading single quote)."""
+        writer = csv.writer(self.stdout, lineterminator="\n")
+        writer.writerow([csv_cell(name) for name in fields])
         for record in records:
-            writer.writerow({k: "" if record.get(k) is None else record.get(k) for k in fields})
+            writer.writerow([csv_cell(record.get(name)) for name in fields])
         self.stdout.flush()
 
     def error(self, message: str) -> None:
