@@ -89,8 +89,11 @@ class ChaosStore:
     """Wraps a store: dies at chosen ``update_change``/``put_inbox`` calls, and records every
     version written so the campaign can check they only ever go up."""
 
-    def __init__(self, inner: Any, crash_at: set[int], rng: random.Random) -> None:
+    def __init__(
+        self, inner: Any, crash_at: set[int], rng: random.Random, relay_to: Any = None
+    ) -> None:
         self._inner = inner
+        self._relay_to = relay_to  # the queue the inner store pairs with (SQLite), if any
         self._crash_at = crash_at
         self._rng = rng
         self.calls = 0
@@ -106,11 +109,17 @@ class ChaosStore:
             self.crashes += 1
             raise Crash(f"crash at store call {self.calls}")
 
-    def update_change(self, change: Any, expected_version: int, audit: Any) -> None:
+    def relay(self, queue: Any, messages: Any = None) -> int:
+        sent: int = self._inner.relay(self._relay_to or queue, messages)
+        return sent
+
+    def update_change(
+        self, change: Any, expected_version: int, audit: Any, messages: Any = ()
+    ) -> None:
         before = self._rng.random() < 0.5
         if before:
             self._maybe_crash()
-        self._inner.update_change(change, expected_version, audit)
+        self._inner.update_change(change, expected_version, audit, messages)
         self.versions.setdefault(change.change_id, []).append(change.version)
         if not before:
             self._maybe_crash()
@@ -119,6 +128,37 @@ class ChaosStore:
         kept: bool = self._inner.put_inbox(entry)
         self._maybe_crash()
         return kept
+
+
+class DuplicatingQueue:
+    """Wraps a durable queue: some messages it delivers are also sent again as copies in other
+    groups (so a copy may be worked at the same time as its original)."""
+
+    def __init__(self, inner: Any, rng: random.Random, duplicate_rate: float) -> None:
+        self._inner = inner
+        self._rng = rng
+        self._duplicate_rate = duplicate_rate
+        self.duplicates = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def receive(self, max_messages: int = 10, visibility_timeout: float = 60.0) -> Any:
+        received = self._inner.receive(max_messages, visibility_timeout)
+        copies = []
+        for message in received:
+            if message.body is not None and self._rng.random() < self._duplicate_rate:
+                for n in range(self._rng.choice((1, 2))):
+                    self.duplicates += 1
+                    copies.append(
+                        OutgoingMessage(
+                            body=message.body,
+                            group=f"{message.group}~{n}",
+                            dedup_id=f"{message.message_id}~{n}",
+                        )
+                    )
+        self._inner.send(copies)
+        return received
 
 
 class ChaosQueue(MemoryQueue):
@@ -265,8 +305,11 @@ def _run(
     queue: Any = ChaosQueue(rng, duplicate_rate, clock=clock, fifo=duplicate_rate == 0.0)
     if durable_queue is not None and duplicate_rate == 0.0:
         queue = durable_queue
+    elif sqlite_backend is not None:  # the SQLite store enqueues into its own file's queue
+        queue = DuplicatingQueue(durable_queue, rng, duplicate_rate)
     crash_at = {rng.randint(1, devices * 8) for _ in range(rng.choice([0, 1, 3, 6]))}
-    store = ChaosStore(inner_store, crash_at, rng)
+    relay_to = sqlite_backend.queue if sqlite_backend is not None else None
+    store = ChaosStore(inner_store, crash_at, rng, relay_to)
     notifier = MemoryNotifier()
     settings = LifecycleSettings(
         callback_timeout=120, settle_interval=60, settle_timeout=1800, lease=60

@@ -326,7 +326,9 @@ def test_retry_failed_starts_a_new_attempt() -> None:
     assert failed.error.category.value == "terminal"
     assert failed.submissions == 0
     broken.state = "active"
-    assert h.orchestrator.retry_failed(submission.batch.batch_id, actor="ops") == [failed.change_id]
+    report = h.orchestrator.retry_failed(submission.batch.batch_id, actor="ops")
+    assert report.retried == (failed.change_id,)
+    assert report.refused == ()
     status = h.orchestrator.run_until_complete(submission.batch.batch_id)
     assert status.counts == {"completed": 3}
     again = h.store.get_change(failed.change_id)

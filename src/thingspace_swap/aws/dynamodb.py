@@ -24,6 +24,11 @@ Items (``pk`` / ``sk``, both strings):
                                        of its line is found through the line's claim)
 ``INBOX#<request_id>`` / ``DEVICE#<device_key>``
                                        a callback: ``record`` and its ``body`` as JSON text
+``OUTBOX#<0-7>`` / ``<dedup_id>``      a queue message written with a record, until
+                                       :meth:`DynamoStore.relay` has sent it: ``body``
+                                       (JSON text), ``grp``, ``priority``, ``delay``,
+                                       ``written_at``; ``batch_id`` when written by
+                                       ``create_batch``
 =====================================  ===================================================
 
 Two global secondary indexes, both sparse and ``KEYS_ONLY``: ``batches`` (``batch_state`` =
@@ -56,6 +61,14 @@ retry a cancelled transaction). Transactions carry a ``ClientRequestToken``, so 
 that did commit is a no-op; a single ``PutItem`` retried after a timeout may report a conflict
 although it was written: the caller reads the record again, as after any conflict (never the
 other way round: two writers never both win).
+
+The outbox: SQS cannot take part in a DynamoDB transaction, so a message that must follow a
+write (a new batch's changes, a retried change) is written as an ``OUTBOX#`` item in the same
+transaction and sent by :meth:`DynamoStore.relay`, which deletes it afterwards: by the writer
+right after its write, or by the sweep (``relay`` with no messages) after a crash between the
+two. Eight partitions spread the writes of a big batch. A message the creation of a batch
+wrote is sent only once its batch record exists (an unfinished creation's are deleted after
+``orphan_grace``).
 
 ``create_batch``: a batch whose items fit one transaction (100 items: a change takes about 6,
 so some 16 changes) is written all or nothing. A bigger one is written in steps, in an order
@@ -91,8 +104,8 @@ from botocore.exceptions import ClientError
 from ..clock import Clock, SystemClock
 from ..models import DeviceId
 from ..swap._codec import CodecError, encode, structure, unstructure
-from ..swap.model import TERMINAL, Batch, Change
-from ..swap.ports import AuditEntry, ConflictError, InboxEntry
+from ..swap.model import TERMINAL, Batch, Change, Priority
+from ..swap.ports import AuditEntry, ConflictError, InboxEntry, OutgoingMessage, Queue
 from ._common import Backoff, error_code
 
 __all__ = ["DynamoStore", "create_table", "table_definition"]
@@ -101,6 +114,8 @@ BATCHES_INDEX = "batches"
 DUE_INDEX = "due"
 _TRANSACTION_ITEMS = 100
 _GET_KEYS = 100
+_WRITE_KEYS = 25  # a BatchWriteItem
+_OUTBOX_SHARDS = 8
 _PAGE = 100
 _DUE_PAGES = 10
 _THROTTLED = frozenset(
@@ -291,10 +306,15 @@ class DynamoStore:
     # Batches ------------------------------------------------------------------------------
 
     def create_batch(
-        self, batch: Batch, changes: Sequence[Change], audit: Sequence[AuditEntry]
+        self,
+        batch: Batch,
+        changes: Sequence[Change],
+        audit: Sequence[AuditEntry],
+        messages: Sequence[OutgoingMessage] = (),
     ) -> None:
-        """Write the batch, its changes and their first audit entries, claiming each live
-        change's line; all or nothing (see the module notes for batches over ~12 changes)."""
+        """Write the batch, its changes, their first audit entries and ``messages`` (to the
+        outbox), claiming each live change's line; all or nothing (see the module notes for
+        batches over ~12 changes)."""
         live = [c for c in changes if c.phase not in TERMINAL]
         if len({c.line for c in live}) != len(live):
             raise ConflictError("two changes of the batch are on the same line")
@@ -321,6 +341,7 @@ class DynamoStore:
                 group += [self._hint(name, change.change_id) for name in _hints(change)]
             group += [self._audit_op(e) for e in entries.pop(f"change:{change.change_id}", ())]
             groups.append(group)
+        groups += [[self._outbox_op(m, now, batch.batch_id)] for m in messages]
         head = [self._put_new(self._batch_item(batch), f"batch {batch.batch_id} exists")]
         head += [self._audit_op(e) for subject in list(entries) for e in entries.pop(subject)]
         everything = claims + [op for group in groups for op in group] + head
@@ -401,10 +422,15 @@ class DynamoStore:
         return None if found is None else found[0]
 
     def update_change(
-        self, change: Change, expected_version: int, audit: AuditEntry | None
+        self,
+        change: Change,
+        expected_version: int,
+        audit: AuditEntry | None,
+        messages: Sequence[OutgoingMessage] = (),
     ) -> None:
         """Replace the change if its stored version is ``expected_version``; append ``audit``,
-        claim or release its line and write its request and device items, in one transaction."""
+        claim or release its line, write its request and device items and put ``messages`` in
+        the outbox, in one transaction."""
         subject = f"change:{change.change_id}"
         if audit is not None and audit.subject != subject:
             raise ConflictError(f"audit entry for {audit.subject} on {subject}")
@@ -420,6 +446,7 @@ class DynamoStore:
                     f"{subject}: audit entry {audit.seq} does not follow {before.audit_seq}"
                 )
             ops = self._change_ops(before, etag, change, audit)
+            ops += [self._outbox_op(m, self._clock.time()) for m in messages]
             try:
                 self._write(ops)
             except _Cancelled as cancelled:
@@ -478,6 +505,76 @@ class DynamoStore:
         """The batch's changes in index order, read a page at a time as they are iterated;
         each iteration reads afresh."""
         return _BatchChanges(self, batch_id)
+
+    # The outbox ---------------------------------------------------------------------------
+
+    def relay(self, queue: Queue, messages: Sequence[OutgoingMessage] | None = None) -> int:
+        """Send outbox messages to ``queue``, then delete them: ``messages`` (just written), or
+        with None every one waiting whose batch exists (see the module notes)."""
+        if messages is not None:
+            if messages:
+                queue.send(list(messages))
+                self._forget_outbox([m.dedup_id for m in messages])
+            return len(messages)
+        sent = 0
+        visible: dict[str, bool] = {}
+        for shard in range(_OUTBOX_SHARDS):
+            for page in self._query(
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"OUTBOX#{shard}"}},
+                ConsistentRead=True,
+            ):
+                ready: list[OutgoingMessage] = []
+                done: list[str] = []
+                for item in page:
+                    batch_id = str(item.get("batch_id", ""))
+                    if batch_id and batch_id not in visible:
+                        visible[batch_id] = self._get(f"BATCH#{batch_id}", "META") is not None
+                    if batch_id and not visible[batch_id]:
+                        age = self._clock.time() - float(item.get("written_at", 0))
+                        if age > self.orphan_grace:  # its batch's creation never finished
+                            done.append(str(item["sk"]))
+                        continue
+                    ready.append(_outgoing(item))
+                if ready:
+                    queue.send(ready)
+                    sent += len(ready)
+                self._forget_outbox(done + [m.dedup_id for m in ready])
+        return sent
+
+    def _outbox_op(self, message: OutgoingMessage, now: float, batch_id: str | None = None) -> _Op:
+        item: dict[str, Any] = {
+            "pk": _outbox_pk(message.dedup_id),
+            "sk": message.dedup_id,
+            "kind": "outbox",
+            "body": json.dumps(dict(message.body), separators=(",", ":"), sort_keys=True),
+            "grp": message.group,
+            "priority": int(message.priority),
+            "delay": to_dynamo(float(message.delay)),
+            "written_at": to_dynamo(float(now)),
+        }
+        if batch_id is not None:
+            item["batch_id"] = batch_id
+        return _Op(
+            {"Put": self._params(item)}, f"message {message.dedup_id}", (item["pk"], item["sk"])
+        )
+
+    def _forget_outbox(self, dedup_ids: Sequence[str]) -> None:
+        """Delete outbox items (``BatchWriteItem``, 25 at a time, unprocessed ones again)."""
+        keys = [
+            {"DeleteRequest": {"Key": {"pk": {"S": _outbox_pk(d)}, "sk": {"S": d}}}}
+            for d in dict.fromkeys(dedup_ids)
+        ]
+        for start in range(0, len(keys), _WRITE_KEYS):
+            pending = {self.table_name: keys[start : start + _WRITE_KEYS]}
+            for attempt in itertools.count(1):
+                answer = self._call("batch_write_item", RequestItems=pending)
+                pending = answer.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                if attempt >= self._retry.max_attempts:
+                    raise RuntimeError(f"BatchWriteItem left items unprocessed {attempt} times")
+                self._clock.sleep(self._retry.delay(attempt, self._rng))
 
     def _batch_changes(self, batch_id: str) -> Iterator[Change]:
         for page in self._query(
@@ -946,6 +1043,21 @@ class _BatchChanges:
 
     def __iter__(self) -> Iterator[Change]:
         return self._store._batch_changes(self._batch_id)
+
+
+def _outbox_pk(dedup_id: str) -> str:
+    shard = int(hashlib.sha256(dedup_id.encode()).hexdigest()[:8], 16) % _OUTBOX_SHARDS
+    return f"OUTBOX#{shard}"
+
+
+def _outgoing(item: Mapping[str, Any]) -> OutgoingMessage:
+    return OutgoingMessage(
+        body=json.loads(str(item["body"])),
+        group=str(item["grp"]),
+        dedup_id=str(item["sk"]),
+        delay=float(item.get("delay", 0)),
+        priority=Priority(int(item.get("priority", 0))),
+    )
 
 
 def _transient(error: ClientError) -> bool:

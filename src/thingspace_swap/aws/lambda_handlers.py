@@ -660,8 +660,16 @@ class Handlers:
         except BatchNotFoundError:
             raise _HttpError(404, "no such batch") from None
         actor = _actor(_optional(body, "actor", str), request.caller)
-        retried = self.orchestrator.retry_failed(batch_id, actor=actor)
-        return _response(202 if retried else 200, {"batch_id": batch_id, "retried": retried})
+        force = _optional(body, "force", bool) or False
+        report = self.orchestrator.retry_failed(batch_id, actor=actor, force=force)
+        return _response(
+            202 if report.retried else 200,
+            {
+                "batch_id": batch_id,
+                "retried": list(report.retried),
+                "refused": [{"change_id": c, "reason": r} for c, r in report.refused],
+            },
+        )
 
     def _cancel(self, request: _Request, batch_id: str) -> Response:
         body = _json_object(request, required=False)

@@ -359,6 +359,12 @@ Exit code 0 when every device completed (or, with --dry-run, is valid), 1 otherw
             command.add_argument("--actor", help="who asks, for the audit trail")
         if name == "retry":
             command.add_argument("--no-wait", action="store_true", help="retry, then exit")
+            command.add_argument(
+                "--force",
+                action="store_true",
+                help="also resubmit changes whose earlier request has no known outcome"
+                " (it may then be applied twice; recorded in the audit trail)",
+            )
 
     callbacks = commands.add_parser(
         "callbacks",

@@ -395,20 +395,28 @@ def retry(ctx: Context) -> int:
     actor = options.actor or default_actor(ctx.environ)
     with ExitStack() as stack:
         backend = stack.enter_context(ctx.open_store(create=False))
-        client = None
-        if not options.no_wait:  # credentials first: fail before changing anything
-            client = stack.enter_context(ctx.client(ctx.connection()))
+        _batch_status(ctx.orchestrator(backend), options.batch, backend.path)
+        # credentials before changing anything: a change whose earlier request has no known
+        # outcome is retried only after ThingSpace is asked what became of it
+        client = stack.enter_context(ctx.client(ctx.connection()))
         orchestrator = ctx.orchestrator(backend, client, _settings(ctx))
-        _batch_status(orchestrator, options.batch, backend.path)
-        retried = orchestrator.retry_failed(options.batch, actor=actor)
+        report = orchestrator.retry_failed(options.batch, actor=actor, force=options.force)
+        outcome = {"retried": list(report.retried), "refused": [list(r) for r in report.refused]}
         if not options.json:
-            ctx.out.print(f"batch {options.batch}: {len(retried)} change(s) retried")
-        if not retried or options.no_wait:
+            ctx.out.print(f"batch {options.batch}: {len(report.retried)} change(s) retried")
+            for change_id, reason in report.refused:
+                ctx.out.print(f"not retried: {change_id}: {reason}", style="yellow")
+            if any("force" in reason for _, reason in report.refused):
+                ctx.out.print(
+                    "check those lines on ThingSpace first; `--force` retries them anyway",
+                    style="yellow",
+                )
+        if not report.retried or options.no_wait:
             current = orchestrator.status(options.batch)
             if options.json:
-                ctx.out.json({"retried": retried, **status_json(current)})
+                ctx.out.json({**outcome, **status_json(current)})
             return 0
-        return _finish(ctx, _drive(ctx, orchestrator, options.batch), {"retried": retried})
+        return _finish(ctx, _drive(ctx, orchestrator, options.batch), outcome)
 
 
 def cancel(ctx: Context) -> int:

@@ -15,6 +15,7 @@ from ..models import Device
 from .model import TERMINAL, Category, Change, ErrorInfo, Phase, Step, evolve_change
 
 __all__ = [
+    "RETRYABLE",
     "Accepted",
     "Begin",
     "Busy",
@@ -36,6 +37,7 @@ __all__ = [
     "Submit",
     "Timeout",
     "advance",
+    "retry_refusal",
 ]
 
 
@@ -52,6 +54,8 @@ class LifecycleSettings:
         settle_interval: How often an unsettled change reads the device.
         pending_timeout: How long a queued change may wait for a worker before the sweep
             starts it (its queue message was lost).
+        verify_timeout: How long a change confirmed by its callback may wait for a worker to
+            verify it on the device before the sweep does.
         max_retries: Retries of failures that provably changed nothing, per attempt.
         retry_initial / retry_max: Backoff between those retries.
     """
@@ -61,6 +65,7 @@ class LifecycleSettings:
     settle_timeout: float = 3600.0
     settle_interval: float = 300.0
     pending_timeout: float = 3600.0
+    verify_timeout: float = 60.0
     max_retries: int = 5
     retry_initial: float = 5.0
     retry_max: float = 300.0
@@ -127,7 +132,18 @@ class Cancel:
 
 @attrs.frozen
 class Retry:
-    """The user asked for a new attempt of a failed change."""
+    """The user asked for a new attempt of a finished change.
+
+    A change whose last request has no known outcome (``in_doubt``) starts a new attempt only
+    with ``settled`` (why ThingSpace cannot have applied that request and is not processing
+    it) or ``force``; otherwise the retry is refused and ``doubt`` says why. ``round`` is the
+    batch's retry round (a change takes part in each round once); 0 outside one.
+    """
+
+    round: int = 0
+    settled: str | None = None
+    doubt: str = ""
+    force: bool = False
 
 
 @attrs.frozen
@@ -222,7 +238,7 @@ def _go(change: Change, now: float, note: str, *commands: Command, **fields: obj
 def advance(change: Change, event: Event, now: float, settings: LifecycleSettings) -> Outcome:
     """The next record and commands for ``event``; the same record (no note) when it is moot."""
     if isinstance(event, Retry):
-        return _retry(change, now, settings)
+        return _retry(change, event, now, settings)
     if isinstance(event, Review):
         if change.phase in (Phase.MANUAL_REVIEW, Phase.REJECTED):
             return _stay(change)
@@ -246,7 +262,7 @@ def advance(change: Change, event: Event, now: float, settings: LifecycleSetting
         return _accepted(change, event.request_id, now, settings)
     if isinstance(event, Rejected):
         return _rejected(change, event, now, settings)
-    return _callback(change, event, now)
+    return _callback(change, event, now, settings)
 
 
 def _lease(
@@ -357,6 +373,8 @@ def _seen(
                 step=Step.RESTORE,
                 restore_submissions=change.restore_submissions + 1,
                 request_id=None,
+                in_doubt=Step.RESTORE,
+                submitted_at=now,
                 deadline=now + settings.lease,
             )
         if device.state != "active":
@@ -376,11 +394,15 @@ def _seen(
             submissions=change.submissions + 1,
             attempt_submissions=change.attempt_submissions + 1,
             request_id=None,
+            in_doubt=Step.IDENTIFIER,
+            submitted_at=now,
             deadline=now + settings.lease,
         )
     if change.phase is Phase.SETTLING:
         if change.step is Step.RESTORE and device.state == "active":
-            restored = evolve_change(change, phase=Phase.CHECKING, step=Step.IDENTIFIER)
+            restored = evolve_change(
+                change, phase=Phase.CHECKING, step=Step.IDENTIFIER, in_doubt=None
+            )
             return _seen(restored, device, now, settings)
         done = (
             swapped if change.step is Step.IDENTIFIER else device.service_plan == change.target_plan
@@ -420,11 +442,13 @@ def _verify(
             step=Step.PLAN,
             plan_submissions=change.plan_submissions + 1,
             request_id=None,
+            in_doubt=Step.PLAN,
+            submitted_at=now,
             **_lease(change, change.lease_owner or "worker", now, settings),
         )
     if device.state != "active":
         return _review(change, now, f"device is {device.state} after the change, not active")
-    return _go(change, now, f"{note}; completed", phase=Phase.COMPLETED, error=None)
+    return _go(change, now, f"{note}; completed", phase=Phase.COMPLETED, error=None, in_doubt=None)
 
 
 def _review(change: Change, now: float, reason: str) -> Outcome:
@@ -503,8 +527,10 @@ def _rejected(change: Change, event: Rejected, now: float, settings: LifecycleSe
             undone = evolve_change(change, restore_submissions=change.restore_submissions - 1)
         else:
             undone = evolve_change(change, plan_submissions=change.plan_submissions - 1)
+        undone = evolve_change(undone, in_doubt=None)
         return _retry_later(undone, event.error, now, settings, "not processed by ThingSpace")
-    return _failed(change, event.error, now)
+    # ThingSpace answered with an error: the request was refused, its outcome is known.
+    return _failed(evolve_change(change, in_doubt=None), event.error, now)
 
 
 def _failed(change: Change, error: ErrorInfo, now: float) -> Outcome:
@@ -517,10 +543,12 @@ def _failed(change: Change, error: ErrorInfo, now: float) -> Outcome:
     return _go(change, now, f"failed: {error.message}", phase=Phase.FAILED, error=error)
 
 
-def _callback(change: Change, event: CallbackResult, now: float) -> Outcome:
+def _callback(
+    change: Change, event: CallbackResult, now: float, settings: LifecycleSettings
+) -> Outcome:
     """Apply a callback. One matched by requestId settles the step either way. One matched only
-    by device (our submission's outcome is unknown, so its requestId was never seen) can only
-    confirm a success, which the device read then verifies: it might be another request's."""
+    by device (our submission's outcome is unknown, so its requestId was never seen) may be
+    another request's: it only makes the settling change read the device at once."""
     if change.request_id is not None:
         if event.request_id != change.request_id or change.phase not in (
             Phase.AWAITING,
@@ -532,11 +560,20 @@ def _callback(change: Change, event: CallbackResult, now: float) -> Outcome:
         if change.phase is not Phase.SETTLING or event.request_id in change.request_ids:
             return _stay(change)  # before the requestId is stored it waits in the inbox
         matched = False
+    if not matched:
+        if not event.success:
+            return _stay(change)  # a failure we cannot tie to our request: keep settling
+        # Perhaps ours, perhaps another request's: only the device can tell. Read it now and
+        # keep settling; it never decides the change on its own.
+        return _go(
+            change,
+            now,
+            f"callback for the device's request {event.request_id}; reading the device",
+            ReadDevice(),
+            deadline=now,
+        )
     fields: dict[str, object] = {"lease_owner": None, "lease_until": None}
     if event.success:
-        if not matched:
-            fields["request_id"] = event.request_id
-            fields["request_ids"] = (*change.request_ids, event.request_id)
         if change.step is Step.RESTORE:
             return _go(
                 change,
@@ -545,7 +582,8 @@ def _callback(change: Change, event: CallbackResult, now: float) -> Outcome:
                 ReadDevice(),
                 phase=Phase.CHECKING,
                 step=Step.IDENTIFIER,
-                deadline=now + 60.0,
+                in_doubt=None,
+                deadline=now + settings.verify_timeout,
                 **fields,
             )
         return _go(
@@ -554,18 +592,49 @@ def _callback(change: Change, event: CallbackResult, now: float) -> Outcome:
             f"callback: {change.step.value} succeeded ({event.request_id})",
             ReadDevice(),
             phase=Phase.VERIFYING,
-            deadline=now + 60.0,
+            deadline=now + settings.verify_timeout,
             **fields,
         )
-    if not matched:
-        return _stay(change)  # a failure we cannot tie to our request: keep settling
     error = event.error or ErrorInfo(Category.TERMINAL, "ThingSpace reported failure")
-    return _failed(evolve_change(change, **fields), error, now)
+    return _failed(evolve_change(change, in_doubt=None, **fields), error, now)
 
 
-def _retry(change: Change, now: float, settings: LifecycleSettings) -> Outcome:
-    if change.phase not in (Phase.FAILED, Phase.MANUAL_REVIEW, Phase.CANCELLED):
+#: The phases a retry starts a new attempt from.
+RETRYABLE = frozenset({Phase.FAILED, Phase.MANUAL_REVIEW, Phase.CANCELLED})
+
+
+def retry_refusal(change: Change, event: Retry) -> str:
+    """Why ``event`` starts no new attempt of ``change``; "" when it does."""
+    if change.phase not in RETRYABLE:
+        return f"it is {change.phase.value}, not failed, cancelled or in manual review"
+    if event.round and change.retry_round >= event.round:
+        return f"it took part in retry round {change.retry_round} already"
+    doubt = change.in_doubt
+    if doubt is None or event.settled is not None or event.force:
+        return ""
+    why = f": {event.doubt}" if event.doubt else ""
+    return (
+        f"the outcome of the earlier {doubt.value} request is unknown{why}; a second request"
+        " could be applied twice (force the retry to send it anyway)"
+    )
+
+
+def _retry(change: Change, event: Retry, now: float, settings: LifecycleSettings) -> Outcome:
+    refusal = retry_refusal(change, event)
+    if change.phase not in RETRYABLE or (event.round and change.retry_round >= event.round):
         return _stay(change)
+    round_ = max(change.retry_round, event.round)
+    doubt = change.in_doubt
+    if refusal:
+        # Recorded (audit) and ending this round for the change; nothing else moves.
+        updated = evolve_change(change, retry_round=round_, updated_at=now)
+        return Outcome(updated, (), f"retry refused: {refusal}")
+    note = f"retry requested: attempt {change.attempt + 1}"
+    if doubt is not None and event.settled is not None:
+        note += f" ({event.settled})"
+    elif doubt is not None:
+        why = f": {event.doubt}" if event.doubt else ""
+        note += f" (forced despite the unknown outcome of the {doubt.value} request{why})"
     return Outcome(
         evolve_change(
             change,
@@ -573,9 +642,13 @@ def _retry(change: Change, now: float, settings: LifecycleSettings) -> Outcome:
             step=Step.IDENTIFIER,
             attempt=change.attempt + 1,
             attempt_submissions=0,
+            plan_submissions=0,
             restore_submissions=0,
             retries=0,
             request_id=None,
+            in_doubt=None,
+            submitted_at=None,
+            retry_round=round_,
             error=None,
             deadline=now + settings.pending_timeout,
             settling_since=None,
@@ -585,5 +658,5 @@ def _retry(change: Change, now: float, settings: LifecycleSettings) -> Outcome:
             updated_at=now,
         ),
         (Requeue(),),
-        f"retry requested: attempt {change.attempt + 1}",
+        note,
     )

@@ -27,6 +27,7 @@ from .ports import (
     InboxEntry,
     Notification,
     OutgoingMessage,
+    Queue,
     QueueStats,
     ReceivedMessage,
 )
@@ -262,7 +263,9 @@ _audit_row = operator.attrgetter(*(field.name for field in attrs.fields(AuditEnt
 
 
 class MemoryStore:
-    """Batches, changes, audit chains and the callback inbox in dicts, behind one lock."""
+    """Batches, changes, audit chains, the callback inbox and the outbox in dicts, behind one
+    lock. Messages written with a record wait in the outbox until :meth:`relay` sends them to
+    whichever queue it is given."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -277,9 +280,14 @@ class MemoryStore:
         # durable backends keep it, so a callback adds no objects for the collector to walk
         self._inbox: dict[str, dict[str, tuple[str, float]]] = defaultdict(dict)
         self._deadlines: list[tuple[float, str]] = []
+        self._outbox: dict[str, OutgoingMessage] = {}  # by dedup id, in writing order
 
     def create_batch(
-        self, batch: Batch, changes: Sequence[Change], audit: Sequence[AuditEntry]
+        self,
+        batch: Batch,
+        changes: Sequence[Change],
+        audit: Sequence[AuditEntry],
+        messages: Sequence[OutgoingMessage] = (),
     ) -> None:
         with self._lock:
             if batch.batch_id in self._batches:
@@ -295,6 +303,25 @@ class MemoryStore:
                 self._index(change)
             for entry in audit:
                 self._audit[entry.subject].append(_audit_row(entry))
+            self._keep(messages)
+
+    def _keep(self, messages: Sequence[OutgoingMessage]) -> None:
+        for message in messages:
+            self._outbox[message.dedup_id] = message
+
+    def relay(self, queue: Queue, messages: Sequence[OutgoingMessage] | None = None) -> int:
+        with self._lock:
+            if messages is None:
+                waiting = list(self._outbox.values())
+            else:
+                waiting = [m for m in messages if m.dedup_id in self._outbox]
+        if not waiting:
+            return 0
+        queue.send(waiting)
+        with self._lock:
+            for message in waiting:
+                self._outbox.pop(message.dedup_id, None)
+        return len(waiting)
 
     def get_batch(self, batch_id: str) -> Batch | None:
         return self._batches.get(batch_id)
@@ -315,7 +342,11 @@ class MemoryStore:
         return self._changes.get(change_id)
 
     def update_change(
-        self, change: Change, expected_version: int, audit: AuditEntry | None
+        self,
+        change: Change,
+        expected_version: int,
+        audit: AuditEntry | None,
+        messages: Sequence[OutgoingMessage] = (),
     ) -> None:
         with self._lock:
             current = self._changes.get(change.change_id)
@@ -331,6 +362,7 @@ class MemoryStore:
             self._index(change)
             if audit is not None:
                 self._audit[subject].append(_audit_row(audit))
+            self._keep(messages)
 
     def _check_audit(self, subject: str, seq: int, head: str, audit: AuditEntry | None) -> None:
         if audit is not None and (audit.seq != seq + 1 or audit.subject != subject):

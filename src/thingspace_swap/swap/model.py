@@ -13,6 +13,7 @@ from ..models import ChangeOption, DeviceId
 __all__ = [
     "TERMINAL",
     "Batch",
+    "BatchCommand",
     "BatchState",
     "Category",
     "Change",
@@ -96,6 +97,22 @@ class BatchState(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
+@attrs.frozen
+class BatchCommand:
+    """An operator command on a batch (``retry`` or ``cancel``) recorded before it touches the
+    changes, so that whoever finds it unfinished (the sweep) carries it to its end.
+
+    ``round`` is the batch's retry round the command belongs to; ``force`` a retry that may
+    resubmit changes whose earlier outcome is unknown.
+    """
+
+    kind: str
+    actor: str
+    at: float
+    round: int = 0
+    force: bool = False
+
+
 def _ids(value: Any) -> tuple[DeviceId, ...]:
     return tuple(value)
 
@@ -107,6 +124,9 @@ class Change:
     ``attempt`` counts the attempts the user asked for (``retry_failed`` starts a new one);
     ``submissions`` counts identifier-change requests sent to ThingSpace in all attempts and
     ``attempt_submissions`` in this one, which the lifecycle keeps at no more than one.
+    ``in_doubt`` names the step whose last request (sent at ``submitted_at``) has no known
+    outcome yet: a new attempt is started only once it is settled (or by force).
+    ``retry_round`` is the batch's retry round that last handled the change.
     """
 
     change_id: str
@@ -132,6 +152,9 @@ class Change:
     retries: int = 0
     request_id: str | None = None
     request_ids: tuple[str, ...] = ()
+    in_doubt: Step | None = None
+    submitted_at: float | None = None
+    retry_round: int = 0
     deadline: float | None = None
     settling_since: float | None = None
     error: ErrorInfo | None = None
@@ -162,7 +185,13 @@ class Change:
 
 @attrs.frozen
 class Batch:
-    """A bulk change: its devices are :class:`Change` records sharing ``batch_id``."""
+    """A bulk change: its devices are :class:`Change` records sharing ``batch_id``.
+
+    ``terminal`` counts its finished changes and ``summary`` their phases once it completes;
+    both are derived from the changes (and corrected from them), never the other way round.
+    ``command`` is an operator command still being carried out; ``retry_round`` counts the
+    retries asked for.
+    """
 
     batch_id: str
     account_name: str
@@ -176,6 +205,8 @@ class Batch:
     completed_at: float | None = None
     summary: dict[str, int] = attrs.Factory(dict)
     terminal: int = 0
+    command: BatchCommand | None = None
+    retry_round: int = 0
     version: int = 0
     audit_seq: int = 0
     audit_hash: str = ""

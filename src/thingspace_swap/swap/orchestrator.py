@@ -25,10 +25,19 @@ from .._core.commands import Flow, Sleep
 from .._core.endpoint import Async, Faced, Mode, Sync, endpoint
 from ..clock import Clock, SystemClock
 from ..errors import ThingSpaceError
-from ..models import CarrierServiceCallback, Device, DeviceId, ServicePlan, parse_callback
+from ..models import (
+    CarrierServiceCallback,
+    Device,
+    DeviceId,
+    HistoryEntry,
+    ServicePlan,
+    parse_callback,
+)
 from .audit import AuditReport, chain_entry, verify_chain
 from .classify import classify, classify_fault
+from .evidence import Evidence, Verdict, history_window, weigh
 from .machine import (
+    RETRYABLE,
     Accepted,
     Begin,
     Busy,
@@ -49,11 +58,13 @@ from .machine import (
     Submit,
     Timeout,
     advance,
+    retry_refusal,
 )
 from .memory import MemoryMetrics
 from .model import (
     TERMINAL,
     Batch,
+    BatchCommand,
     BatchState,
     Category,
     Change,
@@ -83,6 +94,7 @@ from .validation import validate
 __all__ = [
     "AsyncSwapOrchestrator",
     "BatchNotFoundError",
+    "RetryReport",
     "Submission",
     "SwapOrchestrator",
     "WorkReport",
@@ -109,6 +121,16 @@ class Submission:
 
     batch: Batch | None
     report: ValidationReport
+
+
+@attrs.frozen
+class RetryReport:
+    """What ``retry_failed`` did: the changes given a new attempt, and those it refused with
+    the reason (an earlier request whose outcome is unknown, or a line now held by another
+    change)."""
+
+    retried: tuple[str, ...] = ()
+    refused: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen
@@ -312,8 +334,9 @@ class _Orchestrator(Faced[Mode]):
             stored.append(
                 evolve_change(change, version=1, audit_seq=entry.seq, audit_hash=entry.hash)
             )
-        self.store.create_batch(batch, stored, entries)
-        self.queue.send([_message("process", c) for c in stored if c.phase is Phase.PENDING])
+        messages = [_message("process", c) for c in stored if c.phase is Phase.PENDING]
+        self.store.create_batch(batch, stored, entries, messages)
+        self._relay(messages)
         self.metrics.count("swap.batch.created")
         self.metrics.count("swap.change.queued", sum(c.phase is Phase.PENDING for c in stored))
         self._notify(
@@ -406,8 +429,11 @@ class _Orchestrator(Faced[Mode]):
 
     @endpoint
     def sweep(self, *, limit: int = 100) -> Flow[int]:
-        """Advance changes whose deadline passed (lost callbacks, lost messages, dead workers)
+        """Relay queue messages left in the outbox, finish operator commands left unfinished,
+        advance changes whose deadline passed (lost callbacks, lost messages, dead workers)
         and complete batches whose changes are all terminal. Run it periodically."""
+        self._relay(None)
+        yield from self._finish_commands()
         seen: set[str] = set()
         while due := [
             c for c in self.store.due_changes(self.clock.time(), limit) if c.change_id not in seen
@@ -455,10 +481,10 @@ class _Orchestrator(Faced[Mode]):
         conflicts = 0
         while change is not None:
             now = self.clock.time()
-            outcome = advance(change, event, now, self.settings)
+            outcome = self._advance(change, self._inbox_first(change, event), now)
             if outcome.changed:
                 try:
-                    change = self._write(change, outcome, now)
+                    change = self._write(change, outcome, now, io=io)
                 except ConflictError:
                     conflicts += 1
                     if conflicts > _CONFLICT_RETRIES:
@@ -471,16 +497,14 @@ class _Orchestrator(Faced[Mode]):
                     return command.until
                 if isinstance(command, Schedule):
                     self._schedule(change, command.at, now)
-                elif isinstance(command, Requeue) or (
-                    not io and isinstance(command, (ReadDevice, Submit))
-                ):
-                    self.queue.send([_message("process", change)])
                 elif isinstance(command, Finish):
                     self._finished(change)
-                elif isinstance(command, ReadDevice):
+                elif io and isinstance(command, ReadDevice):
                     following = yield from self._read(change)
-                elif isinstance(command, Submit):
+                elif io and isinstance(command, Submit):
                     following = yield from self._submit(change, command.step)
+                # Requeue, and ReadDevice or Submit without io: a process message, written
+                # with the change (see _write)
             if following is None and change.phase is Phase.AWAITING and isinstance(event, Accepted):
                 following = self._early_callback(change)
             if following is None:
@@ -488,7 +512,33 @@ class _Orchestrator(Faced[Mode]):
             event = following
         return None
 
-    def _write(self, before: Change, outcome: Outcome, now: float) -> Change:
+    def _advance(self, change: Change, event: Event, now: float) -> Outcome:
+        """``advance``, except that a change of a cancelled batch is cancelled instead of
+        being submitted (the cancel may not have reached it yet)."""
+        outcome = advance(change, event, now, self.settings)
+        starts = any(isinstance(c, Submit) and c.step is not Step.PLAN for c in outcome.commands)
+        if starts and change.phase is Phase.CHECKING:
+            batch = self.store.get_batch(change.batch_id)
+            if batch is not None and batch.state is BatchState.CANCELLED:
+                return advance(
+                    change, Cancel("batch cancelled before submission"), now, self.settings
+                )
+        return outcome
+
+    def _inbox_first(self, change: Change, event: Event) -> Event:
+        """At a waiting change's deadline, a callback already kept in the inbox (its intake
+        stopped before applying it) is applied instead of giving up on the callback."""
+        if (
+            isinstance(event, Timeout)
+            and change.phase in (Phase.AWAITING, Phase.SETTLING)
+            and change.request_id is not None
+            and change.deadline is not None
+            and change.deadline <= self.clock.time()
+        ):
+            return self._early_callback(change) or event
+        return event
+
+    def _write(self, before: Change, outcome: Outcome, now: float, *, io: bool) -> Change:
         entry = self._entry(
             before,
             outcome.change,
@@ -500,10 +550,30 @@ class _Orchestrator(Faced[Mode]):
         after = evolve_change(
             outcome.change, version=before.version + 1, audit_seq=entry.seq, audit_hash=entry.hash
         )
-        self.store.update_change(after, before.version, entry)
+        # Work a worker must continue is written with the change, so it is never lost.
+        queued = any(
+            isinstance(c, Requeue) or (not io and isinstance(c, (ReadDevice, Submit)))
+            for c in outcome.commands
+        )
+        messages = [_message("process", after)] if queued else []
+        self.store.update_change(after, before.version, entry, messages)
+        self._relay(messages)
         if after.phase in TERMINAL and before.phase not in TERMINAL:
             self._change_done(after, entry)
         return after
+
+    def _relay(self, messages: list[OutgoingMessage] | None) -> None:
+        """Send messages just written with a record (None: all the outbox holds). A failure
+        only delays them: the next sweep relays what is left."""
+        if messages == []:
+            return
+        try:
+            self.store.relay(self.queue, messages)
+        except ValueError:
+            raise  # a store paired with the wrong queue: a configuration error
+        except Exception:
+            logger.exception("relaying queue messages failed; the sweep sends them later")
+            self.metrics.count("swap.outbox.error")
 
     def _entry(
         self,
@@ -695,8 +765,8 @@ class _Orchestrator(Faced[Mode]):
     def _complete(self, batch_id: str) -> None:
         for _ in range(_CONFLICT_RETRIES):
             batch = self.store.get_batch(batch_id)
-            if batch is None or batch.completed_at is not None:
-                return
+            if batch is None or batch.completed_at is not None or batch.command is not None:
+                return  # (a command in progress completes the batch when it ends)
             changes = list(self.store.changes(batch_id))
             if not all(c.phase in TERMINAL for c in changes):
                 terminal = sum(c.phase in TERMINAL for c in changes)
@@ -863,65 +933,187 @@ class _Orchestrator(Faced[Mode]):
 
     def cancel(self, batch_id: str, *, actor: str = "unknown") -> BatchStatus:
         """Cancel every change not yet submitted; submitted ones run to their end, and the
-        batch completes (as cancelled) when they have."""
-        for _ in range(_CONFLICT_RETRIES):
-            batch = self.batch(batch_id)
-            if batch.state is not BatchState.OPEN:
-                break
-            try:
-                cancelled = attrs.evolve(batch, state=BatchState.CANCELLED)
-                self._write_batch(batch, cancelled, "batch cancelled", "", actor)
-            except ConflictError:
-                continue
-            self._notify(
-                "batch.cancelled",
-                f"batch:{batch_id}",
-                batch.audit_seq + 1,
-                batch,
-                state="cancelled",
-                severity="warning",
-                payload={"actor": actor},
-            )
-            break
-        for change in self.store.changes(batch_id):
-            _run_now(self._drive(change.change_id, Cancel(f"batch cancelled by {actor}"), io=False))
-        self._complete(batch_id)
+        batch completes (as cancelled) when they have.
+
+        The cancellation is recorded on the batch first: a change of a cancelled batch is
+        never submitted afterwards, and if this call stops half-way the sweep finishes it."""
+        batch = self._begin_command(batch_id, "cancel", actor)
+        if batch is not None:
+            _run_now(self._carry_out(batch))
         return self.status(batch_id)
 
-    def retry_failed(self, batch_id: str, *, actor: str = "unknown") -> list[str]:
-        """Start a new attempt for every failed, cancelled or manual-review change; returns
-        their ids. A change whose line is now held by another change is left as it is."""
-        retried: list[str] = []
-        for change in self.store.changes(batch_id):
-            if change.phase not in (Phase.FAILED, Phase.MANUAL_REVIEW, Phase.CANCELLED):
-                continue
-            try:
-                _run_now(self._drive(change.change_id, Retry()))
-            except ConflictError:
-                logger.warning("cannot retry %s: its line is busy", change.change_id)
-                continue
-            retried.append(change.change_id)
-        if retried:
-            for _ in range(_CONFLICT_RETRIES):
-                batch = self.batch(batch_id)
-                reopened = attrs.evolve(
+    @endpoint
+    def retry_failed(
+        self, batch_id: str, *, actor: str = "unknown", force: bool = False
+    ) -> Flow[RetryReport]:
+        """Start a new attempt for every failed, cancelled or manual-review change.
+
+        A change whose last request has no known outcome (sent, then neither confirmed nor
+        refused) is retried only if ThingSpace shows that request cannot have been applied and
+        is not being processed (a reported failure); otherwise it is refused with the reason,
+        and stays as it is, unless ``force`` is given (recorded in the audit trail). A change
+        whose line is now held by another change is refused too. The retry is recorded on the
+        batch first: if this call stops half-way, the sweep finishes it."""
+        yield from self._finish_commands(batch_id)
+        if not any(c.phase in RETRYABLE for c in self.store.changes(batch_id)):
+            return RetryReport()
+        batch = self._begin_command(batch_id, "retry", actor, force=force)
+        if batch is None:
+            return RetryReport()
+        return (yield from self._carry_out(batch))
+
+    def _begin_command(
+        self, batch_id: str, kind: str, actor: str, *, force: bool = False
+    ) -> Batch | None:
+        """Record an operator command on the batch (the one write that makes it happen), or
+        None when there is nothing to do (a cancel of a batch no longer open)."""
+        for _ in range(_CONFLICT_RETRIES):
+            batch = self.batch(batch_id)
+            now = self.clock.time()
+            if kind == "cancel":
+                if batch.command is not None and batch.command.kind == "cancel":
+                    return batch  # an earlier cancel stopped half-way: finish it
+                if batch.state is not BatchState.OPEN:
+                    return None
+                # (an unfinished retry is superseded: its new attempts are cancelled too)
+                command = BatchCommand("cancel", actor, now, batch.retry_round)
+                after = attrs.evolve(batch, state=BatchState.CANCELLED, command=command)
+                action, detail = "batch cancelled", ""
+            else:
+                round_ = batch.retry_round + 1
+                command = BatchCommand("retry", actor, now, round_, force)
+                after = attrs.evolve(
                     batch,
                     state=BatchState.OPEN,
                     completed_at=None,
-                    terminal=max(0, batch.terminal - len(retried)),
+                    command=command,
+                    retry_round=round_,
                 )
-                try:
-                    self._write_batch(
-                        batch,
-                        reopened,
-                        f"retry of {len(retried)} change(s)",
-                        json.dumps(retried),
-                        actor,
-                    )
-                    break
-                except ConflictError:
-                    continue
-        return retried
+                action = f"retry requested (round {round_})" + (" with force" if force else "")
+                detail = json.dumps({"round": round_, "force": force})
+            try:
+                written = self._write_batch(batch, after, action, detail, actor)
+            except ConflictError:
+                continue
+            if kind == "cancel":
+                self._notify(
+                    "batch.cancelled",
+                    f"batch:{batch_id}",
+                    batch.audit_seq + 1,
+                    batch,
+                    state="cancelled",
+                    severity="warning",
+                    payload={"actor": actor},
+                )
+            return written
+        raise ConflictError(f"batch {batch_id} kept changing; try again")
+
+    def _carry_out(self, batch: Batch) -> Flow[RetryReport]:
+        """Apply the batch's recorded command to every change it concerns, then clear it.
+        Every step can be repeated (after a crash, by the sweep): a change takes part in a
+        retry round once, and cancelling a finished change changes nothing."""
+        command = batch.command
+        assert command is not None
+        retried: list[str] = []
+        refused: list[tuple[str, str]] = []
+        for change in self.store.changes(batch.batch_id):
+            if command.kind == "cancel":
+                reason = f"batch cancelled by {command.actor}"
+                _run_now(self._drive(change.change_id, Cancel(reason), io=False))
+                continue
+            if change.phase not in RETRYABLE or change.retry_round >= command.round:
+                continue
+            verdict = (
+                (yield from self._settle(change))
+                if change.in_doubt is not None
+                else Verdict("nothing in doubt")
+            )
+            event = Retry(command.round, verdict.settled, verdict.doubt, command.force)
+            try:
+                _run_now(self._drive(change.change_id, event, io=False))
+            except ConflictError:
+                logger.warning("cannot retry %s: its line is busy", change.change_id)
+                refused.append((change.change_id, f"line {change.line} is held by another change"))
+                continue
+            after = self.store.get_change(change.change_id)
+            if after is not None and after.attempt > change.attempt:
+                retried.append(change.change_id)
+            else:
+                refused.append((change.change_id, retry_refusal(change, event)))
+        self._end_command(batch.batch_id, command, retried, refused)
+        return RetryReport(tuple(retried), tuple(refused))
+
+    def _end_command(
+        self,
+        batch_id: str,
+        command: BatchCommand,
+        retried: list[str],
+        refused: list[tuple[str, str]],
+    ) -> None:
+        """Clear the batch's command (recounting its finished changes), then complete it if
+        every change is finished."""
+        for _ in range(_CONFLICT_RETRIES):
+            batch = self.batch(batch_id)
+            if batch.command != command:
+                return  # carried out already
+            terminal = sum(c.phase in TERMINAL for c in self.store.changes(batch_id))
+            after = attrs.evolve(batch, command=None, terminal=terminal)
+            if command.kind == "retry":
+                action = f"retry round {command.round} done"
+                detail = json.dumps({"retried": len(retried), "refused": len(refused)})
+            else:
+                action, detail = "cancellation done", ""
+            try:
+                self._write_batch(batch, after, action, detail, command.actor)
+                break
+            except ConflictError:
+                continue
+        self._complete(batch_id)
+
+    def _finish_commands(self, batch_id: str | None = None) -> Flow[int]:
+        """Carry out commands left unfinished (their caller stopped): those of one batch, or
+        with None every open batch's that is older than a lease (the sweep)."""
+        if batch_id is not None:
+            batches = [self.batch(batch_id)]
+        else:
+            now = self.clock.time()
+            batches = [
+                b
+                for b in self.store.batches(open_only=True)
+                if b.command is not None and now - b.command.at >= self.settings.lease
+            ]
+        finished = 0
+        for batch in batches:
+            if batch.command is not None:
+                logger.info("finishing the %s of batch %s", batch.command.kind, batch.batch_id)
+                yield from self._carry_out(batch)
+                finished += 1
+        return finished
+
+    def _settle(self, change: Change) -> Flow[Verdict]:
+        """What ThingSpace shows about the change's request in doubt, weighed
+        (:func:`~thingspace_swap.swap.evidence.weigh`)."""
+        line = DeviceId(change.line, "mdn")
+        try:
+            device: Device | str | None = yield from self._api.device(line, change.account_name)
+        except ThingSpaceError as error:
+            return weigh(change, Evidence(str(error)))
+        status: str | None = None
+        if change.request_id is not None:
+            try:
+                found = yield from self._api.request_status(change.request_id, change.account_name)
+                status = found.status
+            except ThingSpaceError:
+                status = None  # not available (documented for some actions only)
+        history: list[HistoryEntry] | str
+        complete = True
+        try:
+            earliest, latest = history_window(change, self.clock.time())
+            page = yield from self._api.history(line, earliest, latest)
+            history, complete = page.provisioning_history, not page.has_more_data
+        except ThingSpaceError as error:
+            history = str(error)
+        return weigh(change, Evidence(device, status, history, complete))
 
     def verify_audit(self, batch_id: str) -> AuditReport:
         """Check the batch's and every change's hash chain: any edited, deleted or reordered

@@ -3,6 +3,12 @@
 Backends implement these small protocols; ``thingspace_swap.swap.contract`` is a test suite
 any adapter can run against itself. Every store write is conditional: on a version mismatch it
 raises :class:`ConflictError` and writes nothing.
+
+Messages that must not be lost are written *with* the records they follow from (a transactional
+outbox): a store whose queue shares its transactions (SQLite) enqueues them in the same
+transaction; another (DynamoDB beside SQS) keeps them in an outbox in the same write, and
+:meth:`Store.relay` moves them to the queue afterwards. Either way a message exists if and only
+if its write committed.
 """
 
 from __future__ import annotations
@@ -133,13 +139,19 @@ class InboxEntry:
 
 
 class Store(Protocol):
-    """Durable records of batches and changes, their audit chains and the callback inbox."""
+    """Durable records of batches and changes, their audit chains, the callback inbox and the
+    outbox of messages written with them."""
 
     def create_batch(
-        self, batch: Batch, changes: Sequence[Change], audit: Sequence[AuditEntry]
+        self,
+        batch: Batch,
+        changes: Sequence[Change],
+        audit: Sequence[AuditEntry],
+        messages: Sequence[OutgoingMessage] = (),
     ) -> None:
-        """Write a new batch, its changes and their first audit entries, all or nothing; claim
-        each change's line (ConflictError if a line already has a change in flight)."""
+        """Write a new batch, its changes, their first audit entries and ``messages``, all or
+        nothing; claim each change's line (ConflictError if a line already has a change in
+        flight)."""
         ...
 
     def get_batch(self, batch_id: str) -> Batch | None: ...
@@ -151,10 +163,25 @@ class Store(Protocol):
     def get_change(self, change_id: str) -> Change | None: ...
 
     def update_change(
-        self, change: Change, expected_version: int, audit: AuditEntry | None
+        self,
+        change: Change,
+        expected_version: int,
+        audit: AuditEntry | None,
+        messages: Sequence[OutgoingMessage] = (),
     ) -> None:
         """Replace a change if its stored version is ``expected_version``; append ``audit``
-        with it; release its line when it becomes terminal, claim it again when it leaves."""
+        and keep ``messages`` with it; release its line when it becomes terminal, claim it
+        again when it leaves."""
+        ...
+
+    def relay(self, queue: Queue, messages: Sequence[OutgoingMessage] | None = None) -> int:
+        """Send messages written with earlier writes to ``queue`` and forget them: the given
+        ones (just written by the caller), or with None all that are still waiting (after a
+        crash between a write and its relay). Returns how many were sent.
+
+        A message may be sent twice (its ``dedup_id`` lets the queue drop the copy), never
+        lost. A store whose queue shares its transactions has nothing to send, and raises
+        ``ValueError`` when ``queue`` is not that queue."""
         ...
 
     def changes(self, batch_id: str) -> Iterable[Change]: ...

@@ -56,6 +56,7 @@ from .ports import (
     ConflictError,
     InboxEntry,
     OutgoingMessage,
+    Queue,
     QueueStats,
     ReceivedMessage,
 )
@@ -295,7 +296,7 @@ class SqliteBackend:
         except BaseException:
             self._db.close()
             raise
-        self.store = SqliteStore(self._db)
+        self.store = SqliteStore(self._db, self.queue)
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check``: ``"ok"`` for a sound file."""
@@ -349,6 +350,12 @@ class SqliteQueue:
         if not messages:
             return
         with self._db.write() as conn:
+            self.enqueue(conn, messages)
+
+    def enqueue(self, conn: sqlite3.Connection, messages: Sequence[OutgoingMessage]) -> None:
+        """Send ``messages`` within the caller's write transaction on ``conn`` (the store
+        writes a record and the messages that follow from it in one transaction)."""
+        if messages:
             now = self._clock.time()
             conn.execute("DELETE FROM dedup WHERE expires_at <= ?", (now,))
             for message in messages:
@@ -579,15 +586,31 @@ class SqliteQueue:
 
 class SqliteStore:
     """The store half of :class:`SqliteBackend`: records as JSON (see ``_codec``) next to the
-    columns that index them; every write is conditional and carries its audit entry."""
+    columns that index them; every write is conditional and carries its audit entry, and the
+    messages written with it go into the backend's queue in the same transaction."""
 
-    def __init__(self, db: _Database) -> None:  # SqliteBackend makes it
+    def __init__(self, db: _Database, queue: SqliteQueue) -> None:  # SqliteBackend makes it
         self._db = db
+        self._queue = queue
+
+    def relay(self, queue: Queue, messages: Sequence[OutgoingMessage] | None = None) -> int:
+        """Nothing to send: messages are enqueued with the writes. Raises ``ValueError`` if
+        ``queue`` is not this backend's queue (those messages would never reach it)."""
+        if queue is not self._queue:
+            raise ValueError(
+                "a SqliteStore enqueues its messages in its own file's queue:"
+                " use the queue of the same SqliteBackend (backend.queue)"
+            )
+        return 0
 
     # batches -------------------------------------------------------------------------------
 
     def create_batch(
-        self, batch: Batch, changes: Sequence[Change], audit: Sequence[AuditEntry]
+        self,
+        batch: Batch,
+        changes: Sequence[Change],
+        audit: Sequence[AuditEntry],
+        messages: Sequence[OutgoingMessage] = (),
     ) -> None:
         live = [c for c in changes if c.phase not in TERMINAL]
         if len({c.line for c in live}) != len(live):
@@ -623,6 +646,7 @@ class SqliteStore:
                 _index(conn, change)
             for entry in audit:
                 _append(conn, entry)
+            self._queue.enqueue(conn, messages)
 
     def get_batch(self, batch_id: str) -> Batch | None:
         row = (
@@ -677,7 +701,11 @@ class SqliteStore:
         return decode(row[0], Change) if row else None
 
     def update_change(
-        self, change: Change, expected_version: int, audit: AuditEntry | None
+        self,
+        change: Change,
+        expected_version: int,
+        audit: AuditEntry | None,
+        messages: Sequence[OutgoingMessage] = (),
     ) -> None:
         with self._db.write() as conn:
             row = conn.execute(
@@ -701,6 +729,7 @@ class SqliteStore:
             _index(conn, change)
             if audit is not None:
                 _append(conn, audit)
+            self._queue.enqueue(conn, messages)
 
     def changes(self, batch_id: str) -> Iterable[Change]:
         """The batch's changes in index order, read a page at a time as they are iterated (so

@@ -10,8 +10,8 @@ from typing import Any
 
 from .._core.commands import Flow
 from .._core.endpoint import collect
-from ..models import Device, DeviceId, HistoryPage, RequestAccepted, ServicePlan
-from ..resources import Devices, Plans
+from ..models import Device, DeviceId, HistoryPage, RequestAccepted, RequestStatus, ServicePlan
+from ..resources import Devices, Plans, Requests
 
 __all__ = ["ThingSpaceFlows"]
 
@@ -22,6 +22,7 @@ class ThingSpaceFlows:
     def __init__(self, client: Any) -> None:
         self._devices: Devices[Any] = client.devices
         self._plans: Plans[Any] = client.plans
+        self._requests: Requests[Any] = client.requests
         self.driver = client.devices._driver
 
     def device(self, ref: DeviceId, account_name: str) -> Flow[Device | None]:
@@ -38,6 +39,9 @@ class ThingSpaceFlows:
 
     def history(self, ref: DeviceId, earliest: str, latest: str) -> Flow[HistoryPage]:
         return Devices.history.flow(self._devices, ref, earliest=earliest, latest=latest)
+
+    def request_status(self, request_id: str, account_name: str) -> Flow[RequestStatus]:
+        return Requests.status.flow(self._requests, request_id, account_name=account_name)
 
     def change_identifier(
         self, device: DeviceId, new: tuple[DeviceId, ...], option: str, service_type: str
