@@ -26,9 +26,12 @@ put back unprocessed and reported too. A poison record is dead-lettered with its
 merely deferred (busy or not due) are normal flow control, and failing the invocation for them
 would raise Lambda's error metrics and make the event source back off for nothing.
 
-Answers are JSON; errors are ``{"error": ...}`` with 400 (bad JSON or shape), 404, 405, 409
-(a line was taken meanwhile), 422 (nothing valid, with the report), 502 (ThingSpace failed),
-503 with ``Retry-After`` (ThingSpace throttled) or 500, never with a traceback or a secret.
+Answers are JSON; errors are ``{"error": ...}`` with 400 (bad JSON or shape, a field over its
+limit), 404, 405, 409 (a line was taken meanwhile), 413 (too many items, too large a body), 422
+(nothing valid, with the report), 502 (ThingSpace failed), 503 with ``Retry-After`` (ThingSpace
+throttled) or 500, never with a traceback or a secret. The intake's input is bounded and every
+answer is built to fit ``RESPONSE_BUDGET``, well below Lambda's 6 MB (``MAX_ITEMS`` and the
+other limits below; docs/aws.md, "Limits").
 Events are never logged: a callback's body carries its password.
 """
 
@@ -42,6 +45,7 @@ import logging
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -69,6 +73,12 @@ from .sns import SnsNotifier
 from .sqs import SqsQueue
 
 __all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_IDENTIFIER_LENGTH",
+    "MAX_ITEMS",
+    "MAX_NAME_LENGTH",
+    "PROBLEMS_LISTED",
+    "RESPONSE_BUDGET",
     "BatchFailedError",
     "Handlers",
     "LambdaConfig",
@@ -106,6 +116,29 @@ _REQUEST_FIELDS = frozenset(
 _ITEM_FIELDS = frozenset({"device", "device_kind", "new_iccid", "new_imei", "plan"})
 _PAGE = 100
 _MAX_PAGE = 1000
+
+# Limits of the intake (docs/aws.md, "Limits"): the input is bounded, and so is every answer.
+#: Items in one batch request, whatever ``SWAP_MAX_ITEMS`` says: ThingSpace takes at most
+#: 10,000 devices in one request (more is ``MaxRequestsExceeded``).
+MAX_ITEMS = 10_000
+#: Characters of an identifier (surrounding whitespace aside): an EID, the longest, has 32.
+MAX_IDENTIFIER_LENGTH = 32
+#: Characters of a ``device_kind`` (the kinds have at most 6 letters).
+MAX_KIND_LENGTH = 16
+#: Characters of a plan code and of an account name.
+MAX_NAME_LENGTH = 64
+#: Bytes of a request body: ``MAX_ITEMS`` items of up to 300 bytes each (an item with every
+#: field, indented, takes about 230).
+MAX_BODY_BYTES = 300 * MAX_ITEMS
+#: Bytes of an answer as Lambda's runtime sends it (the whole answer JSON-encoded, the body
+#: escaped once more), well below Lambda's 6 MB limit for a synchronous answer.
+RESPONSE_BUDGET = 4_000_000
+#: Problems of devices an answer lists with their message; beyond them, codes and counts.
+PROBLEMS_LISTED = 100
+#: What an answer takes besides its body (status, headers, the body's quotes), generously.
+_ENVELOPE = 1_000
+#: Characters of a text field of one record in an answer (longer text is cut, and says so).
+_MAX_TEXT = 1_000
 _SECRET_KEYS = ("app_key", "app_secret", "username", "password")
 
 
@@ -397,16 +430,29 @@ def _request(event: object) -> _Request:
 
 
 def _response(status: int, payload: object, headers: Mapping[str, str] | None = None) -> Response:
-    """An API Gateway proxy answer (the same shape serves REST and HTTP APIs)."""
+    """An API Gateway proxy answer (the same shape serves REST and HTTP APIs). Answers are
+    built to fit ``RESPONSE_BUDGET``; one that would not is a 500 saying so, never an answer
+    Lambda refuses."""
+    body = _dumps(payload)
+    if _wire_size(body) > RESPONSE_BUDGET - _ENVELOPE:
+        logger.error("an answer of %d bytes exceeds the budget", _wire_size(body))
+        status, headers = 500, None
+        body = _dumps({"error": "internal error: the answer would be too large"})
     return {
         "statusCode": status,
         "headers": {"content-type": _JSON, **(headers or {})},
-        "body": json.dumps(payload, separators=(",", ":"), allow_nan=False),
+        "body": body,
         "isBase64Encoded": False,
     }
 
 
 def _json_object(request: _Request, *, required: bool) -> dict[str, Any]:
+    if len(request.body) > MAX_BODY_BYTES:
+        raise _HttpError(
+            413,
+            f"the body has {len(request.body)} bytes: at most {MAX_BODY_BYTES} "
+            f"({MAX_ITEMS} items of up to 300 bytes); split the request",
+        )
     if not request.body.strip():
         if required:
             raise _HttpError(400, "the body must be a JSON object")
@@ -428,6 +474,25 @@ def _optional(body: Mapping[str, Any], name: str, kind: type, where: str = "") -
     return value
 
 
+def _bounded(value: str | None, name: str, limit: int, why: str = "") -> str | None:
+    """``value``, refused with a 400 that says what to change when it is longer than ``limit``
+    characters (surrounding whitespace aside)."""
+    if value is not None and len(value.strip()) > limit:
+        raise _HttpError(
+            400, f"{name} has {len(value.strip())} characters: {why or f'at most {limit}'}"
+        )
+    return value
+
+
+def _identifier(raw: Mapping[str, Any], name: str, where: str) -> str | None:
+    value = _optional(raw, name, str, where)
+    why = (
+        f"an identifier has at most {MAX_IDENTIFIER_LENGTH} "
+        f"(an EID, the longest, has {MAX_IDENTIFIER_LENGTH} digits)"
+    )
+    return _bounded(value, f"{where}{name}", MAX_IDENTIFIER_LENGTH, why)
+
+
 def _actor(named: str | None, caller: str | None) -> str:
     """Who asks, for the audit trail: the name given and the IAM caller API Gateway saw."""
     parts = [p[:200] for p in (named, caller) if p]
@@ -441,10 +506,11 @@ def _item(index: int, raw: object) -> SwapItem:
     unknown = sorted(set(raw) - _ITEM_FIELDS)
     if unknown:
         raise _HttpError(400, f"{where}{unknown[0][:50]} is not a field of an item")
-    device = _optional(raw, "device", str, where)
+    device = _identifier(raw, "device", where)
     if not device or not device.strip():
         raise _HttpError(400, f"{where}device is required")
-    kind = _optional(raw, "device_kind", str, where) or ""
+    named = _optional(raw, "device_kind", str, where)
+    kind = _bounded(named, f"{where}device_kind", MAX_KIND_LENGTH) or ""
     kind = kind if kind.strip() else _kind_from_length(device)
     if not kind:
         raise _HttpError(
@@ -453,9 +519,9 @@ def _item(index: int, raw: object) -> SwapItem:
     new = tuple(
         DeviceId(value, name.removeprefix("new_"))
         for name in ("new_iccid", "new_imei")
-        if (value := _optional(raw, name, str, where)) and value.strip()
+        if (value := _identifier(raw, name, where)) and value.strip()
     )
-    plan = _optional(raw, "plan", str, where)
+    plan = _bounded(_optional(raw, "plan", str, where), f"{where}plan", MAX_NAME_LENGTH)
     return SwapItem(DeviceId(device, kind), new, target_plan=plan or None, source=f"item {index}")
 
 
@@ -463,25 +529,105 @@ def _problems(problems: Any) -> list[dict[str, str]]:
     return [{"code": p.code, "message": p.message} for p in problems]
 
 
-def _report(report: ValidationReport) -> dict[str, Any]:
-    """The per-device report (``ValidationReport.to_records`` with problems as code/message)."""
-    records = [
-        {**record, "problems": _problems(check.problems)}
-        for check, record in zip(report.checks, report.to_records(), strict=True)
-    ]
+def _dumps(payload: object) -> str:
+    """``payload`` as the body of an answer (compact, ASCII-only JSON)."""
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+
+
+def _wire_size(text: str) -> int:
+    """Bytes ASCII JSON ``text`` takes once Lambda's runtime has put it in its answer as a JSON
+    string (each quote and backslash escaped once more)."""
+    return len(text) + text.count('"') + text.count("\\")
+
+
+def _clip(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with text longer than ``_MAX_TEXT`` characters cut (saying so)."""
     return {
-        "valid": len(report.valid),
-        "invalid": len(report.invalid),
-        "problems": _problems(report.problems),
-        "report": records,
+        key: (
+            f"{value[:_MAX_TEXT]}... ({len(value)} characters in all)"
+            if isinstance(value, str) and len(value) > _MAX_TEXT
+            else value
+        )
+        for key, value in record.items()
     }
 
 
+def _fit(
+    payload: Mapping[str, Any],
+    records: list[dict[str, Any]],
+    first: Callable[[dict[str, Any]], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """The records that fit beside ``payload`` in an answer of at most ``RESPONSE_BUDGET``
+    bytes, in their order. Records for which ``first`` is true are kept first; otherwise the
+    kept records are the first ones (so a page ends where the next one starts)."""
+    records = [_clip(record) for record in records]
+    room = RESPONSE_BUDGET - _ENVELOPE - _wire_size(_dumps(payload))
+    sizes = [_wire_size(_dumps(record)) + 1 for record in records]
+    if sum(sizes) <= room:
+        return records
+    order = sorted(range(len(records)), key=lambda i: not first(records[i])) if first else None
+    kept: list[int] = []
+    for index in order if order is not None else range(len(records)):
+        if sizes[index] > room:
+            break
+        room -= sizes[index]
+        kept.append(index)
+    return [records[i] for i in sorted(kept)]
+
+
+def _with_report(
+    status: int,
+    head: Mapping[str, Any],
+    report: ValidationReport,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """An answer carrying the per-device report (``ValidationReport.to_records``, problems as
+    code and message). The first ``PROBLEMS_LISTED`` problems of devices have their message,
+    later ones their code only; ``problem_summary`` counts them all by code. When the report
+    would not fit the budget, invalid devices are kept first and ``report_omitted`` says how
+    many devices were left out (the batch's status pages have them all)."""
+    listed = 0
+    by_code: Counter[str] = Counter()
+    records: list[dict[str, Any]] = []
+    for check, record in zip(report.checks, report.to_records(), strict=True):
+        problems: list[dict[str, str]] = []
+        for problem in check.problems:
+            by_code[problem.code] += 1
+            if listed < PROBLEMS_LISTED:
+                problems.append({"code": problem.code, "message": problem.message})
+                listed += 1
+            else:
+                problems.append({"code": problem.code})
+        records.append({**record, "problems": problems})
+    payload: dict[str, Any] = {
+        **head,
+        "valid": len(report.valid),
+        "invalid": len(report.invalid),
+        "problems": _problems(report.problems),
+        "problem_summary": {
+            "total": sum(by_code.values()),
+            "listed": listed,
+            "by_code": dict(sorted(by_code.items())),
+        },
+    }
+    kept = _fit({**payload, "report": [], "report_omitted": len(records)}, records, _invalid)
+    payload["report"] = kept
+    if len(kept) < len(records):
+        payload["report_omitted"] = len(records) - len(kept)
+    return _response(status, payload, headers)
+
+
+def _invalid(record: Mapping[str, Any]) -> bool:
+    return not record.get("ok")
+
+
 def _status_payload(status: BatchStatus, offset: int = 0, limit: int = _PAGE) -> dict[str, Any]:
+    """A page of the batch's changes. A page that would not fit the answer's budget holds fewer
+    changes (``limit`` then says how many); ``next_offset`` is always where the next one
+    starts."""
     batch = status.batch
     records = status.to_records()
-    end = offset + limit
-    return {
+    payload: dict[str, Any] = {
         "batch_id": batch.batch_id,
         "account_name": batch.account_name,
         "state": batch.state.value,
@@ -499,9 +645,19 @@ def _status_payload(status: BatchStatus, offset: int = 0, limit: int = _PAGE) ->
         "total": len(records),
         "offset": offset,
         "limit": limit,
-        "next_offset": end if end < len(records) else None,
-        "changes": records[offset:end],
+        "next_offset": None,
+        "changes": [],
     }
+    page = records[offset : offset + limit]
+    changes = _fit({**payload, "next_offset": len(records)}, page)
+    if page and not changes:  # one change cannot be larger than the budget: never stall
+        changes = [_clip(page[0])]
+    if len(changes) < len(page):
+        payload["limit"] = len(changes)
+    end = offset + len(changes)
+    payload["next_offset"] = end if end < len(records) else None
+    payload["changes"] = changes
+    return payload
 
 
 def _page(query: Mapping[str, str]) -> tuple[int, int]:
@@ -600,21 +756,26 @@ class Handlers:
         unknown = sorted(set(body) - _REQUEST_FIELDS)
         if unknown:
             raise _HttpError(400, f"{unknown[0][:50]} is not a field of a batch request")
-        account = _optional(body, "account_name", str) or self.runtime.account_name
+        named = _optional(body, "account_name", str)
+        account = _bounded(named, "account_name", MAX_NAME_LENGTH) or self.runtime.account_name
         if not account:
             raise _HttpError(400, "account_name is required (no default account is configured)")
         items = _optional(body, "items", list)
         if not items:
             raise _HttpError(400, "items must be a non-empty list")
-        if len(items) > self.runtime.max_items:
-            raise _HttpError(413, f"at most {self.runtime.max_items} items per batch")
+        most = min(self.runtime.max_items, MAX_ITEMS)
+        if len(items) > most:
+            raise _HttpError(413, f"at most {most} items per batch")
         priority = _optional(body, "priority", str) or "normal"
         if priority not in ("normal", "high"):
             raise _HttpError(400, "priority must be 'normal' or 'high'")
         swap = SwapRequest(
             account,
             tuple(_item(index, raw) for index, raw in enumerate(items)),
-            target_plan=_optional(body, "target_plan", str) or None,
+            target_plan=_bounded(
+                _optional(body, "target_plan", str), "target_plan", MAX_NAME_LENGTH
+            )
+            or None,
             priority=Priority.HIGH if priority == "high" else Priority.NORMAL,
             actor=_actor(_optional(body, "actor", str), request.caller),
             require_all_valid=bool(_optional(body, "require_all_valid", bool)),
@@ -623,12 +784,12 @@ class Handlers:
         try:
             if _optional(body, "dry_run", bool):
                 report = self.orchestrator.validate(swap)
-                return _response(200, {"dry_run": True, "ok": report.ok, **_report(report)})
+                return _with_report(200, {"dry_run": True, "ok": report.ok}, report)
             submission = self.orchestrator.submit(swap)
         except ThingSpaceError as error:
             raise _upstream(error) from None
         except ConflictError as error:
-            raise _HttpError(409, f"a line was taken meanwhile: {error}") from None
+            raise _HttpError(409, f"a line was taken meanwhile: {str(error)[:_MAX_TEXT]}") from None
         report = submission.report
         if submission.batch is None:
             if report.problems:
@@ -637,11 +798,12 @@ class Handlers:
                 why = "no device is valid"
             else:
                 why = f"require_all_valid is set and {len(report.invalid)} device(s) are invalid"
-            return _response(422, {"error": why, **_report(report)})
+            return _with_report(422, {"error": why}, report)
         batch = submission.batch
-        return _response(
+        return _with_report(
             201,
-            {"batch_id": batch.batch_id, "state": batch.state.value, **_report(report)},
+            {"batch_id": batch.batch_id, "state": batch.state.value},
+            report,
             {"location": f"/batches/{batch.batch_id}"},
         )
 
