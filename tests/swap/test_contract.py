@@ -16,7 +16,7 @@ from thingspace_swap.swap.contract import (
     StoreContract,
 )
 from thingspace_swap.swap.memory import MemoryQueue, MemoryStore
-from thingspace_swap.swap.ports import Store
+from thingspace_swap.swap.ports import Queue, Store
 from thingspace_swap.swap.sqlite import SqliteBackend
 
 
@@ -52,6 +52,18 @@ class TestSqliteQueue(QueueContract):
 
 class TestSqliteStore(StoreContract):
     @pytest.fixture
-    def store(self, tmp_path: Path) -> Iterator[Store]:
+    def backend(self, tmp_path: Path) -> Iterator[SqliteBackend]:
         with SqliteBackend(tmp_path / "store.db") as backend:
-            yield backend.store
+            yield backend
+
+    @pytest.fixture
+    def store(self, backend: SqliteBackend) -> Store:
+        return backend.store
+
+    @pytest.fixture
+    def relay_queue(self, backend: SqliteBackend) -> Queue:
+        return backend.queue
+
+    def test_relay_refuses_another_queue(self, backend: SqliteBackend) -> None:
+        with pytest.raises(ValueError, match="same SqliteBackend"):
+            backend.store.relay(MemoryQueue())

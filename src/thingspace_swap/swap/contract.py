@@ -15,6 +15,10 @@ class TestMyStore(StoreContract):
         return MyStore()
 ```
 
+A store whose messages go into a queue of its own (as SQLite's do) overrides the
+``relay_queue`` fixture with that queue; by default ``relay`` is tested with a
+:class:`~thingspace_swap.swap.memory.MemoryQueue`.
+
 Queues are driven by a :class:`ContractClock` (time moves only when a test advances it) and
 need ``send_raw`` besides the :class:`~thingspace_swap.swap.ports.Queue` methods. The helpers
 :func:`new_batch`, :func:`next_change` and :func:`next_batch` build valid records whose audit
@@ -33,6 +37,7 @@ import pytest
 
 from ..models import ChangeOption, DeviceId
 from .audit import chain_entry, verify_chain
+from .memory import MemoryQueue
 from .model import Batch, BatchState, Change, Phase, Priority
 from .ports import (
     AuditEntry,
@@ -485,6 +490,50 @@ class StoreContract:
     @pytest.fixture
     def store(self) -> Store:
         raise NotImplementedError("a StoreContract subclass provides the store fixture")
+
+    @pytest.fixture
+    def relay_queue(self, store: Store) -> Queue:
+        """The queue ``store.relay`` sends to in these tests."""
+        return MemoryQueue(clock=ContractClock())
+
+    def _delivered(self, queue: Queue) -> list[Any]:
+        received = queue.receive(10, visibility_timeout=60.0)
+        for message in received:
+            queue.ack(message)
+        return [m.body for m in received]
+
+    def test_messages_of_a_new_batch_are_relayed(self, store: Store, relay_queue: Queue) -> None:
+        batch, changes, audit = new_batch("b1", [L1, L2])
+        messages = [_message(n, c.line, dedup_id=f"{c.change_id}:p") for n, c in enumerate(changes)]
+        store.create_batch(batch, changes, audit, messages)
+        store.relay(relay_queue, messages)
+        assert sorted(b["n"] for b in self._delivered(relay_queue)) == [0, 1]
+        assert store.relay(relay_queue) == 0  # nothing left waiting
+        assert self._delivered(relay_queue) == []
+
+    def test_messages_written_with_a_change_wait_until_relayed(
+        self, store: Store, relay_queue: Queue
+    ) -> None:
+        _, (change,), _ = self._created(store, "b1", [L1])
+        updated, entry = next_change(change, phase=Phase.CHECKING)
+        store.update_change(updated, change.version, entry, [_message(7, L1)])
+        # the writer stopped before relaying: whoever relays everything later sends it
+        store.relay(relay_queue)
+        assert self._delivered(relay_queue) == [{"n": 7}]
+        assert store.relay(relay_queue) == 0
+        assert self._delivered(relay_queue) == []
+
+    def test_a_conflicting_write_keeps_no_message(self, store: Store, relay_queue: Queue) -> None:
+        _, (change,), _ = self._created(store, "b1", [L1])
+        winner, entry = next_change(change, phase=Phase.CHECKING, actor="w1")
+        loser, late = next_change(change, phase=Phase.CANCELLED, actor="w2")
+        store.update_change(winner, change.version, entry)
+        with pytest.raises(ConflictError):
+            store.update_change(loser, change.version, late, [_message(1, L1)])
+        with pytest.raises(ConflictError):
+            self._created(store, "b1", [L2])  # the batch exists: its messages are not kept
+        store.relay(relay_queue)
+        assert self._delivered(relay_queue) == []
 
     def _created(
         self, store: Store, batch_id: str, lines: Sequence[str], *, terminal: Sequence[str] = ()

@@ -954,13 +954,12 @@ class _Orchestrator(Faced[Mode]):
         and stays as it is, unless ``force`` is given (recorded in the audit trail). A change
         whose line is now held by another change is refused too. The retry is recorded on the
         batch first: if this call stops half-way, the sweep finishes it."""
-        yield from self._finish_commands(batch_id)
-        if not any(c.phase in RETRYABLE for c in self.store.changes(batch_id)):
-            return RetryReport()
-        batch = self._begin_command(batch_id, "retry", actor, force=force)
-        if batch is None:
-            return RetryReport()
-        return (yield from self._carry_out(batch))
+        reports = yield from self._finish_commands(batch_id)
+        if any(c.phase in RETRYABLE for c in self.store.changes(batch_id)):
+            batch = self._begin_command(batch_id, "retry", actor, force=force)
+            if batch is not None:
+                reports.append((yield from self._carry_out(batch)))
+        return _merged(reports)
 
     def _begin_command(
         self, batch_id: str, kind: str, actor: str, *, force: bool = False
@@ -1070,7 +1069,7 @@ class _Orchestrator(Faced[Mode]):
                 continue
         self._complete(batch_id)
 
-    def _finish_commands(self, batch_id: str | None = None) -> Flow[int]:
+    def _finish_commands(self, batch_id: str | None = None) -> Flow[list[RetryReport]]:
         """Carry out commands left unfinished (their caller stopped): those of one batch, or
         with None every open batch's that is older than a lease (the sweep)."""
         if batch_id is not None:
@@ -1082,13 +1081,12 @@ class _Orchestrator(Faced[Mode]):
                 for b in self.store.batches(open_only=True)
                 if b.command is not None and now - b.command.at >= self.settings.lease
             ]
-        finished = 0
+        reports = []
         for batch in batches:
             if batch.command is not None:
                 logger.info("finishing the %s of batch %s", batch.command.kind, batch.batch_id)
-                yield from self._carry_out(batch)
-                finished += 1
-        return finished
+                reports.append((yield from self._carry_out(batch)))
+        return reports
 
     def _settle(self, change: Change) -> Flow[Verdict]:
         """What ThingSpace shows about the change's request in doubt, weighed
@@ -1185,6 +1183,14 @@ class _Orchestrator(Faced[Mode]):
         batch, changes = self._new_batch(request, report)
         self._create(batch, changes, rollback_of=batch_id)
         return Submission(self.store.get_batch(batch.batch_id), report)
+
+
+def _merged(reports: list[RetryReport]) -> RetryReport:
+    """One report of several rounds: every change retried, and the latest refusal of each
+    change that was not."""
+    retried = tuple(dict.fromkeys(c for r in reports for c in r.retried))
+    refused = {c: why for r in reports for c, why in r.refused if c not in retried}
+    return RetryReport(retried, tuple(refused.items()))
 
 
 def _mismatch(change: Change, device: Any) -> str | None:
