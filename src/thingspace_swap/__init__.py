@@ -24,13 +24,16 @@ if TYPE_CHECKING:
         DecodeError,
         GatewayError,
         IdentifierError,
+        InsecureTransportError,
         InvalidRequestError,
+        LoginBlockedError,
         LoginError,
         M2MError,
         RateLimitError,
         ServerError,
         SessionTokenError,
         ThingSpaceError,
+        TokenCacheError,
         TokenError,
         TransportError,
     )
@@ -47,7 +50,8 @@ if TYPE_CHECKING:
     )
     from .ratelimit import RateLimiter
     from .retry import NO_RETRY, RetryPolicy
-    from .tokens import InMemoryTokenCache, TokenCache, Tokens
+    from .sqlite_tokens import SqliteTokenCache
+    from .tokens import AuthRecord, InMemoryTokenCache, LoginBlock, LoginLease, TokenCache, Tokens
 
 _EXPORTS = {
     "._core.engine": ["RequestEvent"],
@@ -63,13 +67,16 @@ _EXPORTS = {
         "DecodeError",
         "GatewayError",
         "IdentifierError",
+        "InsecureTransportError",
         "InvalidRequestError",
+        "LoginBlockedError",
         "LoginError",
         "M2MError",
         "RateLimitError",
         "ServerError",
         "SessionTokenError",
         "ThingSpaceError",
+        "TokenCacheError",
         "TokenError",
         "TransportError",
     ],
@@ -86,7 +93,15 @@ _EXPORTS = {
     ],
     ".ratelimit": ["RateLimiter"],
     ".retry": ["NO_RETRY", "RetryPolicy"],
-    ".tokens": ["InMemoryTokenCache", "TokenCache", "Tokens"],
+    ".sqlite_tokens": ["SqliteTokenCache"],
+    ".tokens": [
+        "AuthRecord",
+        "InMemoryTokenCache",
+        "LoginBlock",
+        "LoginLease",
+        "TokenCache",
+        "Tokens",
+    ],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -96,6 +111,7 @@ __all__ = [
     "STAGING_URL",
     "APIError",
     "AsyncThingSpaceClient",
+    "AuthRecord",
     "AuthenticationError",
     "CallbackError",
     "CarrierServiceCallback",
@@ -116,8 +132,12 @@ __all__ = [
     "ImeiSv",
     "Imsi",
     "InMemoryTokenCache",
+    "InsecureTransportError",
     "InvalidRequestError",
+    "LoginBlock",
+    "LoginBlockedError",
     "LoginError",
+    "LoginLease",
     "M2MError",
     "Mdn",
     "Meid",
@@ -131,10 +151,12 @@ __all__ = [
     "ServerError",
     "ServicePlan",
     "SessionTokenError",
+    "SqliteTokenCache",
     "SystemClock",
     "ThingSpaceClient",
     "ThingSpaceError",
     "TokenCache",
+    "TokenCacheError",
     "TokenError",
     "Tokens",
     "TransportError",

@@ -13,14 +13,14 @@ import httpx
 from ._core.auth import AuthState
 from ._core.endpoint import Async, Mode, Sync
 from ._core.engine import Engine, RequestEvent
-from ._http import AiohttpTransport, AsyncDriver, SyncDriver
+from ._http import AiohttpTransport, AsyncDriver, SyncDriver, refuse_clear_text
 from .clock import Clock, SystemClock
 from .config import Credentials, default_base_url
-from .errors import ThingSpaceError
+from .errors import ConfigurationError, ThingSpaceError
 from .ratelimit import RateLimiter
 from .resources import Accounts, Callbacks, Devices, Plans, Requests, Session
 from .retry import RetryPolicy
-from .tokens import TokenCache
+from .tokens import InMemoryTokenCache, TokenCache
 
 __all__ = ["AiohttpTransport", "AsyncThingSpaceClient", "ThingSpaceClient"]
 
@@ -68,7 +68,10 @@ class _Client(Generic[Mode, Http, Transport]):
             timeout: Seconds, or an ``httpx.Timeout``.
             retry: The :class:`RetryPolicy` (default: 4 attempts, jittered backoff).
             rate_limit: Requests per second, or a shared :class:`RateLimiter`; off by default.
-            token_cache: Where to share tokens across clients or invocations.
+            token_cache: Where tokens and the login guard are shared with other clients
+                (threads, processes, invocations): while a refused login's block is set there,
+                no client sharing it logs in, and closing this client leaves the shared
+                session open. Default: this client's own :class:`InMemoryTokenCache`.
             on_request: Called with a :class:`RequestEvent` after every attempt.
             clock: Time and sleeping (inject a virtual clock in tests).
             rng: Random source for retry jitter.
@@ -80,15 +83,24 @@ class _Client(Generic[Mode, Http, Transport]):
             rate_limit = RateLimiter(int(rate_limit), clock=clock)
         engine = Engine(
             base_url=(base_url or default_base_url()).rstrip("/"),
-            auth=AuthState(credentials, cache=token_cache),
+            auth=AuthState(credentials, cache=_checked_cache(token_cache)),
             retry=retry or RetryPolicy(),
             clock=clock,
             rng=rng or random.Random(),
             limiter=rate_limit,
             on_request=on_request,
         )
+        #: A session shared through a given cache stays open on close: other clients use it
+        #: (ThingSpace ends it after 20 idle minutes); ``session.logout()`` still ends it.
+        self._shares_session = token_cache is not None
         self._owns_http = http_client is None
         self._http: Http = http_client or self._open_http(transport, timeout)
+        try:
+            refuse_clear_text(self._http, engine.base_url)
+        except ConfigurationError:
+            if self._owns_http and isinstance(self._http, httpx.Client):
+                self._http.close()  # nothing was sent (an async client holds nothing yet)
+            raise
         driver = self._driver(self._http, engine, clock)
         self._engine = engine
         self.devices = Devices(driver, engine, account_name)
@@ -132,9 +144,11 @@ class ThingSpaceClient(_Client[Sync, httpx.Client, httpx.BaseTransport]):
         return SyncDriver(http, engine, clock)
 
     def close(self) -> None:
-        """Log out of the M2M session (best effort) and close the connection pool."""
+        """Log out of the M2M session (best effort; not when a ``token_cache`` shares it with
+        other clients) and close the connection pool."""
         try:
-            self.session.logout()
+            if not self._shares_session:
+                self.session.logout()
         except ThingSpaceError as exc:
             logger.warning("logout on close failed: %s", exc)
         finally:
@@ -172,9 +186,11 @@ class AsyncThingSpaceClient(_Client[Async, httpx.AsyncClient, httpx.AsyncBaseTra
         return AsyncDriver(http, engine, clock)
 
     async def aclose(self) -> None:
-        """Log out of the M2M session (best effort) and close the connection pool."""
+        """Log out of the M2M session (best effort; not when a ``token_cache`` shares it with
+        other clients) and close the connection pool."""
         try:
-            await self.session.logout()
+            if not self._shares_session:
+                await self.session.logout()
         except ThingSpaceError as exc:
             logger.warning("logout on close failed: %s", exc)
         finally:
@@ -191,3 +207,18 @@ class AsyncThingSpaceClient(_Client[Async, httpx.AsyncClient, httpx.AsyncBaseTra
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _checked_cache(cache: TokenCache | None) -> TokenCache:
+    """``cache``, or a new in-memory one; refuses an object that is not a :class:`TokenCache`."""
+    if cache is None:
+        return InMemoryTokenCache()
+    missing = [name for name in ("get", "update") if not callable(getattr(cache, name, None))]
+    if missing:
+        methods = " or ".join(f"{name}()" for name in missing)
+        raise ConfigurationError(
+            f"token_cache {type(cache).__name__} has no {methods}: a TokenCache keeps the login "
+            "guard besides the tokens (load/store alone are not enough); use "
+            "InMemoryTokenCache, SqliteTokenCache or DynamoTokenCache (see docs/authentication.md)"
+        )
+    return cache

@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .tokens import LoginBlock
 
 __all__ = [
     "APIError",
@@ -24,13 +27,16 @@ __all__ = [
     "DecodeError",
     "GatewayError",
     "IdentifierError",
+    "InsecureTransportError",
     "InvalidRequestError",
+    "LoginBlockedError",
     "LoginError",
     "M2MError",
     "RateLimitError",
     "ServerError",
     "SessionTokenError",
     "ThingSpaceError",
+    "TokenCacheError",
     "TokenError",
     "TransportError",
     "error_from_response",
@@ -118,6 +124,20 @@ class ConfigurationError(ThingSpaceError):
     """The library was configured wrongly (a missing environment variable, a bad option)."""
 
 
+class InsecureTransportError(ConfigurationError):
+    """Credentials would travel unencrypted: plain HTTP to a host that is not loopback, or a
+    plain-HTTP request through a proxy (``HTTP_PROXY``, ``ALL_PROXY``...), which would read the
+    app secret, the password and the tokens. Nothing was sent.
+
+    Attributes:
+        proxy: The proxy's URL without any user or password, when a proxy was the reason.
+    """
+
+    def __init__(self, message: str, *, proxy: str | None = None) -> None:
+        super().__init__(message)
+        self.proxy = proxy
+
+
 class IdentifierError(ThingSpaceError, ValueError):
     """An ICCID, IMEI or other identifier is malformed; the message says exactly what is wrong."""
 
@@ -142,9 +162,31 @@ class LoginError(ThingSpaceError):
     """The M2M session login failed.
 
     Never retried automatically: five failed logins lock the ThingSpace user until Verizon support
-    unlocks it. After one failure the client refuses to try again on its own; call
-    ``client.session.login()`` once the credentials are fixed.
+    unlocks it. After a refusal every client sharing the token cache refuses to try again on its
+    own (:class:`LoginBlockedError`); fix the credentials, then call
+    ``client.session.unblock()`` or ``client.session.login()``.
     """
+
+
+class LoginBlockedError(LoginError):
+    """No login was attempted: an earlier login was refused (or two had an unknown outcome), and
+    that block is shared through the token cache by every client using it, in every process.
+
+    Fix the credentials, then clear the block once: ``client.session.unblock()`` (or
+    ``thingspace-swap auth unblock``), or ``client.session.login()`` to clear it and try once.
+
+    Attributes:
+        block: The :class:`~thingspace_swap.tokens.LoginBlock`: the refusal, when and by whom.
+    """
+
+    def __init__(self, message: str, *, block: LoginBlock | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.block = block
+
+
+class TokenCacheError(ThingSpaceError):
+    """The token cache could not be read or written (a locked or unreadable SQLite file,
+    DynamoDB unreachable). No login is attempted without it: the login guard lives there."""
 
 
 class TokenError(ThingSpaceError):

@@ -40,6 +40,7 @@ from .models import (
     RequestStatus,
     ServicePlan,
 )
+from .tokens import LoginBlock
 
 __all__ = ["Accounts", "Callbacks", "DeviceRef", "Devices", "Plans", "Requests", "Session"]
 
@@ -346,9 +347,22 @@ class Session(Resource[Mode]):
 
     @endpoint
     def login(self) -> Flow[None]:
-        """Log in now, exactly once. Also clears the block a failed login leaves (see
-        :class:`~thingspace_swap.errors.LoginError`)."""
+        """Log in now, exactly once (waiting while another client sharing the token cache
+        logs in). Also clears the block a refused login leaves (see
+        :class:`~thingspace_swap.errors.LoginBlockedError`)."""
         return self._engine.auth.login(self._engine)
+
+    @endpoint
+    def unblock(self) -> Flow[LoginBlock | None]:
+        """Clear the login block in the token cache, for every client sharing it, without
+        logging in: the next call that needs a session tries once. Returns the block cleared
+        (None when logins were not blocked)."""
+        return self._engine.auth.unblock()
+
+    @endpoint
+    def blocked(self) -> Flow[LoginBlock | None]:
+        """The login block in the token cache (why, since when, set by whom), or None."""
+        return self._engine.auth.blocked()
 
     @endpoint
     def logout(self) -> Flow[None]:

@@ -183,7 +183,8 @@ async def test_an_unconfirmed_failure_followed_by_success_resets_the_count(
     with pytest.raises(ts.LoginError):
         await resolve(client.plans.list())
     await resolve(client.plans.list())  # logs in, then the session "expires"
-    assert client._engine.auth.unconfirmed_login_failures == 0
+    auth = client._engine.auth
+    assert auth.cache.get(auth.cache_key).unconfirmed == 0
 
 
 @pytest.mark.parametrize(

@@ -1,46 +1,74 @@
 """Both ThingSpace credentials: fetched once for all concurrent callers, renewed once on
-rejection, and never a second login attempt after a failed one."""
+rejection, and logins guarded through the token cache that every client sharing it sees.
+
+Five failed logins lock the ThingSpace user for every process of the customer, so the guard
+lives in the :class:`~thingspace_swap.tokens.TokenCache`, not in the client:
+
+* a login is made only by the holder of the cache's lease (:class:`LoginLease`); the other
+  clients wait, then pick up the session it stored, or the block it set;
+* a refused login sets the block (:class:`LoginBlock`): every client sharing the cache then
+  raises :class:`LoginBlockedError` instead of logging in, until ``unblock()`` or an explicit
+  ``login()``;
+* logins of unknown outcome (a timeout, a 5xx, a lease whose holder vanished) count in the
+  cache too: two in a row set the block.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from .._secret import Secret
 from ..config import Credentials
 from ..errors import (
     AuthenticationError,
     DecodeError,
+    LoginBlockedError,
     LoginError,
     RateLimitError,
     ServerError,
     SessionTokenError,
     ThingSpaceError,
+    TokenCacheError,
     TransportError,
 )
 from ..models import LoginRequest
-from ..tokens import TokenCache, Tokens
-from .commands import Exclusive, Flow
+from ..tokens import AuthRecord, InMemoryTokenCache, LoginBlock, LoginLease, TokenCache, Tokens
+from .commands import Exclusive, Flow, Sleep
 from .operations import LOGIN, LOGOUT, TOKEN, AuthKind, Call
 
 if TYPE_CHECKING:
     from .engine import Engine
 
-__all__ = ["AuthState", "Rejected"]
+__all__ = ["AuthState", "Rejected", "cache_key"]
 
 logger = logging.getLogger("thingspace_swap")
 
-#: Logins whose outcome is unknown (timeouts, 5xx) allowed in a row before automatic logins
-#: stop too: even if each one counted as a failure, two stay well below the lockout's five.
+#: Logins whose outcome is unknown (timeouts, 5xx) allowed in a row, across every client
+#: sharing the cache, before automatic logins stop too: even if each one counted as a failure,
+#: two stay well below the lockout's five.
 UNCONFIRMED_LOGIN_LIMIT = 2
+#: Seconds a client may take to log in before the others presume it gone (a killed process)
+#: and count its login as one of unknown outcome.
+LOGIN_LEASE = 120.0
+_POLL_FIRST = 0.05
+_POLL_MAX = 1.0
 
-_LOCKOUT_NOTE = (
-    "not retried automatically: five failed logins lock the ThingSpace user. "
-    "Fix the credentials, then call client.session.login() once."
+_CLEAR = (
+    "Fix the credentials, then clear the block with client.session.unblock() "
+    "or `thingspace-swap auth unblock`"
 )
+Verdict = Literal["ok", "refused", "unconfirmed", "not_checked"]
 
 
 @attrs.frozen
@@ -51,21 +79,31 @@ class Rejected:
     tokens: Tokens
 
 
+def cache_key(credentials: Credentials) -> str:
+    """The key of ``credentials``' record in a token cache: the app key and the user."""
+    return f"thingspace:{credentials.app_key}:{credentials.username}"
+
+
+def _owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 @attrs.define(repr=False)
 class AuthState:
-    """The tokens of one client. Renewals run inside :class:`Exclusive`, so concurrent callers
-    wait for one renewal instead of each doing their own (single-flight)."""
+    """The tokens of one client and its view of the shared guard. Renewals run inside
+    :class:`Exclusive`, so concurrent callers of one client wait for one renewal instead of
+    each doing their own (single-flight); the cache's lease does the same across clients."""
 
     credentials: Credentials
-    cache: TokenCache | None = None
+    cache: TokenCache = attrs.Factory(InMemoryTokenCache)
     leeway: float = 60.0
+    login_lease: float = LOGIN_LEASE
     tokens: Tokens = attrs.Factory(Tokens)
-    login_failure: LoginError | None = None
-    unconfirmed_login_failures: int = 0
+    owner: str = attrs.Factory(_owner_id)
 
     @property
     def cache_key(self) -> str:
-        return f"thingspace:{self.credentials.app_key}:{self.credentials.username}"
+        return cache_key(self.credentials)
 
     def headers(self, tokens: Tokens, kind: AuthKind) -> dict[str, str]:
         if kind == "basic":
@@ -95,18 +133,39 @@ class AuthState:
         return tokens
 
     def login(self, engine: Engine) -> Flow[None]:
-        """An explicit login: clears a failed login's lock and tries exactly once."""
+        """An explicit login: clears the shared block and tries exactly once."""
         yield Exclusive(self._explicit_login(engine))
 
     def logout(self, engine: Engine) -> Flow[None]:
         """End the M2M session, if there is one."""
-        if self.tokens.session is None:
-            return None
         tokens = self.tokens
-        self._adopt(attrs.evolve(tokens, session=None))
+        session = tokens.session
+        if session is None:
+            return None
+        self.tokens = attrs.evolve(tokens, session=None)
+        self._update(lambda record: _drop_session(record, session))
         with contextlib.suppress(SessionTokenError):  # already ended on ThingSpace's side
             yield from engine.call(Call(LOGOUT), retry=False, tokens=tokens)
         return None
+
+    def unblock(self) -> Flow[LoginBlock | None]:
+        """Clear the shared block (and the count of unknown outcomes); returns what was cleared."""
+        yield from ()
+        cleared: list[LoginBlock | None] = [None]
+
+        def clear(record: AuthRecord) -> AuthRecord:
+            cleared[0] = record.block
+            if record.block is None and record.unconfirmed == 0:
+                return record
+            return attrs.evolve(record, block=None, unconfirmed=0)
+
+        self._update(clear)
+        return cleared[0]
+
+    def blocked(self) -> Flow[LoginBlock | None]:
+        """The shared block, if logins are blocked."""
+        yield from ()
+        return self._get().block
 
     def _usable(self, tokens: Tokens, kind: AuthKind, now: float) -> bool:
         if not tokens.bearer_valid(now, self.leeway):
@@ -116,32 +175,36 @@ class AuthState:
     def _renew(self, engine: Engine, kind: AuthKind, rejected: Rejected | None) -> Flow[Tokens]:
         # Runs under the lock: another caller may already have renewed what we saw rejected.
         tokens = self.tokens
+        stale: Secret | None = None
         if rejected is not None:
             was = rejected.tokens
             if rejected.credential is AuthenticationError and tokens.bearer == was.bearer:
                 tokens = attrs.evolve(tokens, bearer=None, bearer_expires_at=None)
             if rejected.credential is SessionTokenError and tokens.session == was.session:
+                stale = tokens.session
                 tokens = attrs.evolve(tokens, session=None)
-        elif self.cache is not None and not self._usable(tokens, kind, engine.clock.time()):
-            tokens = self._from_cache(tokens)
+        elif not self._usable(tokens, kind, engine.clock.time()):
+            tokens = self._from_cache(tokens, engine.clock.time())
         if not tokens.bearer_valid(engine.clock.time(), self.leeway):
             tokens = yield from self._fetch_bearer(engine, tokens)
         if kind == "m2m" and tokens.session is None:
-            if self.login_failure is not None:
-                raise self.login_failure
-            tokens = yield from self._login(engine, tokens)
+            tokens = yield from self._shared_login(engine, tokens, stale, explicit=False)
+        self.tokens = tokens
         return tokens
 
-    def _from_cache(self, tokens: Tokens) -> Tokens:
-        assert self.cache is not None
-        cached = self.cache.load(self.cache_key)
-        if cached is None:
-            return tokens
-        return (
-            cached
-            if cached.session is not None or tokens.session is None
-            else attrs.evolve(cached, session=tokens.session)
-        )
+    def _from_cache(self, tokens: Tokens, now: float) -> Tokens:
+        return self._merge(tokens, self._get().tokens, now)
+
+    def _merge(self, tokens: Tokens, cached: Tokens, now: float) -> Tokens:
+        """Ours, completed with what the cache holds: its bearer when ours is not valid, its
+        session when we have none."""
+        if not tokens.bearer_valid(now, self.leeway) and cached.bearer_valid(now, self.leeway):
+            tokens = attrs.evolve(
+                tokens, bearer=cached.bearer, bearer_expires_at=cached.bearer_expires_at
+            )
+        if tokens.session is None and cached.session is not None:
+            tokens = attrs.evolve(tokens, session=cached.session)
+        return tokens
 
     def _fetch_bearer(self, engine: Engine, tokens: Tokens) -> Flow[Tokens]:
         from authlib.oauth2.rfc6749.parameters import prepare_token_request
@@ -150,56 +213,220 @@ class AuthState:
         token = yield from engine.call(call)
         expires_at = engine.clock.time() + token.expires_in
         renewed = attrs.evolve(tokens, bearer=token.access_token, bearer_expires_at=expires_at)
-        self._adopt(renewed)
+        self.tokens = renewed
+
+        def keep_bearer(record: AuthRecord) -> AuthRecord:
+            # the session stays the cache's: only a login (or a logout) changes it there
+            return attrs.evolve(record, tokens=attrs.evolve(renewed, session=record.tokens.session))
+
+        self._update(keep_bearer)
         logger.debug("obtained an OAuth token valid for %.0fs", token.expires_in)
         return renewed
 
+    def _shared_login(
+        self, engine: Engine, tokens: Tokens, stale: Secret | None, *, explicit: bool
+    ) -> Flow[Tokens]:
+        """Log in holding the cache's lease, or take what another client's login left: its
+        session, or its block. ``stale`` is a session ThingSpace rejected (not to be reused)."""
+        poll = _POLL_FIRST
+        while True:
+            now = engine.clock.time()
+            record = self._update(
+                functools.partial(
+                    _claim,
+                    owner=self.owner,
+                    now=now,
+                    lease=self.login_lease,
+                    stale=stale,
+                    explicit=explicit,
+                )
+            )
+            lease = record.lease
+            if lease is not None and lease.owner == self.owner:
+                break
+            if record.block is not None and not explicit:
+                raise _blocked_error(record.block)
+            session = record.tokens.session
+            if not explicit and session is not None and session != stale:
+                logger.debug("using the M2M session another client opened")
+                return self._merge(attrs.evolve(tokens, session=None), record.tokens, now)
+            yield Sleep(poll)  # another client is logging in: wait for its outcome
+            poll = min(poll * 2, _POLL_MAX)
+        return (yield from self._login(engine, tokens))
+
     def _login(self, engine: Engine, tokens: Tokens) -> Flow[Tokens]:
-        body = LoginRequest(self.credentials.username, self.credentials.password)
-        call = Call(LOGIN, body=body)
+        """One login attempt, holding the lease; its outcome is recorded in the cache."""
+        call = Call(LOGIN, body=LoginRequest(self.credentials.username, self.credentials.password))
+        renewing = False
         try:
             try:
                 response = yield from engine.call(call, retry=False, tokens=tokens)
             except AuthenticationError:
                 # The gateway refused the bearer before the password was looked at: renew the
                 # bearer once and log in with it (this cannot count toward the lockout).
-                tokens = yield from self._fetch_bearer(engine, attrs.evolve(tokens, bearer=None))
+                renewing = True
+                tokens = yield from self._fetch_bearer(
+                    engine, attrs.evolve(tokens, bearer=None, bearer_expires_at=None)
+                )
+                renewing = False
                 response = yield from engine.call(call, retry=False, tokens=tokens)
         except ThingSpaceError as exc:
-            error = LoginError(
-                f"M2M login failed: {exc.message}; {_LOCKOUT_NOTE}",
+            verdict: Verdict = "not_checked" if renewing else _login_verdict(exc)
+            record = self._settle(engine, verdict, exc)
+            raise LoginError(
+                f"M2M login failed: {exc.message}; {_note(verdict, record)}",
                 status_code=exc.status_code,
                 code=exc.code,
                 retry_after=exc.retry_after,
-            )
-            verdict = _login_verdict(exc)
-            if verdict == "unconfirmed":  # a timeout or 5xx: the password may have been checked
-                self.unconfirmed_login_failures += 1
-            if verdict == "refused" or self.unconfirmed_login_failures >= UNCONFIRMED_LOGIN_LIMIT:
-                self.login_failure = error
-            raise error from exc
-        self.unconfirmed_login_failures = 0
+            ) from exc
+        except BaseException:  # interrupted (KeyboardInterrupt, cancelled): it may have been sent
+            with contextlib.suppress(Exception):
+                self._settle(engine, "unconfirmed", None)
+            raise
         renewed = attrs.evolve(tokens, session=response.session_token)
-        self._adopt(renewed)
+        self.tokens = renewed
+        self._settle(engine, "ok", None)
         logger.debug("opened an M2M session")
         return renewed
 
-    def _explicit_login(self, engine: Engine) -> Flow[Tokens]:
-        self.login_failure = None
-        self.unconfirmed_login_failures = 0
+    def _settle(
+        self, engine: Engine, verdict: Verdict, error: ThingSpaceError | None
+    ) -> AuthRecord:
+        now = engine.clock.time()
         tokens = self.tokens
+        return self._update(lambda r: _settle(r, self.owner, verdict, error, tokens, now))
+
+    def _explicit_login(self, engine: Engine) -> Flow[Tokens]:
+        tokens = attrs.evolve(self.tokens, session=None)
         if not tokens.bearer_valid(engine.clock.time(), self.leeway):
             tokens = yield from self._fetch_bearer(engine, tokens)
-        return (yield from self._login(engine, tokens))
-
-    def _adopt(self, tokens: Tokens) -> None:
+        tokens = yield from self._shared_login(engine, tokens, None, explicit=True)
         self.tokens = tokens
-        if self.cache is not None:
-            self.cache.store(self.cache_key, tokens)
+        return tokens
+
+    def _get(self) -> AuthRecord:
+        try:
+            return self.cache.get(self.cache_key)
+        except ThingSpaceError:
+            raise
+        except Exception as exc:
+            raise _cache_error(self.cache, exc) from exc
+
+    def _update(self, change: Callable[[AuthRecord], AuthRecord]) -> AuthRecord:
+        try:
+            return self.cache.update(self.cache_key, change)
+        except ThingSpaceError:
+            raise
+        except Exception as exc:
+            raise _cache_error(self.cache, exc) from exc
 
     def __repr__(self) -> str:
         has = [n for n in ("bearer", "session") if getattr(self.tokens, n) is not None]
         return f"AuthState(user={self.credentials.username!r}, tokens={has})"
+
+
+def _claim(
+    record: AuthRecord,
+    *,
+    owner: str,
+    now: float,
+    lease: float,
+    stale: Secret | None,
+    explicit: bool,
+) -> AuthRecord:
+    """Take the login lease, unless the record says not to log in: a block, a usable session
+    (both ignored by an explicit login), or another client's live lease. A lease left behind
+    (its holder stopped mid-login) counts as a login of unknown outcome."""
+    if not explicit:
+        if record.block is not None:
+            return record
+        if record.tokens.session is not None and record.tokens.session != stale:
+            return record
+    held = record.lease
+    if held is not None and held.owner != owner and held.until > now:
+        return record
+    unconfirmed = record.unconfirmed
+    if held is not None:  # never settled: the process stopped (or lost the cache) mid-login
+        unconfirmed += 1
+        if not explicit and unconfirmed >= UNCONFIRMED_LOGIN_LIMIT:
+            block = LoginBlock(
+                reason=f"a login by {held.owner} did not finish (its process stopped?), "
+                f"after {unconfirmed - 1} other login(s) of unknown outcome",
+                since=now,
+                by=owner,
+            )
+            return attrs.evolve(record, block=block, unconfirmed=unconfirmed, lease=None)
+    if explicit:
+        record = attrs.evolve(record, block=None)
+        unconfirmed = 0
+    return attrs.evolve(record, unconfirmed=unconfirmed, lease=LoginLease(owner, now + lease))
+
+
+def _settle(
+    record: AuthRecord,
+    owner: str,
+    verdict: Verdict,
+    error: ThingSpaceError | None,
+    tokens: Tokens,
+    now: float,
+) -> AuthRecord:
+    """Record a login's outcome and give the lease back (if it is still ours)."""
+    lease = None if record.lease is not None and record.lease.owner == owner else record.lease
+    if verdict == "ok":
+        return attrs.evolve(record, tokens=tokens, unconfirmed=0, lease=lease)
+    if verdict == "not_checked":
+        return attrs.evolve(record, lease=lease)
+    message = error.message if error is not None else "the login was interrupted"
+    unconfirmed = record.unconfirmed
+    if verdict == "unconfirmed":
+        unconfirmed += 1
+        if unconfirmed < UNCONFIRMED_LOGIN_LIMIT:
+            return attrs.evolve(record, unconfirmed=unconfirmed, lease=lease)
+        message = f"{unconfirmed} logins in a row had an unknown outcome (last: {message})"
+    block = LoginBlock(
+        reason=message,
+        code=error.code if error is not None else None,
+        status_code=error.status_code if error is not None else None,
+        since=now,
+        by=owner,
+    )
+    return attrs.evolve(record, block=block, unconfirmed=unconfirmed, lease=lease)
+
+
+def _drop_session(record: AuthRecord, session: Secret) -> AuthRecord:
+    if record.tokens.session != session:
+        return record
+    return attrs.evolve(record, tokens=attrs.evolve(record.tokens, session=None))
+
+
+def _note(verdict: Verdict, record: AuthRecord) -> str:
+    lockout = "not retried automatically: five failed logins lock the ThingSpace user"
+    if record.block is not None:
+        shared = "so logins are now blocked for every client sharing the token cache"
+        return f"{lockout}, {shared}. {_CLEAR}."
+    if verdict == "unconfirmed":
+        return f"{lockout}; its outcome is unknown, and one more such failure blocks logins"
+    return f"{lockout}; the password was not checked, so a later call may log in"
+
+
+def _blocked_error(block: LoginBlock) -> LoginBlockedError:
+    when = datetime.fromtimestamp(block.since, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return LoginBlockedError(
+        f"M2M logins are blocked since {when} ({block.reason}; set by {block.by or 'unknown'}): "
+        f"no login attempted, five failed logins lock the ThingSpace user. {_CLEAR}.",
+        block=block,
+        status_code=block.status_code,
+        code=block.code,
+    )
+
+
+def _cache_error(cache: object, error: Exception) -> TokenCacheError:
+    text = " ".join(str(error).split())[:200]
+    return TokenCacheError(
+        f"the token cache ({type(cache).__name__}) failed: {type(error).__name__}: {text}; "
+        "no login is attempted without the shared login guard",
+        retryable=True,
+    )
 
 
 def _login_verdict(error: ThingSpaceError) -> Literal["refused", "unconfirmed", "not_checked"]:
