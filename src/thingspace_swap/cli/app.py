@@ -40,6 +40,7 @@ examples:
   thingspace-swap swap --iccid 89148000000800139702 89148000000842590070
   thingspace-swap status b-0123456789abcdef
   thingspace-swap report --since 7d --chart swaps.png
+  thingspace-swap auth unblock        # after a refused login, once the password is fixed
 
 exit codes: 0 success; 1 a failure (ThingSpace error, a device that did not complete,
 a broken audit trail); 2 a usage or configuration error (missing credentials, bad file);
@@ -241,7 +242,7 @@ should, no line was submitted twice and the audit trail verifies.
   thingspace-swap plans --account 0000123456-00001
   thingspace-swap plans --config ~/.config/thingspace.toml --json
 """,
-        parents=[debug, conn, js],
+        parents=[debug, conn, data, js],
     )
     del plans
 
@@ -255,7 +256,7 @@ should, no line was submitted twice and the audit trail verifies.
   thingspace-swap devices --plan M2M5MBSHR --group fleet-a --csv > fleet-a.csv
   thingspace-swap devices --limit 0 --json > all-devices.json
 """,
-        parents=[debug, conn],
+        parents=[debug, conn, data],
     )
     devices.add_argument("--state", help="active, suspend, deactive, preactive...")
     devices.add_argument("--plan", help="service plan code")
@@ -391,7 +392,7 @@ Exit code 0 when every device completed (or, with --dry-run, is valid), 1 otherw
 
 ThingSpace signs nothing: the username and password come back in every callback body.
 """,
-        parents=[debug, conn, js],
+        parents=[debug, conn, data, js],
     )
     register.add_argument("url", metavar="URL")
     register.add_argument("--username", required=True, help="comes back in every callback")
@@ -407,7 +408,7 @@ ThingSpace signs nothing: the username and password come back in every callback 
         _handler("commands", "callbacks_list"),
         help="list the account's callback registrations",
         examples="  thingspace-swap callbacks list --json\n",
-        parents=[debug, conn, js],
+        parents=[debug, conn, data, js],
     )
     deregister = _command(
         actions,
@@ -415,9 +416,45 @@ ThingSpace signs nothing: the username and password come back in every callback 
         _handler("commands", "callbacks_deregister"),
         help="remove a callback registration",
         examples="  thingspace-swap callbacks deregister --service CarrierService\n",
-        parents=[debug, conn, js],
+        parents=[debug, conn, data, js],
     )
     deregister.add_argument("--service", default="CarrierService", help="(%(default)s)")
+
+    auth = commands.add_parser(
+        "auth",
+        help="see or clear the login block shared by every run (after a refused login)",
+        description="The ThingSpace login guard, kept in the token cache of the data folder "
+        "(tokens.db) and shared by every run: after ThingSpace refuses a login (five failures "
+        "lock the user), no run logs in again until the block is cleared.",
+        epilog="examples:\n"
+        "  thingspace-swap auth status\n"
+        "  thingspace-swap auth unblock      # after fixing the credentials\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[debug],
+    )
+    auth_actions = auth.add_subparsers(dest="action", metavar="ACTION", required=True)
+    _command(
+        auth_actions,
+        "status",
+        _handler("auth", "auth_status"),
+        help="whether logins are blocked, and what the token cache holds (never a token)",
+        examples="  thingspace-swap auth status --json\n",
+        parents=[debug, conn, data, js],
+    )
+    _command(
+        auth_actions,
+        "unblock",
+        _handler("auth", "auth_unblock"),
+        help="clear the login block for every run and process sharing the token cache",
+        examples="""\
+  thingspace-swap auth unblock
+  thingspace-swap auth unblock --data /srv/swap    # the cache of another data folder
+
+Fix the credentials first: the next command that needs ThingSpace logs in once, and if that
+login is refused too, logins are blocked again.
+""",
+        parents=[debug, conn, data, js],
+    )
 
     audit = commands.add_parser(
         "audit",
@@ -516,6 +553,7 @@ def _explain(error: BaseException, *, data: Path | None) -> tuple[str, int]:
     from ..errors import (
         AuthenticationError,
         ConfigurationError,
+        LoginBlockedError,
         LoginError,
         ThingSpaceError,
         TokenError,
@@ -526,6 +564,15 @@ def _explain(error: BaseException, *, data: Path | None) -> tuple[str, int]:
         return error.message, error.code
     if isinstance(error, ConfigurationError):
         return error.message, 2
+    if isinstance(error, LoginBlockedError) and error.block is not None:
+        from .auth import describe_block
+
+        return (
+            f"ThingSpace logins are blocked: {describe_block(error.block)}; no login was tried "
+            "(five failed logins lock the user). Fix the credentials, then run "
+            "`thingspace-swap auth unblock`",
+            1,
+        )
     if isinstance(error, (LoginError, TokenError, AuthenticationError)):
         return f"ThingSpace refused the credentials: {error}", 1
     if isinstance(error, TransportError):

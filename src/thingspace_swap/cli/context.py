@@ -21,6 +21,7 @@ from ..clock import Clock, SystemClock
 from ..config import PRODUCTION_URL, Credentials
 from ..errors import ConfigurationError
 from ..retry import RetryPolicy
+from ..sqlite_tokens import SqliteTokenCache
 from ..swap import LifecycleSettings, SwapOrchestrator
 from ..swap.sqlite import SqliteBackend
 from .errors import CliError
@@ -28,6 +29,7 @@ from .output import Output
 
 __all__ = [
     "STORE_NAME",
+    "TOKENS_NAME",
     "Connection",
     "Context",
     "Runtime",
@@ -39,6 +41,8 @@ ENV_ACCOUNT = "THINGSPACE_ACCOUNT"
 ENV_BASE_URL = "THINGSPACE_BASE_URL"
 ENV_DATA = "THINGSPACE_SWAP_DATA"
 STORE_NAME = "swap.db"
+#: The token cache beside the store: tokens and the login guard every CLI run shares.
+TOKENS_NAME = "tokens.db"
 _CREDENTIAL_KEYS = ("app_key", "app_secret", "username", "password")
 _CONFIG_KEYS = frozenset({*_CREDENTIAL_KEYS, "account", "account_name", "base_url"})
 
@@ -184,7 +188,8 @@ class Context:
         return connection.account
 
     def client(self, connection: Connection) -> ThingSpaceClient:
-        """A client for ``connection`` (close it when done)."""
+        """A client for ``connection`` (close it when done), sharing tokens and the login
+        guard with every other run through the data folder's token cache."""
         return ThingSpaceClient(
             connection.credentials,
             account_name=connection.account,
@@ -192,12 +197,19 @@ class Context:
             transport=self.runtime.transport,
             clock=self.clock,
             retry=self.runtime.retry or RetryPolicy(max_attempts=5),
+            token_cache=self.token_cache(),
         )
+
+    def token_cache(self) -> SqliteTokenCache:
+        """The SQLite token cache in the data folder (readable by its owner only): separate
+        runs share the login block there, so a wrong password fails one login, not one a run."""
+        return SqliteTokenCache(self.data_dir() / TOKENS_NAME, clock=self.clock)
 
     # The store -----------------------------------------------------------------------------
 
     def data_dir(self) -> Path:
-        """``--data``, else ``$THINGSPACE_SWAP_DATA``, else ``~/.thingspace-swap``."""
+        """``--data``, else ``$THINGSPACE_SWAP_DATA``, else ``~/.thingspace-swap``: the swap
+        store and the token cache."""
         given = getattr(self.options, "data", None) or self.environ.get(ENV_DATA)
         return Path(given).expanduser() if given else Path.home() / ".thingspace-swap"
 
