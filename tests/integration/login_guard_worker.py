@@ -1,8 +1,11 @@
 """One process of the shared-login-guard tests: N clients (threads, or tasks of the async
-client), each with its own SqliteTokenCache object on the same file, all calling the simulator at
+client), each with its own token cache object on the same store, all calling the simulator at
 the same moment. Prints what each client got, as JSON.
 
-    python login_guard_worker.py URL CACHE_FILE N sync|async START_AT
+    python login_guard_worker.py URL CACHE N sync|async START_AT
+
+CACHE is a SQLite file, or ``dynamodb:<endpoint>:<table>`` (a DynamoDB table at a local
+endpoint, e.g. moto's server).
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import thingspace_swap as ts
@@ -29,13 +34,31 @@ def credentials() -> ts.Credentials:
     return ts.Credentials.from_env(os.environ)
 
 
+def token_cache(spec: str) -> ts.TokenCache:
+    if not spec.startswith("dynamodb:"):
+        return ts.SqliteTokenCache(spec)
+    import boto3
+
+    from thingspace_swap.aws import DynamoTokenCache
+
+    endpoint, table = spec[len("dynamodb:") :].rsplit(":", 1)
+    client = boto3.session.Session().client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    return DynamoTokenCache(client, table)
+
+
 def run_threads(url: str, path: str, n: int, start_at: float) -> Counter[str]:
     clients = [
         ts.ThingSpaceClient(
             credentials(),
             account_name=ACCOUNT,
             base_url=url,
-            token_cache=ts.SqliteTokenCache(path),
+            token_cache=token_cache(path),
         )
         for _ in range(n)
     ]
@@ -68,7 +91,7 @@ async def run_tasks(url: str, path: str, n: int, start_at: float) -> Counter[str
             credentials(),
             account_name=ACCOUNT,
             base_url=url,
-            token_cache=ts.SqliteTokenCache(path),
+            token_cache=token_cache(path),
         )
         for _ in range(n)
     ]
@@ -79,6 +102,37 @@ async def run_tasks(url: str, path: str, n: int, start_at: float) -> Counter[str
     for client in clients:
         await client.aclose()
     return Counter(outcome(a if isinstance(a, BaseException) else None) for a in answers)
+
+
+def run_workers(
+    url: str,
+    cache: str,
+    modes: Sequence[str],
+    environ: Mapping[str, str],
+    *,
+    clients: int = 20,
+) -> Counter[str]:
+    """From a test: one process per mode, ``clients`` clients each, all calling at once;
+    the outcomes of all of them. ``environ`` holds the ``THINGSPACE_*`` credentials."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THINGSPACE_")}
+    env.update(environ)
+    start_at = time.time() + 4.0  # every process imported and built its clients by then
+    workers = [
+        subprocess.Popen(
+            [sys.executable, __file__, url, cache, str(clients), mode, str(start_at)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for mode in modes
+    ]
+    total: Counter[str] = Counter()
+    for worker in workers:
+        out, err = worker.communicate(timeout=180)
+        assert worker.returncode == 0, err
+        total.update(json.loads(out))
+    return total
 
 
 def main() -> None:

@@ -6,12 +6,7 @@ their session expires."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +15,10 @@ from typing import Any
 import pytest
 
 import thingspace_swap as ts
+from tests.integration.login_guard_worker import run_workers
 from thingspace_swap.testing import SimulatorServer, ThingSpaceSimulator, WallClock
 
 ACCOUNT = "0000123456-00001"
-WORKER = Path(__file__).with_name("login_guard_worker.py")
 
 
 @pytest.fixture
@@ -45,36 +40,11 @@ def credentials(sim: ThingSpaceSimulator, *, wrong: bool) -> ts.Credentials:
 def run_processes(
     server: SimulatorServer, cache: Path, modes: list[str], *, wrong: bool, clients: int = 20
 ) -> Counter[str]:
-    """Start one worker process per mode, ``clients`` clients each, all calling at once."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("THINGSPACE_")}
-    env.update(server.sim.credentials.as_env())
+    """One worker process per mode, ``clients`` clients each, all calling at once."""
+    env = server.sim.credentials.as_env()
     if wrong:
         env["THINGSPACE_PASSWORD"] = "not-the-password"
-    start_at = time.time() + 4.0  # every process imported and built its clients by then
-    workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(WORKER),
-                server.url,
-                str(cache),
-                str(clients),
-                mode,
-                str(start_at),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for mode in modes
-    ]
-    total: Counter[str] = Counter()
-    for worker in workers:
-        out, err = worker.communicate(timeout=180)
-        assert worker.returncode == 0, err
-        total.update(json.loads(out))
-    return total
+    return run_workers(server.url, str(cache), modes, env, clients=clients)
 
 
 def test_five_processes_of_twenty_clients_with_a_wrong_password_fail_one_login(

@@ -4,6 +4,9 @@
   :func:`create_queues` to make a queue, its dead-letter queue and a high-priority queue.
 * :class:`DynamoStore` (:mod:`.dynamodb`): the :class:`~thingspace_swap.swap.ports.Store` on one
   DynamoDB table; :func:`table_definition` and :func:`create_table` describe and make it.
+* :class:`DynamoTokenCache` (:mod:`.tokens`): the client's
+  :class:`~thingspace_swap.tokens.TokenCache` (tokens and the login guard) on the same kind of
+  table, shared by every container.
 * :class:`SnsNotifier` (:mod:`.sns`): notifications on an SNS topic, with message attributes
   that subscription filter policies match.
 * :class:`BatchSendError`: entries of a batch send that still failed after retries;
@@ -34,11 +37,13 @@ if TYPE_CHECKING:
     from .dynamodb import DynamoStore, create_table, table_definition
     from .sns import SnsNotifier
     from .sqs import MessageTooLargeError, QueueUrls, SqsQueue, create_queues
+    from .tokens import DynamoTokenCache
 
 _EXPORTS = {
     "Backoff": "._common",
     "BatchSendError": "._common",
     "DynamoStore": ".dynamodb",
+    "DynamoTokenCache": ".tokens",
     "create_table": ".dynamodb",
     "table_definition": ".dynamodb",
     "SnsNotifier": ".sns",
@@ -52,6 +57,7 @@ __all__ = [
     "Backoff",
     "BatchSendError",
     "DynamoStore",
+    "DynamoTokenCache",
     "MessageTooLargeError",
     "QueueUrls",
     "SnsNotifier",
