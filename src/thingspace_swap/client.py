@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-from ._core.auth import AuthState
+from ._core.auth import LOGIN_LEASE, AuthState
 from ._core.endpoint import Async, Mode, Sync
 from ._core.engine import Engine, RequestEvent
 from ._http import AiohttpTransport, AsyncDriver, SyncDriver, refuse_clear_text
@@ -83,7 +83,11 @@ class _Client(Generic[Mode, Http, Transport]):
             rate_limit = RateLimiter(int(rate_limit), clock=clock)
         engine = Engine(
             base_url=(base_url or default_base_url()).rstrip("/"),
-            auth=AuthState(credentials, cache=_checked_cache(token_cache)),
+            auth=AuthState(
+                credentials,
+                cache=_checked_cache(token_cache),
+                login_lease=_login_lease(http_client.timeout if http_client else timeout),
+            ),
             retry=retry or RetryPolicy(),
             clock=clock,
             rng=rng or random.Random(),
@@ -207,6 +211,14 @@ class AsyncThingSpaceClient(_Client[Async, httpx.AsyncClient, httpx.AsyncBaseTra
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _login_lease(timeout: float | httpx.Timeout) -> float:
+    """How long other clients wait for this one's login before presuming it gone: long enough
+    for its two requests at most (a login, and a login again after renewing the bearer)."""
+    limits = timeout.as_dict().values() if isinstance(timeout, httpx.Timeout) else (timeout,)
+    longest = max((t for t in limits if t is not None), default=None)
+    return LOGIN_LEASE if longest is None else max(LOGIN_LEASE, 3 * longest + 30)
 
 
 def _checked_cache(cache: TokenCache | None) -> TokenCache:

@@ -207,3 +207,16 @@ def test_records_never_show_tokens() -> None:
     assert "bearer-x" not in repr(record)
     assert "session-y" not in repr(record)
     assert "bearer" in repr(record)
+
+
+def test_the_lease_outlasts_the_longest_login(credentials: ts.Credentials) -> None:
+    """Others wait for a login as long as it can take (two requests at the client's
+    timeout), so they never take over a login that is still running."""
+
+    def lease(**options: Any) -> float:
+        return float(ts.ThingSpaceClient(credentials, **options)._engine.auth.login_lease)
+
+    assert lease() == 120
+    assert lease(timeout=200) == 630
+    assert lease(timeout=httpx.Timeout(5, read=60)) == 210
+    assert lease(http_client=httpx.Client(timeout=100)) == 330
