@@ -793,3 +793,34 @@ def test_a_batch_runs_end_to_end_through_the_lambda_handlers(aws: Aws, calls: Ca
         detail,
     )
     assert per_change < 60, detail
+
+
+def test_fifty_cold_containers_with_a_wrong_password_make_one_failed_login(aws: Aws) -> None:
+    """Every container builds its own runtime (a cold start) on the one table: the login
+    guard lives there, so a rotated password costs one failed login, not one per container."""
+    stack = Stack(aws)
+    wrong = attrs.evolve(
+        stack.config,
+        credentials=attrs.evolve(stack.config.credentials, password=Secret("not-the-password")),
+    )
+    answers = []
+    for n in range(50):
+        runtime = build_runtime(
+            wrong,
+            sqs=aws.sqs,
+            dynamodb=aws.dynamodb,
+            sns=aws.sns,
+            transport=stack.sim.transport(),
+            clock=stack.clock,
+            worker_id=f"cold-{n}",
+        )
+        answer = Handlers(runtime).intake(
+            events.http(
+                "apigw_http_create_batch.json", body={"items": stack.items(1), "dry_run": True}
+            ),
+            events.LambdaContext(),
+        )
+        answers.append(answer["statusCode"])
+    assert stack.sim.stats.failed_logins == 1
+    assert not stack.sim.user_locked
+    assert all(status >= 500 for status in answers), answers

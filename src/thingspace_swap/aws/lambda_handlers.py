@@ -71,6 +71,7 @@ from ._common import error_code
 from .dynamodb import DynamoStore
 from .sns import SnsNotifier
 from .sqs import SqsQueue
+from .tokens import DynamoTokenCache
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -321,11 +322,11 @@ def build_runtime(
         max_receives=config.max_receives,
         clock=clock,
     )
-    store = DynamoStore(
-        dynamodb if dynamodb is not None else _boto_client("dynamodb"),
-        config.table_name,
-        clock=clock,
-    )
+    dynamodb = dynamodb if dynamodb is not None else _boto_client("dynamodb")
+    store = DynamoStore(dynamodb, config.table_name, clock=clock)
+    # Tokens and the login guard in the table every function and container shares: one
+    # login for all, and none at all after a refused one until an operator clears the block.
+    token_cache = DynamoTokenCache(dynamodb, config.table_name, clock=clock)
     notifier = None
     if config.topic_arn:
         notifier = SnsNotifier(sns if sns is not None else _boto_client("sns"), config.topic_arn)
@@ -336,6 +337,7 @@ def build_runtime(
         transport=transport,
         clock=clock,
         retry=retry,
+        token_cache=token_cache,
     )
     orchestrator = SwapOrchestrator(
         client,

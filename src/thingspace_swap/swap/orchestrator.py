@@ -433,7 +433,14 @@ class _Orchestrator(Faced[Mode]):
         advance changes whose deadline passed (lost callbacks, lost messages, dead workers)
         and complete batches whose changes are all terminal. Run it periodically."""
         self._relay(None)
-        yield from self._finish_commands()
+        now = self.clock.time()
+        open_batches = list(self.store.batches(open_only=True))
+        stale = [
+            b
+            for b in open_batches
+            if b.command is not None and now - b.command.at >= self.settings.lease
+        ]
+        yield from self._finish_commands(stale)
         seen: set[str] = set()
         while due := [
             c for c in self.store.due_changes(self.clock.time(), limit) if c.change_id not in seen
@@ -443,7 +450,7 @@ class _Orchestrator(Faced[Mode]):
                 yield from self._drive(change.change_id, Timeout())
         now = self.clock.time()
         recounted: dict[str, float] = {}  # the memo keeps only batches still unfinished
-        for batch in self.store.batches(open_only=True):
+        for batch in open_batches:
             # The count can only lag after a crash between a change's last write and the
             # count; recount such batches from their changes now and then, not on every sweep.
             last = self._recounted.get(batch.batch_id, 0.0)
@@ -954,7 +961,7 @@ class _Orchestrator(Faced[Mode]):
         and stays as it is, unless ``force`` is given (recorded in the audit trail). A change
         whose line is now held by another change is refused too. The retry is recorded on the
         batch first: if this call stops half-way, the sweep finishes it."""
-        reports = yield from self._finish_commands(batch_id)
+        reports = yield from self._finish_commands([self.batch(batch_id)])
         if any(c.phase in RETRYABLE for c in self.store.changes(batch_id)):
             batch = self._begin_command(batch_id, "retry", actor, force=force)
             if batch is not None:
@@ -1069,18 +1076,8 @@ class _Orchestrator(Faced[Mode]):
                 continue
         self._complete(batch_id)
 
-    def _finish_commands(self, batch_id: str | None = None) -> Flow[list[RetryReport]]:
-        """Carry out commands left unfinished (their caller stopped): those of one batch, or
-        with None every open batch's that is older than a lease (the sweep)."""
-        if batch_id is not None:
-            batches = [self.batch(batch_id)]
-        else:
-            now = self.clock.time()
-            batches = [
-                b
-                for b in self.store.batches(open_only=True)
-                if b.command is not None and now - b.command.at >= self.settings.lease
-            ]
+    def _finish_commands(self, batches: list[Batch]) -> Flow[list[RetryReport]]:
+        """Carry out the commands of ``batches`` left unfinished (their caller stopped)."""
         reports = []
         for batch in batches:
             if batch.command is not None:
