@@ -21,6 +21,7 @@ from thingspace_swap.swap import (
 )
 from thingspace_swap.swap.machine import CallbackResult, advance
 from thingspace_swap.swap.model import Change, Step
+from thingspace_swap.swap.ports import InboxEntry
 from thingspace_swap.testing import Faults
 
 CHANGE_ROUTE = "PUT /api/m2m/v1/devices/{serviceType}/actions/deviceId"
@@ -111,7 +112,8 @@ def test_a_retry_stopped_at_any_write_is_finished_by_the_sweep(stop_at: int) -> 
         _stopped_orchestrator(h, stop_at).retry_failed(batch_id, actor="ops")
     _consistent(h, batch_id)
     batch = h.store.get_batch(batch_id)
-    assert batch is not None and batch.completed_at is None  # reopened, never stale
+    assert batch is not None
+    assert batch.completed_at is None
     h.clock.advance(h.settings.lease + 1)  # the command is old enough for the sweep to take
     status = h.orchestrator.run_until_complete(batch_id, timeout=3600)
     assert status.counts == {"completed": 3}
@@ -130,7 +132,8 @@ def test_a_second_retry_finishes_the_first_one() -> None:
     report = h.orchestrator.retry_failed(batch_id, actor="ops")
     assert len(report.retried) == 2  # the rest of the first retry; no second round
     batch = h.store.get_batch(batch_id)
-    assert batch is not None and batch.retry_round == 1
+    assert batch is not None
+    assert batch.retry_round == 1
     assert h.orchestrator.run_until_complete(batch_id, timeout=3600).counts == {"completed": 3}
 
 
@@ -189,7 +192,8 @@ def test_messages_of_a_submission_are_not_lost_when_sending_fails() -> None:
     h.queue = LosingQueue(clock=h.clock)
     h.orchestrator = h.new_orchestrator()
     submission = h.orchestrator.submit(h.request(h.sim_swaps(5)))
-    assert submission.batch is not None and h.queue.failed
+    assert submission.batch is not None
+    assert h.queue.failed
     started = h.clock.time()
     status = h.orchestrator.run_until_complete(submission.batch.batch_id, timeout=3600)
     assert status.counts == {"completed": 5}
@@ -234,7 +238,9 @@ def test_a_retry_never_resubmits_while_thingspace_is_still_processing() -> None:
     report = h.orchestrator.retry_failed(batch_id, actor="ops")
     assert report.retried == ()
     ((refused, reason),) = report.refused
-    assert refused == change.change_id and "unknown" in reason and "force" in reason
+    assert refused == change.change_id
+    assert "unknown" in reason
+    assert "force" in reason
     assert h.sim.submission_counts() == {device.device_id: 1}
     history = h.orchestrator.history(change.change_id)
     assert history[-1].action.startswith("retry refused")
@@ -256,7 +262,8 @@ def test_a_pending_request_status_refuses_the_retry() -> None:
     assert submission.batch is not None
     batch_id = submission.batch.batch_id
     (change,) = h.orchestrator.run_until_complete(batch_id, timeout=86_400).changes
-    assert change.phase is Phase.MANUAL_REVIEW and change.request_id is not None
+    assert change.phase is Phase.MANUAL_REVIEW
+    assert change.request_id is not None
     report = h.orchestrator.retry_failed(batch_id, actor="ops")
     ((_, reason),) = report.refused
     assert f"request {change.request_id} as Pending" in reason
@@ -274,7 +281,8 @@ def test_a_request_that_provably_failed_is_retried() -> None:
     h.orchestrator.work()  # submitted (response lost); ThingSpace applies it in 30 s...
     device.state = "suspend"  # ...and fails it: the line is no longer active
     (change,) = h.orchestrator.run_until_complete(batch_id, timeout=86_400).changes
-    assert change.phase is Phase.MANUAL_REVIEW and change.in_doubt is Step.IDENTIFIER
+    assert change.phase is Phase.MANUAL_REVIEW
+    assert change.in_doubt is Step.IDENTIFIER
     h.sim.faults = Faults()
     device.state = "active"
     report = h.orchestrator.retry_failed(batch_id, actor="ops")
@@ -287,7 +295,7 @@ def test_a_request_that_provably_failed_is_retried() -> None:
 
 def test_a_forced_retry_resubmits_and_says_so_in_the_audit_trail() -> None:
     h = Harness()
-    batch_id, device, change = _unknown_outcome(h, processing=5000)
+    batch_id, _device, change = _unknown_outcome(h, processing=5000)
     report = h.orchestrator.retry_failed(batch_id, actor="ops", force=True)
     assert report.retried == (change.change_id,)
     forced = [e for e in h.orchestrator.history(change.change_id) if "forced" in e.action]
@@ -336,9 +344,8 @@ def test_a_retry_reattempts_a_failed_plan_change() -> None:
     h.client.devices.change_plan(line, current, account_name=ACCOUNT)
     status = h.orchestrator.run_until_complete(submission.batch.batch_id, timeout=86_400)
     (change,) = status.changes
-    assert change.phase is Phase.MANUAL_REVIEW and "plan change failed" in (
-        change.error.message if change.error else ""
-    )
+    assert change.phase is Phase.MANUAL_REVIEW
+    assert "plan change failed" in (change.error.message if change.error else "")
     h.clock.advance(31 * 86_400)  # a new month
     assert h.orchestrator.retry_failed(change.batch_id).retried == (change.change_id,)
     status = h.orchestrator.run_until_complete(change.batch_id, timeout=3600)
@@ -387,7 +394,8 @@ def test_a_device_matched_callback_never_sends_a_settling_change_to_review() -> 
     batch_id = submission.batch.batch_id
     h.orchestrator.work()
     (change,) = h.store.changes(batch_id)
-    assert change.phase is Phase.SETTLING and change.request_id is None
+    assert change.phase is Phase.SETTLING
+    assert change.request_id is None
     device = h.active(1)[0]
     forged = {
         "username": "",
@@ -418,10 +426,9 @@ def test_a_callback_kept_but_not_applied_is_applied_at_the_deadline() -> None:
     batch_id = submission.batch.batch_id
     h.orchestrator.work()
     (change,) = h.store.changes(batch_id)
-    assert change.phase is Phase.AWAITING and change.request_id is not None
+    assert change.phase is Phase.AWAITING
+    assert change.request_id is not None
     h.clock.advance(h.sim.request_delay + 1)
-    from thingspace_swap.swap.ports import InboxEntry
-
     body = {
         "requestId": change.request_id,
         "deviceIds": [{"id": d.id, "kind": d.kind} for d in change.device_ids],
