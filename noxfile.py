@@ -62,13 +62,17 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def chaos(session: nox.Session) -> None:
-    """The chaos campaign (its CI subset and the full one) and the soaks on SQLite and moto;
+    """The chaos campaign (its CI subset and the full one), the kill campaigns (real processes
+    SIGKILLed at write boundaries, on SQLite and on moto) and the soaks on SQLite and moto;
     ``-- --write-docs`` writes the campaign tables into docs/reliability.md."""
     session.install("-e", ".[test]")
     write = ["--write-docs", "docs/reliability.md"] if "--write-docs" in session.posargs else []
     campaign = ("python", "-m", "tests.reliability.campaign")
     session.run(*campaign, "--runs", "12", "--devices", "12", "--label", "CI subset", *write)
     session.run(*campaign, "--runs", "300", "--devices", "20", "--label", "full campaign", *write)
+    kill = ("python", "-m", "tests.reliability.kill_campaign", "--jobs", "2", *write)
+    session.run(*kill, "--runs", "300", "--label", "kill campaign, SQLite")
+    session.run(*kill, "--runs", "30", "--backend", "aws", "--label", "kill campaign, AWS (moto)")
     soak = ("python", "-m", "tests.reliability.soak")
     session.run(*soak, "--changes", "50000", "--batch", "5000", "--backend", "sqlite")
     session.run(*soak, "--changes", "10000", "--batch", "2000", "--backend", "aws", "--poll", "10")
