@@ -13,10 +13,22 @@ from .audit import AuditReport
 from .callbacks import CallbackIntake, CallbackResponse, asgi_app, register_listener
 from .machine import LifecycleSettings
 from .memory import MemoryMetrics, MemoryNotifier, MemoryQueue, MemoryStore
-from .model import TERMINAL, Batch, BatchState, Category, Change, ErrorInfo, Phase, Priority, Step
+from .model import (
+    TERMINAL,
+    Batch,
+    BatchCommand,
+    BatchState,
+    Category,
+    Change,
+    ErrorInfo,
+    Phase,
+    Priority,
+    Step,
+)
 from .orchestrator import (
     AsyncSwapOrchestrator,
     BatchNotFoundError,
+    RetryReport,
     Submission,
     SwapOrchestrator,
     WorkReport,
@@ -43,6 +55,7 @@ __all__ = [
     "AuditEntry",
     "AuditReport",
     "Batch",
+    "BatchCommand",
     "BatchNotFoundError",
     "BatchState",
     "BatchStatus",
@@ -71,6 +84,7 @@ __all__ = [
     "QueueStats",
     "ReceivedMessage",
     "ReconcileReport",
+    "RetryReport",
     "Step",
     "Store",
     "Submission",
