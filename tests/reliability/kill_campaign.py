@@ -92,6 +92,7 @@ class KillRun:
     seed: int
     backend: str
     devices: int = 0
+    slow: bool = False
     seconds: float = 0.0
     commands: Counter[str] = field(default_factory=Counter)
     kills: Counter[str] = field(default_factory=Counter)
@@ -138,6 +139,16 @@ class Processes:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+
+
+def _slowness(rng: random.Random) -> float:
+    """A quarter of the runs get a slow ThingSpace: every request takes longer than a change
+    waits for it (callback timeout plus settle timeout), so changes reach manual review while
+    ThingSpace is still processing their swap, and the operator's retries meet them."""
+    if rng.random() < 0.25:
+        slow = SETTINGS["callback_timeout"] + SETTINGS["settle_timeout"]
+        return rng.uniform(slow + 1.0, slow + 5.0)
+    return 0.0
 
 
 def _faults(rng: random.Random) -> Faults:
@@ -218,11 +229,13 @@ def _run(
     rng = random.Random(seed)
     result = KillRun(seed, backend, devices)
     started = time.monotonic()
+    slow = _slowness(rng)
+    result.slow = bool(slow)
     deliver = http_deliver()
     sim = ThingSpaceSimulator(
         seed=seed,
         clock=WallClock(),
-        request_delay=rng.uniform(0.1, 0.6),
+        request_delay=slow or rng.uniform(0.1, 0.6),
         deliver=deliver,
         limits=SimulatorLimits(callback_ports=None),
     )
@@ -281,7 +294,7 @@ def _run(
 
         batch_id = operator.submit(store)
         if batch_id is not None:
-            _play(rng, result, operator, processes, sim, lines, batch_id)
+            _play(rng, result, operator, processes, sim, lines, batch_id, pace=3.0 if slow else 1.0)
         for name, process in processes.running.items():  # the drain needs every process
             if process.poll() is not None:
                 processes.start(
@@ -381,13 +394,16 @@ def _play(
     sim: ThingSpaceSimulator,
     lines: list[Any],
     batch_id: str,
+    *,
+    pace: float = 1.0,
 ) -> None:
-    """The seeded sequence of operator commands and kills while the workers run."""
+    """The seeded sequence of operator commands and kills while the workers run (its pauses
+    ``pace`` times longer with a slow ThingSpace)."""
     failing = rng.sample(lines, k=rng.randint(0, max(1, len(lines) // 3)))
     for device in failing:  # their swaps fail on ThingSpace (retried once they are active)
         device.state = "suspend"
     for _ in range(rng.randint(3, 6)):
-        time.sleep(rng.uniform(0.2, 2.0))
+        time.sleep(rng.uniform(0.2, 2.0) * pace)
         action = rng.choices(
             ["cancel", "retry", "kill worker", "kill intake"], weights=[2, 4, 3, 1]
         )[0]
@@ -562,6 +578,7 @@ def summary_table(results: list[KillRun]) -> str:
         ("runs", len(results)),
         ("backend", ", ".join(sorted({r.backend for r in results}))),
         ("devices", sum(r.devices for r in results)),
+        ("runs with a slow ThingSpace", sum(r.slow for r in results)),
         ("operator commands run", sum(commands.values())),
         *((f"  {verb}", n) for verb, n in sorted(commands.items())),
         ("SIGKILLs", sum(kills.values())),
