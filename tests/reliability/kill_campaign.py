@@ -178,6 +178,27 @@ def _aws_tables(endpoint: str, name: str) -> Iterator[list[str]]:
     yield ["--backend", "aws", "--aws", endpoint, name, urls.url, urls.dead_letter_url]
 
 
+def _submitted_twice(entries: list[Any]) -> list[int]:
+    """Attempts whose audit trail shows two identifier submissions ThingSpace may have taken:
+    a submission answered "not processed" (a 429: provably nothing happened) does not count."""
+    open_: Counter[int] = Counter()
+    twice = []
+    for entry in entries:
+        detail = json.loads(entry.detail)
+        if detail.get("step") != "identifier":
+            continue
+        attempt = int(detail.get("attempt", 0))
+        if entry.after == "submitting" and entry.before != "submitting":
+            open_[attempt] += 1
+            if open_[attempt] > 1:
+                twice.append(attempt)
+        elif entry.before == "submitting" and entry.action.startswith(
+            "not processed by ThingSpace"
+        ):
+            open_[attempt] -= 1
+    return twice
+
+
 class Reader:
     """The run's store as the campaign reads it."""
 
@@ -494,12 +515,7 @@ def _check(result: KillRun, sim: ThingSpaceSimulator, reader: Reader) -> None:
         if batch.completed_at is None and not stranded:
             result.violations.append(f"{batch.batch_id}: every change finished, batch open")
         for change in changes:
-            submitting = Counter(
-                json.loads(e.detail).get("attempt")
-                for e in store.audit(f"change:{change.change_id}")
-                if e.after == "submitting" and json.loads(e.detail).get("step") == "identifier"
-            )
-            twice = [a for a, n in submitting.items() if n > 1]
+            twice = _submitted_twice(store.audit(f"change:{change.change_id}"))
             if twice:
                 result.violations.append(f"{change.change_id}: attempt {twice} submitted twice")
         problems = verify_chain(

@@ -24,3 +24,20 @@ def test_processes_killed_at_write_boundaries_keep_every_invariant(seed: int, ba
     assert sum(result.phases.values()) == result.devices
     assert sum(result.kills.values()) > 0  # the run really killed something
     assert "| violations (all kinds)" in summary_table([result])
+
+
+def test_the_audit_check_counts_only_submissions_thingspace_may_have_taken() -> None:
+    from types import SimpleNamespace
+
+    from tests.reliability.kill_campaign import _submitted_twice
+
+    def entry(before: str | None, after: str, action: str, attempt: int = 1) -> SimpleNamespace:
+        detail = f'{{"attempt": {attempt}, "step": "identifier"}}'
+        return SimpleNamespace(before=before, after=after, action=action, detail=detail)
+
+    sent = entry("checking", "submitting", "submitting ChangeICCID")
+    throttled = entry("submitting", "retry_wait", "not processed by ThingSpace: throttled")
+    unknown = entry("submitting", "settling", "outcome unknown (timeout)")
+    assert _submitted_twice([sent, throttled, sent]) == []
+    assert _submitted_twice([sent, unknown, sent]) == [1]
+    assert _submitted_twice([sent, unknown, entry("checking", "submitting", "s", attempt=2)]) == []
