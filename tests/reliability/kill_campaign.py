@@ -692,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.write_docs:
         command = "python -m tests.reliability.kill_campaign " + " ".join(
-            argv if argv is not None else sys.argv[1:]
+            f'"{a}"' if " " in a else a for a in (argv if argv is not None else sys.argv[1:])
         )
         _write_docs(
             args.write_docs, args.label or f"kill campaign, {args.backend}", table, command, elapsed
