@@ -5,7 +5,7 @@ shared by clients in threads and processes (one failed login with a wrong passwo
 from __future__ import annotations
 
 import threading
-from collections import Counter
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +16,7 @@ from cryptography.fernet import Fernet
 import thingspace_swap as ts
 from tests.aws.support import Aws
 from tests.conftest import FakeClock
-from tests.integration.login_guard_worker import run_workers
+from tests.integration.login_guard_worker import run_workers, threads_at_once
 from thingspace_swap.aws import DynamoStore, DynamoTokenCache
 from thingspace_swap.testing import SimulatorServer, ThingSpaceSimulator, WallClock
 
@@ -122,27 +122,7 @@ def test_twenty_clients_with_a_wrong_password_fail_one_login(
         )
         for _ in range(20)
     ]
-    barrier = threading.Barrier(20)
-    outcomes: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    def call(client: ts.ThingSpaceClient) -> None:
-        barrier.wait(10)
-        try:
-            client.plans.list()
-            name = "ok"
-        except ts.ThingSpaceError as error:
-            name = type(error).__name__
-        with lock:
-            outcomes[name] += 1
-
-    threads = [threading.Thread(target=call, args=(c,)) for c in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    for client in clients:
-        client.close()
+    outcomes = threads_at_once(clients, time.time() + 0.5)
     assert outcomes == {"LoginError": 1, "LoginBlockedError": 19}
     assert server.sim.stats.failed_logins == 1
 

@@ -6,7 +6,7 @@ their session expires."""
 from __future__ import annotations
 
 import asyncio
-import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import thingspace_swap as ts
-from tests.integration.login_guard_worker import run_workers
+from tests.integration.login_guard_worker import run_workers, threads_at_once
 from thingspace_swap.testing import SimulatorServer, ThingSpaceSimulator, WallClock
 
 ACCOUNT = "0000123456-00001"
@@ -126,25 +126,7 @@ def test_twenty_threads_each_with_its_own_client_fail_one_login(
         )
         for _ in range(20)
     ]
-    barrier = threading.Barrier(20)
-    outcomes: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    def call(client: ts.ThingSpaceClient) -> None:
-        barrier.wait(10)
-        try:
-            client.plans.list()
-            name = "ok"
-        except ts.ThingSpaceError as error:
-            name = type(error).__name__
-        with lock:
-            outcomes[name] += 1
-
-    threads = [threading.Thread(target=call, args=(client,)) for client in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    outcomes = threads_at_once(clients, time.time() + 0.5)
     assert outcomes == {"LoginError": 1, "LoginBlockedError": 19}
     assert server.sim.stats.failed_logins == 1
     assert not server.sim.user_locked

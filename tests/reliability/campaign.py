@@ -543,16 +543,19 @@ def main(argv: list[str] | None = None) -> int:
             a if a.startswith("-") or " " not in a else f'"{a}"'
             for a in (argv if argv is not None else sys.argv[1:])
         )
-        _write_docs(args.write_docs, args.label, table, command, elapsed)
+        write_docs(args.write_docs, args.label, table, command, f"{elapsed:.0f} s")
     return 1 if any(r.violations for r in results) else 0
 
 
-def _write_docs(path: Path, label: str, table: str, command: str, elapsed: float) -> None:
-    """Replace the table named ``label`` in ``path`` (or add it at the end)."""
+def write_docs(
+    path: Path, label: str, table: str, command: str, took: str, *, heading: str = "###"
+) -> None:
+    """Replace the table named ``label`` in ``path`` (or add it at the end), under a
+    ``heading`` of the label, saying the ``command`` that measured it and how long it ``took``."""
     start, end = f"<!-- campaign: {label} -->", f"<!-- end campaign: {label} -->"
     block = (
-        f"{start}\n\n### {label[:1].upper()}{label[1:]}\n\n"
-        f"Measured with `{command}` ({elapsed:.0f} s):\n\n"
+        f"{start}\n\n{heading} {label[:1].upper()}{label[1:]}\n\n"
+        f"Measured with `{command}` ({took}):\n\n"
         f"| measure | value |\n|---|---|\n{table}\n\n{end}"
     )
     text = path.read_text() if path.exists() else "# Reliability\n"

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import thingspace_swap as ts
+from tests.reliability.campaign import write_docs
 from thingspace_swap.swap import TERMINAL
 from thingspace_swap.swap.audit import verify_chain
 from thingspace_swap.testing import (
@@ -694,27 +695,10 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m tests.reliability.kill_campaign " + " ".join(
             f'"{a}"' if " " in a else a for a in (argv if argv is not None else sys.argv[1:])
         )
-        _write_docs(
-            args.write_docs, args.label or f"kill campaign, {args.backend}", table, command, elapsed
-        )
+        label = args.label or f"kill campaign, {args.backend}"
+        took = f"{elapsed / 60:.0f} min"
+        write_docs(args.write_docs, label, table, command, took, heading="####")
     return 1 if violations else 0
-
-
-def _write_docs(path: Path, label: str, table: str, command: str, elapsed: float) -> None:
-    """Replace the table named ``label`` in ``path`` (or add it at the end)."""
-    start, end = f"<!-- campaign: {label} -->", f"<!-- end campaign: {label} -->"
-    block = (
-        f"{start}\n\n#### {label[:1].upper()}{label[1:]}\n\n"
-        f"Measured with `{command}` ({elapsed / 60:.0f} min):\n\n"
-        f"| measure | value |\n|---|---|\n{table}\n\n{end}"
-    )
-    text = path.read_text() if path.exists() else "# Reliability\n"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

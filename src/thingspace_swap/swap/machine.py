@@ -603,15 +603,21 @@ def _callback(
 RETRYABLE = frozenset({Phase.FAILED, Phase.MANUAL_REVIEW, Phase.CANCELLED})
 
 
-def retry_refusal(change: Change, event: Retry) -> str:
-    """Why ``event`` starts no new attempt of ``change``; "" when it does."""
+def _moot(change: Change, event: Retry) -> str:
+    """Why ``event`` does not concern ``change`` at all; "" when it does."""
     if change.phase not in RETRYABLE:
         return f"it is {change.phase.value}, not failed, cancelled or in manual review"
     if event.round and change.retry_round >= event.round:
         return f"it took part in retry round {change.retry_round} already"
+    return ""
+
+
+def retry_refusal(change: Change, event: Retry) -> str:
+    """Why ``event`` starts no new attempt of ``change``; "" when it does."""
     doubt = change.in_doubt
-    if doubt is None or event.settled is not None or event.force:
-        return ""
+    moot = _moot(change, event)
+    if moot or doubt is None or event.settled is not None or event.force:
+        return moot
     why = f": {event.doubt}" if event.doubt else ""
     return (
         f"the outcome of the earlier {doubt.value} request is unknown{why}; a second request"
@@ -620,9 +626,9 @@ def retry_refusal(change: Change, event: Retry) -> str:
 
 
 def _retry(change: Change, event: Retry, now: float, settings: LifecycleSettings) -> Outcome:
-    refusal = retry_refusal(change, event)
-    if change.phase not in RETRYABLE or (event.round and change.retry_round >= event.round):
+    if _moot(change, event):
         return _stay(change)
+    refusal = retry_refusal(change, event)
     round_ = max(change.retry_round, event.round)
     doubt = change.in_doubt
     if refusal:

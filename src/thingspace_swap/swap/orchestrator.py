@@ -1056,14 +1056,13 @@ class _Orchestrator(Faced[Mode]):
         retried: list[str],
         refused: list[tuple[str, str]],
     ) -> None:
-        """Clear the batch's command (recounting its finished changes), then complete it if
-        every change is finished."""
+        """Clear the batch's command, then complete it if every change is finished (which
+        recounts its finished changes either way)."""
         for _ in range(_CONFLICT_RETRIES):
             batch = self.batch(batch_id)
             if batch.command != command:
                 return  # carried out already
-            terminal = sum(c.phase in TERMINAL for c in self.store.changes(batch_id))
-            after = attrs.evolve(batch, command=None, terminal=terminal)
+            after = attrs.evolve(batch, command=None)
             if command.kind == "retry":
                 action = f"retry round {command.round} done"
                 detail = json.dumps({"retried": len(retried), "refused": len(refused)})
