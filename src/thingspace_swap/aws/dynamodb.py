@@ -105,7 +105,14 @@ from ..clock import Clock, SystemClock
 from ..models import DeviceId
 from ..swap._codec import CodecError, encode, structure, unstructure
 from ..swap.model import TERMINAL, Batch, Change, Priority
-from ..swap.ports import AuditEntry, ConflictError, InboxEntry, OutgoingMessage, Queue
+from ..swap.ports import (
+    AuditEntry,
+    ConflictError,
+    InboxEntry,
+    OutgoingMessage,
+    Queue,
+    require_follows,
+)
 from ._common import Backoff, error_code
 
 __all__ = ["DynamoStore", "create_table", "table_definition"]
@@ -222,7 +229,7 @@ def _etag(record: Batch | Change) -> str:
 def _hints(change: Change) -> set[DeviceId]:
     """The names a live change is found by through device items (its line's MDN is found
     through the line claim)."""
-    return {*change.device_ids, *change.new_ids, *change.replaced} - {DeviceId(change.line, "mdn")}
+    return set(change.identifiers - {DeviceId(change.line, "mdn")})
 
 
 # Write operations ---------------------------------------------------------------------------
@@ -432,8 +439,6 @@ class DynamoStore:
         claim or release its line, write its request and device items and put ``messages`` in
         the outbox, in one transaction."""
         subject = f"change:{change.change_id}"
-        if audit is not None and audit.subject != subject:
-            raise ConflictError(f"audit entry for {audit.subject} on {subject}")
         known = self._cached(change.change_id, expected_version)
         for _ in range(3):
             found = known or self._load(change.change_id)
@@ -441,10 +446,7 @@ class DynamoStore:
             if found is None or found[0].version != expected_version:
                 raise ConflictError(f"change {change.change_id} changed")
             before, etag = found
-            if audit is not None and audit.seq != before.audit_seq + 1:
-                raise ConflictError(
-                    f"{subject}: audit entry {audit.seq} does not follow {before.audit_seq}"
-                )
+            require_follows(subject, before.audit_seq, audit)
             ops = self._change_ops(before, etag, change, audit)
             ops += [self._outbox_op(m, self._clock.time()) for m in messages]
             try:

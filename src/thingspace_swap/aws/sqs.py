@@ -67,7 +67,7 @@ from botocore.exceptions import ClientError
 
 from ..clock import Clock, SystemClock
 from ..swap.model import Priority
-from ..swap.ports import OutgoingMessage, QueueStats, ReceivedMessage
+from ..swap.ports import OutgoingMessage, QueueStats, ReceivedMessage, decode_body
 from ._common import Backoff, BatchSendError, error_code, send_batch
 
 __all__ = [
@@ -135,6 +135,9 @@ class SqsQueue:
         retry: Retries of failed batch entries.
         rng: The jitter's random source.
     """
+
+    #: SQS's limit on ``DelaySeconds``.
+    max_delay: float = MAX_DELAY
 
     def __init__(
         self,
@@ -286,7 +289,7 @@ class SqsQueue:
             received = ReceivedMessage(
                 message_id=message["MessageId"],
                 receipt=message["ReceiptHandle"],
-                body=_decode(message.get("Body", "")),
+                body=decode_body(message.get("Body", "")),
                 raw=message.get("Body", ""),
                 group=group,
                 receive_count=count,
@@ -320,7 +323,7 @@ class SqsQueue:
         received = ReceivedMessage(
             message_id=str(record["messageId"]),
             receipt=str(record["receiptHandle"]),
-            body=_decode(raw),
+            body=decode_body(raw),
             raw=raw,
             group=values.get(_GROUP) or str(system.get("MessageGroupId", "")),
             receive_count=count,
@@ -458,7 +461,7 @@ class SqsQueue:
         dead = ReceivedMessage(
             message_id=values.get(_ORIGIN) or message["MessageId"],
             receipt="",
-            body=_decode(raw),
+            body=decode_body(raw),
             raw=raw,
             group=values.get(_GROUP) or str(system.get("MessageGroupId", "")),
             receive_count=count,
@@ -658,14 +661,6 @@ def _priority(values: Mapping[str, str]) -> Priority:
         return Priority(int(values.get(_PRIORITY, "0")))
     except ValueError:
         return Priority.NORMAL
-
-
-def _decode(raw: str) -> dict[str, Any] | None:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
 
 
 def _receipt_gone(error: ClientError) -> bool:

@@ -30,6 +30,8 @@ from .ports import (
     Queue,
     QueueStats,
     ReceivedMessage,
+    decode_body,
+    require_follows,
 )
 
 __all__ = ["MemoryMetrics", "MemoryNotifier", "MemoryQueue", "MemoryStore"]
@@ -48,18 +50,13 @@ class _Message:
     receipt: str | None = None
 
 
-def _decode(raw: str) -> dict[str, Any] | None:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
 class MemoryQueue:
     """A queue with SQS semantics: visibility timeouts, FIFO message groups (one message of a
     group in flight at a time), deduplication ids, delays, priorities, and a dead-letter queue
     after ``max_receives`` deliveries."""
+
+    #: Like SQS, so the lifecycle takes the same paths on every backend.
+    max_delay: float = 900.0
 
     def __init__(
         self,
@@ -160,7 +157,7 @@ class MemoryQueue:
         return ReceivedMessage(
             message_id=message.message_id,
             receipt=message.receipt or "",
-            body=_decode(message.raw),
+            body=decode_body(message.raw),
             raw=message.raw,
             group=message.group,
             receive_count=message.receive_count,
@@ -331,9 +328,7 @@ class MemoryStore:
             current = self._batches.get(batch.batch_id)
             if current is None or current.version != expected_version:
                 raise ConflictError(f"batch {batch.batch_id} changed")
-            self._check_audit(
-                f"batch:{batch.batch_id}", current.audit_seq, current.audit_hash, audit
-            )
+            require_follows(f"batch:{batch.batch_id}", current.audit_seq, audit)
             self._batches[batch.batch_id] = batch
             if audit is not None:
                 self._audit[audit.subject].append(_audit_row(audit))
@@ -353,7 +348,7 @@ class MemoryStore:
             if current is None or current.version != expected_version:
                 raise ConflictError(f"change {change.change_id} changed")
             subject = f"change:{change.change_id}"
-            self._check_audit(subject, current.audit_seq, current.audit_hash, audit)
+            require_follows(subject, current.audit_seq, audit)
             if current.phase in TERMINAL and change.phase not in TERMINAL:
                 owner = self._lines.get(change.line)
                 if owner not in (None, change.change_id):
@@ -364,19 +359,10 @@ class MemoryStore:
                 self._audit[subject].append(_audit_row(audit))
             self._keep(messages)
 
-    def _check_audit(self, subject: str, seq: int, head: str, audit: AuditEntry | None) -> None:
-        if audit is not None and (audit.seq != seq + 1 or audit.subject != subject):
-            raise ConflictError(f"{subject}: audit entry {audit.seq} does not follow {seq}")
-
     def _index(self, change: Change) -> None:
         for request_id in change.request_ids:
             self._by_request[request_id] = change.change_id
-        names = (
-            DeviceId(change.line, "mdn"),
-            *change.device_ids,
-            *change.new_ids,
-            *change.replaced,
-        )
+        names = change.identifiers
         if change.phase in TERMINAL:
             if self._lines.get(change.line) == change.change_id:
                 del self._lines[change.line]

@@ -176,11 +176,18 @@ class Change:
 
         return change_html(self)
 
+    @property
+    def identifiers(self) -> frozenset[DeviceId]:
+        """Every identifier that names this change: its line's MDN, the device's identifiers,
+        the new ones and those they replace. A live change holds them all (no other live
+        change may name one)."""
+        return frozenset(
+            (DeviceId(self.line, "mdn"), *self.device_ids, *self.new_ids, *self.replaced)
+        )
+
     def names(self, device_id: DeviceId) -> bool:
-        """Whether ``device_id`` is one of this change's old or new identifiers or its MDN."""
-        if device_id.kind == "mdn" and device_id.id == self.line:
-            return True
-        return device_id in (*self.device_ids, *self.new_ids, *self.replaced)
+        """Whether ``device_id`` is one of this change's :attr:`identifiers`."""
+        return device_id in self.identifiers
 
 
 @attrs.frozen

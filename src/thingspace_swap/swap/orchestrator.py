@@ -102,8 +102,6 @@ __all__ = [
 
 logger = logging.getLogger("thingspace_swap.swap")
 
-#: SQS cannot delay a message longer than this; later checks are sent again when they arrive.
-MAX_DELAY = 900.0
 _CONFLICT_RETRIES = 50
 
 #: What became of a processed message: ``done`` (acked), ``busy`` (released until the change's
@@ -407,7 +405,11 @@ class _Orchestrator(Faced[Mode]):
             return "dead_lettered"
         if not_before > now:  # a check longer than the queue's delay limit: wait again
             self.queue.send(
-                [_message(kind, change, not_before, delay=min(MAX_DELAY, not_before - now))]
+                [
+                    _message(
+                        kind, change, not_before, delay=min(self.queue.max_delay, not_before - now)
+                    )
+                ]
             )
             self.queue.ack(message)
             return "done"
@@ -664,7 +666,9 @@ class _Orchestrator(Faced[Mode]):
         return Accepted(accepted.request_id)
 
     def _schedule(self, change: Change, at: float, now: float) -> None:
-        self.queue.send([_message("check", change, at, delay=min(MAX_DELAY, max(0.0, at - now)))])
+        self.queue.send(
+            [_message("check", change, at, delay=min(self.queue.max_delay, max(0.0, at - now)))]
+        )
 
     # Callbacks ----------------------------------------------------------------------------
 

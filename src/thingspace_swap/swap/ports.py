@@ -13,6 +13,7 @@ if its write committed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -33,6 +34,8 @@ __all__ = [
     "QueueStats",
     "ReceivedMessage",
     "Store",
+    "decode_body",
+    "require_follows",
 ]
 
 
@@ -77,9 +80,24 @@ class QueueStats:
     oldest_age: float = 0.0
 
 
+def decode_body(raw: str) -> dict[str, Any] | None:
+    """A message's text as the JSON object it should be (``ReceivedMessage.body``), or None
+    when it is not one (a poison message)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 class Queue(Protocol):
     """At-least-once delivery with visibility timeouts, message groups, priorities and a
-    dead-letter queue after ``max_receives`` deliveries."""
+    dead-letter queue after ``max_receives`` deliveries.
+
+    ``max_delay`` is the longest ``delay`` a message can be sent with (seconds); a check due
+    later is sent again when it arrives early."""
+
+    max_delay: float
 
     def send(self, messages: Sequence[OutgoingMessage]) -> None: ...
 
@@ -126,6 +144,13 @@ class AuditEntry:
     detail: str
     prev_hash: str
     hash: str
+
+
+def require_follows(subject: str, seq: int, audit: AuditEntry | None) -> None:
+    """Refuse (:class:`ConflictError`) an audit entry that does not extend ``subject``'s chain
+    whose head is ``seq``: every store checks this in the same write as the record."""
+    if audit is not None and (audit.seq != seq + 1 or audit.subject != subject):
+        raise ConflictError(f"{subject}: audit entry {audit.seq} does not follow {seq}")
 
 
 @attrs.frozen

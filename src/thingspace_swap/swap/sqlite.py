@@ -59,6 +59,8 @@ from .ports import (
     Queue,
     QueueStats,
     ReceivedMessage,
+    decode_body,
+    require_follows,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteBackend", "SqliteQueue", "SqliteStore"]
@@ -251,14 +253,6 @@ def _retry_busy(operation: Any, attempts: int = 50) -> Any:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _body(raw: str) -> dict[str, Any] | None:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
 class SqliteBackend:
     """A queue and a store sharing the SQLite file at ``path`` (created if missing).
 
@@ -325,6 +319,9 @@ class SqliteQueue:
 
     Receipts stay valid while the message is in flight (also past its visibility timeout, until
     a receive makes it visible again); acking a stale receipt does nothing."""
+
+    #: Like SQS, so the lifecycle takes the same paths on every backend.
+    max_delay: float = 900.0
 
     def __init__(
         self,
@@ -440,7 +437,7 @@ class SqliteQueue:
                         ReceivedMessage(
                             message_id=message_id,
                             receipt=receipt,
-                            body=_body(raw),
+                            body=decode_body(raw),
                             raw=raw,
                             group=group,
                             receive_count=count,
@@ -544,7 +541,7 @@ class SqliteQueue:
                 ReceivedMessage(
                     message_id=message_id,
                     receipt="",
-                    body=_body(raw),
+                    body=decode_body(raw),
                     raw=raw,
                     group=group,
                     receive_count=count,
@@ -663,7 +660,7 @@ class SqliteStore:
             ).fetchone()
             if row is None or row[0] != expected_version:
                 raise ConflictError(f"batch {batch.batch_id} changed")
-            _check_audit(f"batch:{batch.batch_id}", row[1], audit)
+            require_follows(f"batch:{batch.batch_id}", row[1], audit)
             written = conn.execute(
                 "UPDATE batches SET open = ?, version = ?, audit_seq = ?, data = ?"
                 " WHERE batch_id = ? AND version = ?",
@@ -714,7 +711,7 @@ class SqliteStore:
             ).fetchone()
             if row is None or row[0] != expected_version:
                 raise ConflictError(f"change {change.change_id} changed")
-            _check_audit(f"change:{change.change_id}", row[1], audit)
+            require_follows(f"change:{change.change_id}", row[1], audit)
             if not row[2] and change.phase not in TERMINAL:
                 owner = _owner(conn, change.line)
                 if owner not in (None, change.change_id):
@@ -847,11 +844,6 @@ def _owner(conn: sqlite3.Connection, line: str) -> str | None:
     return str(row[0]) if row else None
 
 
-def _check_audit(subject: str, seq: int, audit: AuditEntry | None) -> None:
-    if audit is not None and (audit.seq != seq + 1 or audit.subject != subject):
-        raise ConflictError(f"{subject}: audit entry {audit.seq} does not follow {seq}")
-
-
 def _append(conn: sqlite3.Connection, entry: AuditEntry) -> None:
     try:
         conn.execute(
@@ -878,7 +870,7 @@ def _index(conn: sqlite3.Connection, change: Change) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO lines (line, change_id) VALUES (?, ?)", (change.line, change_id)
     )
-    names = {DeviceId(change.line, "mdn"), *change.device_ids, *change.new_ids, *change.replaced}
+    names = change.identifiers
     conn.executemany(
         "INSERT OR REPLACE INTO devices (kind, id, change_id) VALUES (?, ?, ?)",
         [(name.kind, name.id, change_id) for name in names],
