@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import thingspace_swap as ts
 from thingspace_swap._secret import Secret
+from thingspace_swap.asgi import asgi_app
 from thingspace_swap.models import CarrierServiceCallback
 from thingspace_swap.swap import (
     MemoryMetrics,
@@ -30,7 +31,6 @@ from thingspace_swap.swap import (
 from thingspace_swap.swap.callbacks import (
     CallbackIntake,
     CallbackResponse,
-    asgi_app,
     register_listener,
 )
 from thingspace_swap.testing import ThingSpaceSimulator, VirtualClock

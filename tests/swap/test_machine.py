@@ -29,19 +29,19 @@ from thingspace_swap.swap.machine import (
     Busy,
     CallbackResult,
     Cancel,
-    Command,
     DeviceSeen,
+    Effect,
     Event,
     Finish,
     Outcome,
     ReadDevice,
     ReadFailed,
-    Rejected,
     Requeue,
     Retry,
     Review,
     Schedule,
     Submit,
+    SubmitFailed,
     Timeout,
     _go,
     advance,
@@ -93,7 +93,7 @@ class Lifecycle(RuleBasedStateMachine):
             restore_first=restore_first,
             deadline=self.now + 60,
         )
-        self.commands: list[tuple[int, Command]] = []  # (the attempt that asked, command)
+        self.commands: list[tuple[int, Effect]] = []  # (the attempt that asked, command)
         self.workers = 0
         self.effective: dict[
             int, int
@@ -111,13 +111,13 @@ class Lifecycle(RuleBasedStateMachine):
         self.change = after
         self.commands.extend(
             (before.attempt, c)
-            for c in outcome.commands
+            for c in outcome.effects
             if not isinstance(c, (Schedule, Requeue, Busy, Finish))
         )
-        if outcome.commands and any(isinstance(c, Finish) for c in outcome.commands):
+        if outcome.effects and any(isinstance(c, Finish) for c in outcome.effects):
             assert after.terminal
 
-    def execute(self, attempt: int, command: Command, fate: str = "accepted") -> None:
+    def execute(self, attempt: int, command: Effect, fate: str = "accepted") -> None:
         if isinstance(command, ReadDevice):
             self.fire(DeviceSeen(self.world.device()))
         elif isinstance(command, Submit):
@@ -131,14 +131,15 @@ class Lifecycle(RuleBasedStateMachine):
         if fate == "retryable":
             if step is Step.IDENTIFIER:
                 self.effective[attempt] -= 1  # provably not processed
-            self.fire(Rejected(ErrorInfo(Category.RETRYABLE, "throttled")))
+            self.fire(SubmitFailed(ErrorInfo(Category.RETRYABLE, "throttled")))
             return
         if fate == "terminal":
-            self.fire(Rejected(ErrorInfo(Category.TERMINAL, "refused", "DeviceAlreadyExists")))
+            self.fire(SubmitFailed(ErrorInfo(Category.TERMINAL, "refused", "DeviceAlreadyExists")))
             return
         self.world.pending.append((request_id, step.value, True))
         if fate == "unknown":
-            self.fire(Rejected(ErrorInfo(Category.MANUAL_REVIEW, "timeout"), outcome_unknown=True))
+            error = ErrorInfo(Category.MANUAL_REVIEW, "timeout")
+            self.fire(SubmitFailed(error, outcome_unknown=True))
         else:
             self.fire(Accepted(request_id))
 
@@ -271,7 +272,7 @@ def test_terminal_changes_ignore_everything_but_retry_and_review() -> None:
     for event in events:
         outcome = advance(change, event, 0.0, SETTINGS)
         assert outcome.change is change
-        assert outcome.commands == ()
+        assert outcome.effects == ()
     assert set(TERMINAL) >= {change.phase}
 
 
@@ -281,11 +282,11 @@ def test_a_worker_restarting_mid_submission_settles_instead_of_resubmitting() ->
     )
     checking = advance(change, Begin("w1"), 0.0, SETTINGS).change
     submitting = advance(checking, DeviceSeen(World().device()), 0.0, SETTINGS)
-    assert submitting.commands == (Submit(Step.IDENTIFIER),)
+    assert submitting.effects == (Submit(Step.IDENTIFIER),)
     for worker, now in (("w1", 1.0), ("w2", 100.0)):  # the same worker restarted, or another
         outcome = advance(submitting.change, Begin(worker), now, SETTINGS)
         assert outcome.change.phase in (Phase.SETTLING, Phase.SUBMITTING)
-        assert not any(isinstance(c, Submit) for c in outcome.commands)
+        assert not any(isinstance(c, Submit) for c in outcome.effects)
 
 
 # The precomputed copies are attrs.evolve --------------------------------------------------
@@ -332,7 +333,7 @@ def test_evolve_refuses_unknown_fields() -> None:
 
 def _three_copies(change: Change, now: float, **fields: Any) -> Outcome:
     """``machine._go`` as it was: one ``attrs.evolve`` per rule."""
-    commands: tuple[Command, ...] = (ReadDevice(),)
+    effects: tuple[Effect, ...] = (ReadDevice(),)
     updated = attrs.evolve(change, updated_at=now, **fields)
     if updated.phase is not Phase.SETTLING:
         updated = attrs.evolve(updated, settling_since=None)
@@ -340,8 +341,8 @@ def _three_copies(change: Change, now: float, **fields: Any) -> Outcome:
         updated = attrs.evolve(
             updated, completed_at=now, deadline=None, lease_owner=None, lease_until=None
         )
-        commands = (*commands, Finish())
-    return Outcome(updated, commands, "note")
+        effects = (*effects, Finish())
+    return Outcome(updated, effects, "note")
 
 
 @given(change=_changes(), fields=_FIELDS, now=st.floats(0, 1e6))

@@ -7,12 +7,19 @@ orchestrator = SwapOrchestrator(client, queue=MemoryQueue(), store=MemoryStore()
 submission = orchestrator.submit(SwapRequest(account, [SwapItem.sim_swap(old, new)]))
 status = orchestrator.run_until_complete(submission.batch.batch_id)
 ```
+
+The in-memory adapters (``MemoryQueue``, ``MemoryStore``...) and ``asgi_app`` are re-exported
+here on first use: the core itself imports no adapter.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .audit import AuditReport
-from .callbacks import CallbackIntake, CallbackResponse, asgi_app, register_listener
+from .callbacks import CallbackIntake, CallbackResponse, register_listener
 from .machine import LifecycleSettings
-from .memory import MemoryMetrics, MemoryNotifier, MemoryQueue, MemoryStore
 from .model import (
     TERMINAL,
     Batch,
@@ -48,6 +55,18 @@ from .ports import (
 )
 from .reports import BatchStatus, ItemCheck, Problem, ReconcileReport, ValidationReport
 from .requests import CsvProblem, SwapItem, SwapRequest, read_csv
+
+if TYPE_CHECKING:
+    from ..asgi import asgi_app
+    from .memory import MemoryMetrics, MemoryNotifier, MemoryQueue, MemoryStore
+
+_ADAPTERS = {
+    "MemoryMetrics": ".memory",
+    "MemoryNotifier": ".memory",
+    "MemoryQueue": ".memory",
+    "MemoryStore": ".memory",
+    "asgi_app": "..asgi",
+}
 
 __all__ = [
     "TERMINAL",
@@ -97,3 +116,14 @@ __all__ = [
     "read_csv",
     "register_listener",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _ADAPTERS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -128,3 +128,8 @@ def dataframe(records: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> p
             "(or use to_records())"
         ) from error
     return pandas.DataFrame.from_records(list(records), columns=list(columns))
+
+
+def ids(device_ids: Iterable[Any]) -> str:
+    """Device identifiers as ``kind:id`` words."""
+    return " ".join(f"{d.kind}:{d.id}" for d in device_ids)

@@ -1,17 +1,37 @@
 """The lifecycle of one device's change as a pure state machine.
 
-``advance(change, event, now, settings)`` returns the next record and the commands to run; it
+``advance(change, event, now, settings)`` returns the next record and the effects to carry out; it
 does no I/O. Drivers persist the record (conditionally on its version) *before* running the
-commands, so "about to submit" is durable before ThingSpace is called, and a record is never
+effects, so "about to submit" is durable before ThingSpace is called, and a record is never
 moved back to ``SUBMITTING`` within one attempt: a submission whose outcome is unknown is
 settled from its callback or by reading the device, never by sending it again.
 """
 
 from __future__ import annotations
 
-import attrs
-
 from ..models import Device
+from .events import (
+    Accepted,
+    Begin,
+    Busy,
+    CallbackResult,
+    Cancel,
+    DeviceSeen,
+    Effect,
+    Event,
+    Finish,
+    LifecycleSettings,
+    Outcome,
+    ReadDevice,
+    ReadFailed,
+    Requeue,
+    Retry,
+    Review,
+    Schedule,
+    Submit,
+    SubmitFailed,
+    Timeout,
+)
 from .model import TERMINAL, Category, Change, ErrorInfo, Phase, Step, evolve_change
 
 __all__ = [
@@ -21,222 +41,43 @@ __all__ = [
     "Busy",
     "CallbackResult",
     "Cancel",
-    "Command",
     "DeviceSeen",
+    "Effect",
     "Event",
     "Finish",
     "LifecycleSettings",
     "Outcome",
     "ReadDevice",
     "ReadFailed",
-    "Rejected",
     "Requeue",
     "Retry",
     "Review",
     "Schedule",
     "Submit",
+    "SubmitFailed",
     "Timeout",
     "advance",
     "retry_refusal",
 ]
 
 
-@attrs.frozen
-class LifecycleSettings:
-    """Timing of the lifecycle, in seconds.
-
-    Attributes:
-        lease: How long a worker owns a change it is processing before another may take over.
-        callback_timeout: How long to wait for a CarrierService callback before reading the
-            device instead.
-        settle_timeout: How long an unknown outcome may stay unsettled before it goes to manual
-            review (the callback may still come; the device is read again before then).
-        settle_interval: How often an unsettled change reads the device.
-        pending_timeout: How long a queued change may wait for a worker before the sweep
-            starts it (its queue message was lost).
-        verify_timeout: How long a change confirmed by its callback may wait for a worker to
-            verify it on the device before the sweep does.
-        max_retries: Retries of failures that provably changed nothing, per attempt.
-        retry_initial / retry_max: Backoff between those retries.
-    """
-
-    lease: float = 120.0
-    callback_timeout: float = 600.0
-    settle_timeout: float = 3600.0
-    settle_interval: float = 300.0
-    pending_timeout: float = 3600.0
-    verify_timeout: float = 60.0
-    max_retries: int = 5
-    retry_initial: float = 5.0
-    retry_max: float = 300.0
-
-    def retry_delay(self, retries: int) -> float:
-        return float(min(self.retry_max, self.retry_initial * 2 ** max(0, retries - 1)))
+def _stay(change: Change, *effects: Effect) -> Outcome:
+    return Outcome(change, effects)
 
 
-# Events ------------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Begin:
-    """A worker took the change's queue message."""
-
-    worker: str
-
-
-@attrs.frozen
-class DeviceSeen:
-    """The device as ThingSpace has it now (None: no device on the line)."""
-
-    device: Device | None
-
-
-@attrs.frozen
-class ReadFailed:
-    error: ErrorInfo
-
-
-@attrs.frozen
-class Accepted:
-    """ThingSpace accepted the submission and returned its requestId."""
-
-    request_id: str
-
-
-@attrs.frozen
-class Rejected:
-    """The submission raised; ``outcome_unknown`` when it may have been processed."""
-
-    error: ErrorInfo
-    outcome_unknown: bool = False
-
-
-@attrs.frozen
-class CallbackResult:
-    """A CarrierService callback for this change (by requestId, or by device while unknown)."""
-
-    request_id: str
-    success: bool
-    error: ErrorInfo | None = None
-
-
-@attrs.frozen
-class Timeout:
-    """A scheduled check came due (deadline of a waiting phase, or a retry's backoff)."""
-
-
-@attrs.frozen
-class Cancel:
-    reason: str = "cancelled"
-
-
-@attrs.frozen
-class Retry:
-    """The user asked for a new attempt of a finished change.
-
-    A change whose last request has no known outcome (``in_doubt``) starts a new attempt only
-    with ``settled`` (why ThingSpace cannot have applied that request and is not processing
-    it) or ``force``; otherwise the retry is refused and ``doubt`` says why. ``round`` is the
-    batch's retry round (a change takes part in each round once); 0 outside one.
-    """
-
-    round: int = 0
-    settled: str | None = None
-    doubt: str = ""
-    force: bool = False
-
-
-@attrs.frozen
-class Review:
-    """Something outside the lifecycle (reconciliation) found the change needs a person."""
-
-    reason: str
-
-
-Event = (
-    Begin
-    | DeviceSeen
-    | ReadFailed
-    | Accepted
-    | Rejected
-    | CallbackResult
-    | Timeout
-    | Cancel
-    | Retry
-    | Review
-)
-
-
-# Commands ----------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class ReadDevice:
-    """Read the device on the change's line and answer with :class:`DeviceSeen`."""
-
-
-@attrs.frozen
-class Submit:
-    """Send ``step``'s request to ThingSpace; answer with :class:`Accepted` or :class:`Rejected`."""
-
-    step: Step
-
-
-@attrs.frozen
-class Schedule:
-    """Deliver a :class:`Timeout` at ``at`` (a delayed queue message)."""
-
-    at: float
-
-
-@attrs.frozen
-class Requeue:
-    """Send the change a processing message now (a worker continues it)."""
-
-
-@attrs.frozen
-class Busy:
-    """Another worker holds the lease until ``until``: put the message back, change nothing."""
-
-    until: float
-
-
-@attrs.frozen
-class Finish:
-    """The change is terminal: release its line and account for it in the batch."""
-
-
-Command = ReadDevice | Submit | Schedule | Requeue | Busy | Finish
-
-
-@attrs.frozen
-class Outcome:
-    change: Change
-    commands: tuple[Command, ...] = ()
-    note: str = ""
-
-    @property
-    def changed(self) -> bool:
-        return self.note != ""
-
-
-def _stay(change: Change, *commands: Command) -> Outcome:
-    return Outcome(change, commands)
-
-
-def _go(change: Change, now: float, note: str, *commands: Command, **fields: object) -> Outcome:
+def _go(change: Change, now: float, note: str, *effects: Effect, **fields: object) -> Outcome:
     # one copy of the record: the phase decides the fields every transition resets
     phase = fields.get("phase", change.phase)
     if phase is not Phase.SETTLING:
         fields["settling_since"] = None
     if phase in TERMINAL:
         fields.update(completed_at=now, deadline=None, lease_owner=None, lease_until=None)
-        commands = (*commands, Finish())
-    return Outcome(evolve_change(change, updated_at=now, **fields), commands, note)
+        effects = (*effects, Finish())
+    return Outcome(evolve_change(change, updated_at=now, **fields), effects, note)
 
 
 def advance(change: Change, event: Event, now: float, settings: LifecycleSettings) -> Outcome:
-    """The next record and commands for ``event``; the same record (no note) when it is moot."""
+    """The next record and effects for ``event``; the same record (no note) when it is moot."""
     if isinstance(event, Retry):
         return _retry(change, event, now, settings)
     if isinstance(event, Review):
@@ -260,7 +101,7 @@ def advance(change: Change, event: Event, now: float, settings: LifecycleSetting
         return _read_failed(change, event.error, now, settings)
     if isinstance(event, Accepted):
         return _accepted(change, event.request_id, now, settings)
-    if isinstance(event, Rejected):
+    if isinstance(event, SubmitFailed):
         return _rejected(change, event, now, settings)
     return _callback(change, event, now, settings)
 
@@ -299,7 +140,7 @@ def _unknown(
 ) -> Outcome:
     """The submission may have been processed: settle from the callback or the device."""
     deadline = now + settings.settle_interval
-    first: tuple[Command, ...] = (ReadDevice(),) if read else ()
+    first: tuple[Effect, ...] = (ReadDevice(),) if read else ()
     return _go(
         change,
         now,
@@ -350,75 +191,92 @@ def _seen(
             )
             return _go(change, now, "device not found", phase=Phase.FAILED, error=error)
         return _review(change, now, f"line {change.line} no longer found on ThingSpace")
-    swapped = _has(device, change.new_ids)
     if change.phase is Phase.CHECKING:
-        if swapped:
-            return _verify(change, device, now, settings, "already changed on ThingSpace")
-        if not _has(device, change.device_ids):
-            return _review(change, now, "the device's identifiers changed outside this batch")
-        if change.attempt_submissions:
-            # This attempt already submitted: never again. Settle what became of it.
-            why = "submitted, but the change is not visible yet"
-            return _unknown(change, now, settings, why, read=False)
-        if device.state == "suspend" and change.restore_first:
-            if change.restore_submissions:
-                why = "restore submitted, but the line is not active yet"
-                return _unknown(change, now, settings, why, read=False)
-            return _go(
-                change,
-                now,
-                "restoring the suspended line first",
-                Submit(Step.RESTORE),
-                phase=Phase.SUBMITTING,
-                step=Step.RESTORE,
-                restore_submissions=change.restore_submissions + 1,
-                request_id=None,
-                in_doubt=Step.RESTORE,
-                submitted_at=now,
-                deadline=now + settings.lease,
-            )
-        if device.state != "active":
-            error = ErrorInfo(
-                Category.TERMINAL,
-                f"device is {device.state or 'in no state'}, not active",
-                "DeviceState.Invalid",
-            )
-            return _go(change, now, "device not active", phase=Phase.FAILED, error=error)
-        return _go(
-            change,
-            now,
-            f"submitting {change.option.value if change.option else 'the change'}",
-            Submit(Step.IDENTIFIER),
-            phase=Phase.SUBMITTING,
-            step=Step.IDENTIFIER,
-            submissions=change.submissions + 1,
-            attempt_submissions=change.attempt_submissions + 1,
-            request_id=None,
-            in_doubt=Step.IDENTIFIER,
-            submitted_at=now,
-            deadline=now + settings.lease,
-        )
+        return _checked(change, device, now, settings)
     if change.phase is Phase.SETTLING:
-        if change.step is Step.RESTORE and device.state == "active":
-            restored = evolve_change(
-                change, phase=Phase.CHECKING, step=Step.IDENTIFIER, in_doubt=None
-            )
-            return _seen(restored, device, now, settings)
-        done = (
-            swapped if change.step is Step.IDENTIFIER else device.service_plan == change.target_plan
-        )
-        if done:
-            return _verify(
-                change, device, now, settings, "settled: the change is visible on ThingSpace"
-            )
-        since = change.settling_since if change.settling_since is not None else now
-        if now - since >= settings.settle_timeout:
-            return _review(
-                change, now, "outcome unknown: no callback and no visible change in time"
-            )
-        return _stay(change)
+        return _settling(change, device, now, settings)
     if change.phase is Phase.VERIFYING:
         return _verify(change, device, now, settings, "verified")
+    return _stay(change)
+
+
+def _checked(change: Change, device: Device, now: float, settings: LifecycleSettings) -> Outcome:
+    """Before submitting: the device as it is decides what to send, if anything."""
+    if _has(device, change.new_ids):
+        return _verify(change, device, now, settings, "already changed on ThingSpace")
+    if not _has(device, change.device_ids):
+        return _review(change, now, "the device's identifiers changed outside this batch")
+    if change.attempt_submissions:
+        # This attempt already submitted: never again. Settle what became of it.
+        why = "submitted, but the change is not visible yet"
+        return _unknown(change, now, settings, why, read=False)
+    if device.state == "suspend" and change.restore_first:
+        if change.restore_submissions:
+            why = "restore submitted, but the line is not active yet"
+            return _unknown(change, now, settings, why, read=False)
+        restores = change.restore_submissions + 1
+        note = "restoring the suspended line first"
+        return _submitting(change, now, note, Step.RESTORE, settings, restore_submissions=restores)
+    if device.state != "active":
+        error = ErrorInfo(
+            Category.TERMINAL,
+            f"device is {device.state or 'in no state'}, not active",
+            "DeviceState.Invalid",
+        )
+        return _go(change, now, "device not active", phase=Phase.FAILED, error=error)
+    return _submitting(
+        change,
+        now,
+        f"submitting {change.option.value if change.option else 'the change'}",
+        Step.IDENTIFIER,
+        settings,
+        submissions=change.submissions + 1,
+        attempt_submissions=change.attempt_submissions + 1,
+    )
+
+
+def _submitting(
+    change: Change,
+    now: float,
+    note: str,
+    step: Step,
+    settings: LifecycleSettings,
+    **counts: object,
+) -> Outcome:
+    """About to send ``step``'s request: durable (and in doubt) before it is sent."""
+    lease = _lease(change, change.lease_owner or "worker", now, settings)
+    if step is not Step.PLAN:
+        lease = {"deadline": now + settings.lease}
+    return _go(
+        change,
+        now,
+        note,
+        Submit(step),
+        phase=Phase.SUBMITTING,
+        step=step,
+        request_id=None,
+        in_doubt=step,
+        submitted_at=now,
+        **counts,
+        **lease,
+    )
+
+
+def _settling(change: Change, device: Device, now: float, settings: LifecycleSettings) -> Outcome:
+    """An outcome in doubt: settled when the change shows on the device, else in time."""
+    if change.step is Step.RESTORE and device.state == "active":
+        restored = evolve_change(change, phase=Phase.CHECKING, step=Step.IDENTIFIER, in_doubt=None)
+        return _checked(restored, device, now, settings)
+    if change.step is Step.IDENTIFIER:
+        done = _has(device, change.new_ids)
+    else:
+        done = device.service_plan == change.target_plan
+    if done:
+        note = "settled: the change is visible on ThingSpace"
+        return _verify(change, device, now, settings, note)
+    since = change.settling_since if change.settling_since is not None else now
+    if now - since >= settings.settle_timeout:
+        return _review(change, now, "outcome unknown: no callback and no visible change in time")
     return _stay(change)
 
 
@@ -433,19 +291,9 @@ def _verify(
     if plan and device.service_plan != plan:
         if change.plan_submissions:
             return _review(change, now, f"plan is {device.service_plan}, expected {plan}")
-        return _go(
-            change,
-            now,
-            f"{note}; changing plan to {plan}",
-            Submit(Step.PLAN),
-            phase=Phase.SUBMITTING,
-            step=Step.PLAN,
-            plan_submissions=change.plan_submissions + 1,
-            request_id=None,
-            in_doubt=Step.PLAN,
-            submitted_at=now,
-            **_lease(change, change.lease_owner or "worker", now, settings),
-        )
+        plans = change.plan_submissions + 1
+        note = f"{note}; changing plan to {plan}"
+        return _submitting(change, now, note, Step.PLAN, settings, plan_submissions=plans)
     if device.state != "active":
         return _review(change, now, f"device is {device.state} after the change, not active")
     return _go(change, now, f"{note}; completed", phase=Phase.COMPLETED, error=None, in_doubt=None)
@@ -510,7 +358,9 @@ def _accepted(change: Change, request_id: str, now: float, settings: LifecycleSe
     )
 
 
-def _rejected(change: Change, event: Rejected, now: float, settings: LifecycleSettings) -> Outcome:
+def _rejected(
+    change: Change, event: SubmitFailed, now: float, settings: LifecycleSettings
+) -> Outcome:
     if change.phase is not Phase.SUBMITTING:
         return _stay(change)
     if event.outcome_unknown:

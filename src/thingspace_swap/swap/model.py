@@ -9,6 +9,7 @@ from typing import Any, TypeVar, cast
 import attrs
 
 from ..models import ChangeOption, DeviceId
+from ._html import block, fields, heading, ids, when
 
 __all__ = [
     "TERMINAL",
@@ -172,9 +173,32 @@ class Change:
         return self.phase in TERMINAL
 
     def _repr_html_(self) -> str:
-        from .reports import change_html  # reports imports this module
-
-        return change_html(self)
+        """The change as an HTML table (notebooks)."""
+        error = self.error
+        duration = self.completed_at - self.created_at if self.completed_at else None
+        return block(
+            heading(f"Change {self.change_id}", self.phase.value, f"batch {self.batch_id}"),
+            fields(
+                [
+                    ("line", self.line),
+                    ("device", ids(self.device_ids)),
+                    ("new", ids(self.new_ids)),
+                    ("replaced", ids(self.replaced)),
+                    ("option", self.option.value if self.option else None),
+                    ("target plan", self.target_plan),
+                    ("step", self.step.value),
+                    ("attempt", self.attempt),
+                    ("submissions", self.submissions),
+                    ("request ids", ", ".join(self.request_ids) or self.request_id),
+                    ("error", f"{error.category.value}: {error.message}" if error else None),
+                    ("error code", error.code if error else None),
+                    ("created", when(self.created_at)),
+                    ("updated", when(self.updated_at)),
+                    ("completed", when(self.completed_at)),
+                    ("duration (s)", f"{duration:.1f}" if duration is not None else None),
+                ]
+            ),
+        )
 
     @property
     def identifiers(self) -> frozenset[DeviceId]:

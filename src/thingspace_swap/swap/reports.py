@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..models import ChangeOption, Device, DeviceId
-from ._html import block, dataframe, esc, fields, heading, mark, progress, table, when
+from ..models import ChangeOption, Device
+from ._html import block, dataframe, esc, fields, heading, ids, mark, progress, table, when
 from .model import TERMINAL, Batch, Change, Phase
 from .ports import AuditEntry
 from .requests import SwapItem
@@ -77,14 +77,6 @@ AUDIT_COLUMNS = (
 )
 
 
-def _id(device_id: DeviceId) -> str:
-    return f"{device_id.kind}:{device_id.id}"
-
-
-def _ids(device_ids: Iterable[DeviceId]) -> str:
-    return " ".join(_id(d) for d in device_ids)
-
-
 @attrs.frozen
 class Problem:
     """Why a device (or the whole request) cannot run: a stable ``code`` and words."""
@@ -112,8 +104,8 @@ class ItemCheck:
     def _row(self) -> tuple[object, ...]:
         return (
             self.index,
-            _id(self.item.device),
-            _ids(self.item.new),
+            ids([self.item.device]),
+            ids(self.item.new),
             self.option.value if self.option else None,
             self.line,
             self.target_plan,
@@ -128,7 +120,7 @@ class ItemCheck:
             heading(title, "valid" if self.ok else "invalid", self.item.source),
             fields(
                 [
-                    ("new", _ids(self.item.new)),
+                    ("new", ids(self.item.new)),
                     ("option", self.option.value if self.option else None),
                     ("line", self.line),
                     ("target plan", self.target_plan),
@@ -273,8 +265,8 @@ class BatchStatus:
             (
                 c.change_id,
                 c.line,
-                _id(c.device_ids[0]) if c.device_ids else None,
-                _ids(c.new_ids),
+                ids(c.device_ids[:1]) or None,
+                ids(c.new_ids),
                 c.phase.value,
                 c.attempt,
                 f"{c.error.category.value}: {c.error.message}" if c.error else None,
@@ -303,31 +295,7 @@ class BatchStatus:
 
 def change_html(change: Change) -> str:
     """One change as an HTML table (what ``Change._repr_html_`` shows)."""
-    error = change.error
-    duration = change.completed_at - change.created_at if change.completed_at else None
-    return block(
-        heading(f"Change {change.change_id}", change.phase.value, f"batch {change.batch_id}"),
-        fields(
-            [
-                ("line", change.line),
-                ("device", _ids(change.device_ids)),
-                ("new", _ids(change.new_ids)),
-                ("replaced", _ids(change.replaced)),
-                ("option", change.option.value if change.option else None),
-                ("target plan", change.target_plan),
-                ("step", change.step.value),
-                ("attempt", change.attempt),
-                ("submissions", change.submissions),
-                ("request ids", ", ".join(change.request_ids) or change.request_id),
-                ("error", f"{error.category.value}: {error.message}" if error else None),
-                ("error code", error.code if error else None),
-                ("created", when(change.created_at)),
-                ("updated", when(change.updated_at)),
-                ("completed", when(change.completed_at)),
-                ("duration (s)", f"{duration:.1f}" if duration is not None else None),
-            ]
-        ),
-    )
+    return change._repr_html_()
 
 
 def audit_records(entries: Iterable[AuditEntry]) -> list[dict[str, Any]]:

@@ -1,0 +1,59 @@
+"""What every part of the orchestrator works with, and the one rule for a lost conditional
+write: read the record again, decide again, write again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import attrs
+
+from ...clock import Clock
+from ..machine import LifecycleSettings
+from ..ports import ConflictError, Metrics, Notifier, Queue, Store
+from ..thingspace import ThingSpaceFlows
+
+__all__ = ["CONFLICT_RETRIES", "Context", "retry_conflicts"]
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+#: How often a read-decide-write is tried before a record that keeps changing is reported.
+CONFLICT_RETRIES = 50
+
+
+@attrs.frozen
+class Context:
+    """The ThingSpace flows, the backends, the settings and the clock, shared by the parts."""
+
+    api: ThingSpaceFlows
+    queue: Queue
+    store: Store
+    notifier: Notifier | None
+    metrics: Metrics
+    settings: LifecycleSettings
+    clock: Clock
+    worker_id: str
+
+
+def retry_conflicts(
+    read: Callable[[], R | None],
+    write: Callable[[R], T],
+    *,
+    what: str,
+    first: R | None = None,
+) -> T | None:
+    """``write(record)`` with the record ``read`` returns (``first`` the first time); when the
+    write loses (:class:`ConflictError`), read again and write again. None when there is no
+    record; ConflictError when it kept changing for :data:`CONFLICT_RETRIES` tries.
+
+    ``write`` must raise ConflictError before any other effect, so a repeat is safe."""
+    record = first if first is not None else read()
+    for _ in range(CONFLICT_RETRIES):
+        if record is None:
+            return None
+        try:
+            return write(record)
+        except ConflictError:
+            record = read()
+    raise ConflictError(f"{what} kept changing; try again")

@@ -1,0 +1,245 @@
+"""The batch ledger: a batch's record and its audit trail. It creates batches, counts their
+finished changes, completes them, and records operator commands on them. Every write is a
+read-decide-write retried on a conflict (:func:`._context.retry_conflicts`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+import attrs
+
+from ..audit import chain_entry
+from ..model import (
+    TERMINAL,
+    Batch,
+    BatchCommand,
+    BatchState,
+    Change,
+    Phase,
+    evolve_batch,
+    evolve_change,
+)
+from ..ports import AuditEntry, OutgoingMessage
+from ._announcer import Announcer
+from ._context import Context, retry_conflicts
+from ._messages import message
+
+__all__ = ["Ledger", "change_entry"]
+
+logger = logging.getLogger("thingspace_swap.swap")
+
+
+class Ledger:
+    """Batch records: creation, finished counts, completion and operator commands."""
+
+    def __init__(self, context: Context, announcer: Announcer) -> None:
+        self._context = context
+        self._announce = announcer
+
+    def create(self, batch: Batch, changes: Sequence[Change], rollback_of: str | None) -> None:
+        """Write the batch, its changes, their first audit entries and their process messages
+        in one write; relay the messages; complete the batch if nothing in it is to be done."""
+        context = self._context
+        now = context.clock.time()
+        action = "batch created" + (f" (rollback of {rollback_of})" if rollback_of else "")
+        detail = json.dumps({"size": batch.size, "target_plan": batch.target_plan})
+        head = _batch_entry(batch, None, batch.state, action, batch.actor, now, detail)
+        batch = attrs.evolve(
+            batch, rollback_of=rollback_of, version=1, audit_seq=head.seq, audit_hash=head.hash
+        )
+        entries, stored = [head], []
+        for change in changes:
+            action = "queued" if change.phase is Phase.PENDING else "rejected by validation"
+            entry = change_entry(change, change, now, action, batch.actor, before_phase=None)
+            entries.append(entry)
+            stored.append(
+                evolve_change(change, version=1, audit_seq=entry.seq, audit_hash=entry.hash)
+            )
+        messages = [message("process", c) for c in stored if c.phase is Phase.PENDING]
+        context.store.create_batch(batch, stored, entries, messages)
+        self.relay(messages)
+        context.metrics.count("swap.change.queued", len(messages))
+        self._announce.batch_created(batch, head.seq)
+        if batch.terminal == batch.size:
+            self.complete_if_done(batch.batch_id)
+
+    def relay(self, messages: list[OutgoingMessage] | None) -> None:
+        """Send messages just written with a record (None: all the outbox holds). A failure
+        only delays them: the next sweep relays what is left."""
+        if messages == []:
+            return
+        try:
+            self._context.store.relay(self._context.queue, messages)
+        except ValueError:
+            raise  # a store paired with the wrong queue: a configuration error
+        except Exception:
+            logger.exception("relaying queue messages failed; the sweep sends them later")
+            self._context.metrics.count("swap.outbox.error")
+
+    def get(self, batch_id: str) -> Batch | None:
+        return self._context.store.get_batch(batch_id)
+
+    def count_finished(self, change: Change) -> None:
+        """Count one more finished change on its batch; complete the batch with its last."""
+
+        def write(batch: Batch) -> Batch:
+            after = evolve_batch(batch, terminal=batch.terminal + 1, version=batch.version + 1)
+            self._context.store.update_batch(after, batch.version, None)
+            return batch
+
+        before = retry_conflicts(
+            lambda: self.get(change.batch_id), write, what=f"batch {change.batch_id}"
+        )
+        if before is None:
+            return
+        self._announce.progress(before, before.terminal + 1)
+        if before.terminal + 1 >= before.size:
+            self.complete_if_done(before.batch_id)
+
+    def complete_if_done(self, batch_id: str) -> None:
+        """Complete the batch if all its changes are finished; else correct its finished count
+        if a crash left it wrong. A batch with a command in progress is left to the command."""
+        completed = retry_conflicts(
+            lambda: self.get(batch_id), self._complete, what=f"batch {batch_id}"
+        )
+        if completed is not None:
+            self._announce.batch_completed(completed, completed.summary or {})
+
+    def _complete(self, batch: Batch) -> Batch | None:
+        if batch.completed_at is not None or batch.command is not None:
+            return None  # (a command in progress completes the batch when it ends)
+        changes = list(self._context.store.changes(batch.batch_id))
+        terminal = sum(c.phase in TERMINAL for c in changes)
+        if terminal < len(changes):
+            if terminal != batch.terminal:  # a lost count (crash): correct it
+                after = attrs.evolve(batch, terminal=terminal, version=batch.version + 1)
+                self._context.store.update_batch(after, batch.version, None)
+            return None
+        summary = dict(Counter(c.phase.value for c in changes))
+        cancelled = batch.state is BatchState.CANCELLED
+        after = attrs.evolve(
+            batch,
+            state=BatchState.CANCELLED if cancelled else BatchState.COMPLETED,
+            completed_at=self._context.clock.time(),
+            summary=summary,
+            terminal=len(changes),
+        )
+        return self.write(batch, after, "batch completed", json.dumps(summary, sort_keys=True))
+
+    def write(
+        self, before: Batch, after: Batch, action: str, detail: str, actor: str | None = None
+    ) -> Batch:
+        """Write ``after`` over ``before`` with the audit entry of the transition."""
+        now = self._context.clock.time()
+        actor = actor or self._context.worker_id
+        entry = _batch_entry(before, before.state, after.state, action, actor, now, detail)
+        written = attrs.evolve(
+            after, version=before.version + 1, audit_seq=entry.seq, audit_hash=entry.hash
+        )
+        self._context.store.update_batch(written, before.version, entry)
+        return written
+
+    # Operator commands --------------------------------------------------------------------
+
+    def begin_command(
+        self, batch_id: str, kind: str, actor: str, *, force: bool = False
+    ) -> Batch | None:
+        """Record an operator command on the batch (the one write that makes it happen), or
+        None when there is nothing to do (a cancel of a batch no longer open)."""
+
+        def write(batch: Batch) -> Batch | None:
+            now = self._context.clock.time()
+            if kind == "cancel":
+                if batch.command is not None and batch.command.kind == "cancel":
+                    return batch  # an earlier cancel stopped half-way: finish it
+                if batch.state is not BatchState.OPEN:
+                    return None
+                # (an unfinished retry is superseded: its new attempts are cancelled too)
+                command = BatchCommand("cancel", actor, now, batch.retry_round)
+                after = attrs.evolve(batch, state=BatchState.CANCELLED, command=command)
+                written = self.write(batch, after, "batch cancelled", "", actor)
+                self._announce.batch_cancelled(written, written.audit_seq, actor)
+                return written
+            round_ = batch.retry_round + 1
+            command = BatchCommand("retry", actor, now, round_, force)
+            after = attrs.evolve(
+                batch, state=BatchState.OPEN, completed_at=None, command=command, retry_round=round_
+            )
+            action = f"retry requested (round {round_})" + (" with force" if force else "")
+            detail = json.dumps({"round": round_, "force": force})
+            return self.write(batch, after, action, detail, actor)
+
+        return retry_conflicts(lambda: self.get(batch_id), write, what=f"batch {batch_id}")
+
+    def end_command(self, batch_id: str, command: BatchCommand, detail: str) -> None:
+        """Clear the batch's command, then complete it if every change is finished (which
+        recounts its finished changes either way)."""
+        if command.kind == "retry":
+            action = f"retry round {command.round} done"
+        else:
+            action, detail = "cancellation done", ""
+
+        def write(batch: Batch) -> None:
+            if batch.command == command:  # (else carried out already)
+                after = attrs.evolve(batch, command=None)
+                self.write(batch, after, action, detail, command.actor)
+
+        retry_conflicts(lambda: self.get(batch_id), write, what=f"batch {batch_id}")
+        self.complete_if_done(batch_id)
+
+
+def change_entry(
+    before: Change,
+    after: Change,
+    now: float,
+    action: str,
+    actor: str,
+    *,
+    before_phase: str | None,
+) -> AuditEntry:
+    """The audit entry recording ``before`` -> ``after`` (chained to ``before``'s head)."""
+    detail: dict[str, object] = {"attempt": after.attempt, "step": after.step.value}
+    if after.error is not None:
+        detail["error"] = after.error.message
+        detail["category"] = after.error.category.value
+    return chain_entry(
+        subject=f"change:{after.change_id}",
+        batch_id=after.batch_id,
+        head_seq=before.audit_seq,
+        head_hash=before.audit_hash,
+        at=now,
+        actor=actor,
+        action=action,
+        before=before_phase,
+        after=after.phase.value,
+        request_id=after.request_id,
+        detail=json.dumps(detail, sort_keys=True),
+    )
+
+
+def _batch_entry(
+    before: Batch,
+    state_before: BatchState | None,
+    state_after: BatchState,
+    action: str,
+    actor: str,
+    now: float,
+    detail: str,
+) -> AuditEntry:
+    """The audit entry of a batch's transition (chained to ``before``'s head)."""
+    return chain_entry(
+        subject=f"batch:{before.batch_id}",
+        batch_id=before.batch_id,
+        head_seq=before.audit_seq,
+        head_hash=before.audit_hash,
+        at=now,
+        actor=actor,
+        action=action,
+        before=state_before.value if state_before is not None else None,
+        after=state_after.value,
+        request_id=None,
+        detail=detail,
+    )

@@ -1,0 +1,204 @@
+"""The lifecycle runner: applies an event to a change with the pure machine
+(:func:`~thingspace_swap.swap.machine.advance`), writes the outcome with its audit entry and
+the queue messages that follow from it, and carries out the outcome's effects (read the device,
+submit a request, schedule a check, count the change as finished)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..._core.commands import Flow
+from ...errors import ThingSpaceError
+from ...models import DeviceId
+from ..classify import classify
+from ..machine import (
+    Accepted,
+    Busy,
+    Cancel,
+    DeviceSeen,
+    Event,
+    Finish,
+    Outcome,
+    ReadDevice,
+    ReadFailed,
+    Requeue,
+    Schedule,
+    Submit,
+    SubmitFailed,
+    Timeout,
+    advance,
+)
+from ..model import TERMINAL, BatchState, Change, Phase, Step, evolve_change
+from ._announcer import Announcer
+from ._context import Context, retry_conflicts
+from ._inbox import Inbox
+from ._ledger import Ledger, change_entry
+from ._messages import message
+
+__all__ = ["Runner", "run_now"]
+
+_OPERATIONS = {
+    Step.IDENTIFIER: "devices.change_identifier",
+    Step.PLAN: "devices.change_plan",
+    Step.RESTORE: "devices.restore",
+}
+
+
+class Runner:
+    """Drives one change at a time through the lifecycle."""
+
+    def __init__(
+        self, context: Context, ledger: Ledger, announcer: Announcer, inbox: Inbox
+    ) -> None:
+        self._context = context
+        self._ledger = ledger
+        self._announce = announcer
+        self._inbox = inbox
+
+    def drive(self, change_id: str, event: Event, *, io: bool = True) -> Flow[float | None]:
+        """Apply ``event`` and whatever follows from it. Returns the lease end when another
+        worker holds the change, else None. Without ``io``, ThingSpace work is queued instead
+        (a ``process`` message written with the change)."""
+        store = self._context.store
+        change = store.get_change(change_id)
+        while change is not None:
+            step = retry_conflicts(
+                lambda: store.get_change(change_id),
+                lambda c: self._apply(c, event, io),  # noqa: B023 (called within the iteration)
+                what=f"change {change_id}",
+                first=change,
+            )
+            if step is None:
+                return None
+            change, outcome, now = step
+            following: Event | None = None
+            for effect in outcome.effects:
+                if isinstance(effect, Busy):
+                    return effect.until
+                if isinstance(effect, Schedule):
+                    self._schedule(change, effect.at, now)
+                elif isinstance(effect, Finish):
+                    self._ledger.count_finished(change)
+                elif io and isinstance(effect, ReadDevice):
+                    following = yield from self._read(change)
+                elif io and isinstance(effect, Submit):
+                    following = yield from self._submit(change, effect.step)
+            if following is None and change.phase is Phase.AWAITING and isinstance(event, Accepted):
+                following = self._inbox.kept_callback(change)
+            if following is None:
+                return None
+            event = following
+        return None
+
+    def _apply(self, change: Change, event: Event, io: bool) -> tuple[Change, Outcome, float]:
+        """Advance ``change`` by ``event`` and write the outcome if it changed anything."""
+        now = self._context.clock.time()
+        outcome = self._advance(change, self._inbox_first(change, event, now), now)
+        if outcome.changed:
+            change = self._write(change, outcome, now, io=io)
+        return change, outcome, now
+
+    def _advance(self, change: Change, event: Event, now: float) -> Outcome:
+        """``advance``, except that a change of a cancelled batch is cancelled instead of
+        being submitted (the cancel may not have reached it yet)."""
+        settings = self._context.settings
+        outcome = advance(change, event, now, settings)
+        starts = any(isinstance(e, Submit) and e.step is not Step.PLAN for e in outcome.effects)
+        if starts and change.phase is Phase.CHECKING:
+            batch = self._ledger.get(change.batch_id)
+            if batch is not None and batch.state is BatchState.CANCELLED:
+                return advance(change, Cancel("batch cancelled before submission"), now, settings)
+        return outcome
+
+    def _inbox_first(self, change: Change, event: Event, now: float) -> Event:
+        """At a waiting change's deadline, a callback already kept in the inbox (its intake
+        stopped before applying it) is applied instead of giving up on the callback."""
+        if (
+            isinstance(event, Timeout)
+            and change.phase in (Phase.AWAITING, Phase.SETTLING)
+            and change.request_id is not None
+            and change.deadline is not None
+            and change.deadline <= now
+        ):
+            return self._inbox.kept_callback(change) or event
+        return event
+
+    def _write(self, before: Change, outcome: Outcome, now: float, *, io: bool) -> Change:
+        worker = self._context.worker_id
+        phase = before.phase.value
+        entry = change_entry(before, outcome.change, now, outcome.note, worker, before_phase=phase)
+        after = evolve_change(
+            outcome.change, version=before.version + 1, audit_seq=entry.seq, audit_hash=entry.hash
+        )
+        # Work a worker must continue is written with the change, so it is never lost.
+        queued = any(
+            isinstance(e, Requeue) or (not io and isinstance(e, (ReadDevice, Submit)))
+            for e in outcome.effects
+        )
+        messages = [message("process", after)] if queued else []
+        self._context.store.update_change(after, before.version, entry, messages)
+        self._ledger.relay(messages)
+        if after.phase in TERMINAL and before.phase not in TERMINAL:
+            self._announce.change_finished(after, entry)
+        return after
+
+    def _read(self, change: Change) -> Flow[Event]:
+        context = self._context
+        started = context.clock.monotonic()
+        try:
+            line = DeviceId(change.line, "mdn")
+            device = yield from context.api.device(line, change.account_name)
+        except ThingSpaceError as error:
+            info = classify(error)
+            category = info.category.value
+            operation = "devices.get"
+            context.metrics.count("swap.thingspace.error", operation=operation, category=category)
+            return ReadFailed(info)
+        finally:
+            elapsed = context.clock.monotonic() - started
+            context.metrics.observe("swap.thingspace.latency", elapsed, operation="devices.get")
+        return DeviceSeen(device)
+
+    def _submit(self, change: Change, step: Step) -> Flow[Event]:
+        context = self._context
+        started = context.clock.monotonic()
+        operation = _OPERATIONS[step]
+        try:
+            accepted = yield from self._request(change, step)
+        except ThingSpaceError as error:
+            info = classify(error)
+            category = info.category.value
+            context.metrics.count("swap.thingspace.error", operation=operation, category=category)
+            return SubmitFailed(info, outcome_unknown=error.outcome_unknown)
+        finally:
+            elapsed = context.clock.monotonic() - started
+            context.metrics.observe("swap.thingspace.latency", elapsed, operation=operation)
+        context.metrics.count("swap.thingspace.submitted", operation=operation)
+        return Accepted(accepted.request_id)
+
+    def _request(self, change: Change, step: Step) -> Flow[Any]:
+        api, line = self._context.api, DeviceId(change.line, "mdn")
+        if step is Step.IDENTIFIER:
+            assert change.option is not None  # validation never queues a change without one
+            return api.change_identifier(
+                change.device_ids[0], change.new_ids, change.option.value, change.service_type
+            )
+        if step is Step.RESTORE:
+            return api.restore(line, change.account_name)
+        assert change.target_plan is not None
+        return api.change_plan(line, change.target_plan, change.account_name)
+
+    def _schedule(self, change: Change, at: float, now: float) -> None:
+        queue = self._context.queue
+        delay = min(queue.max_delay, max(0.0, at - now))
+        queue.send([message("check", change, at, delay=delay)])
+
+
+def run_now(flow: Flow[Any]) -> Any:
+    """Run a flow that does no ThingSpace I/O (``io=False``) to its end."""
+    try:
+        effect = next(flow)
+    except StopIteration as done:
+        return done.value
+    flow.close()
+    raise RuntimeError(f"a backend-only flow asked for I/O: {effect!r}")

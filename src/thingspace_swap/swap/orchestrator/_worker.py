@@ -1,0 +1,138 @@
+"""The worker: receives queue messages and settles each with the queue, and the sweep that
+finds what no message will bring (deadlines passed, commands and outbox messages left behind,
+counts a crash left wrong)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+
+import attrs
+
+from ..._core.commands import Flow, Sleep
+from ..machine import Begin, Event, Timeout
+from ..model import Batch
+from ..ports import ReceivedMessage
+from ._commands import Commands
+from ._context import Context
+from ._ledger import Ledger
+from ._messages import Disposition, message, parse_message
+from ._runner import Runner
+
+__all__ = ["WorkReport", "Worker"]
+
+logger = logging.getLogger("thingspace_swap.swap")
+
+
+@attrs.frozen
+class WorkReport:
+    """What one ``work`` call did."""
+
+    messages: int = 0
+    dead_lettered: int = 0
+    busy: int = 0
+    errors: int = 0
+
+
+class Worker:
+    """Message handling and the periodic sweep."""
+
+    def __init__(
+        self, context: Context, ledger: Ledger, runner: Runner, commands: Commands
+    ) -> None:
+        self._context = context
+        self._ledger = ledger
+        self._runner = runner
+        self._commands = commands
+        self._recounted: dict[str, float] = {}
+
+    def work(self, max_messages: int | None, until_idle: bool, poll: float) -> Flow[WorkReport]:
+        queue = self._context.queue
+        handled = 0
+        outcomes: Counter[Disposition] = Counter()
+        while max_messages is None or handled < max_messages:
+            size = 10 if max_messages is None else min(10, max_messages - handled)
+            messages = queue.receive(size, visibility_timeout=self._context.settings.lease)
+            if not messages:
+                if until_idle:
+                    break
+                yield Sleep(poll)
+                continue
+            for received in messages:
+                outcomes[(yield from self.handle(received))] += 1
+                handled += 1
+        stats = queue.stats()
+        self._context.metrics.gauge("swap.queue.depth", stats.visible + stats.delayed)
+        self._context.metrics.gauge("swap.queue.lag", stats.oldest_age)
+        return WorkReport(handled, outcomes["dead_lettered"], outcomes["busy"], outcomes["errors"])
+
+    def handle(self, received: ReceivedMessage) -> Flow[Disposition]:
+        """Process one message and settle it with the queue."""
+        context, queue = self._context, self._context.queue
+        parsed = parse_message(received.body)
+        if isinstance(parsed, str):
+            queue.dead_letter(received, f"poison message: {parsed}")
+            context.metrics.count("swap.queue.poison")
+            logger.warning("dead-lettered a poison message: %s", parsed)
+            return "dead_lettered"
+        kind, change_id, not_before = parsed
+        now = context.clock.time()
+        change = context.store.get_change(change_id)
+        if change is None:
+            queue.dead_letter(received, f"no change {change_id}")
+            return "dead_lettered"
+        if not_before > now:  # a check later than the queue's delay limit: wait again
+            delay = min(queue.max_delay, not_before - now)
+            queue.send([message(kind, change, not_before, delay=delay)])
+            queue.ack(received)
+            return "done"
+        try:
+            # each delivery works under a lease of its own, even on one worker's threads
+            owner = f"{context.worker_id}/{uuid.uuid4().hex[:8]}"
+            event: Event = Begin(owner) if kind == "process" else Timeout()
+            busy = yield from self._runner.drive(change_id, event)
+        except Exception:
+            logger.exception("processing %s failed; the message will be delivered again", change_id)
+            context.metrics.count("swap.worker.error")
+            queue.release(received, delay=context.settings.retry_initial)
+            return "errors"
+        if busy is not None:
+            queue.release(received, delay=max(0.0, busy - now))
+            return "busy"
+        queue.ack(received)
+        return "done"
+
+    def sweep(self, limit: int) -> Flow[int]:
+        context = self._context
+        self._ledger.relay(None)
+        now = context.clock.time()
+        open_batches = list(context.store.batches(open_only=True))
+        lease = context.settings.lease
+        stale = [b for b in open_batches if b.command is not None and now - b.command.at >= lease]
+        yield from self._commands.finish(stale)
+        seen: set[str] = set()
+        while due := [
+            c
+            for c in context.store.due_changes(context.clock.time(), limit)
+            if c.change_id not in seen
+        ]:
+            for change in due:
+                seen.add(change.change_id)
+                yield from self._runner.drive(change.change_id, Timeout())
+        self._recount(open_batches)
+        return len(seen)
+
+    def _recount(self, open_batches: list[Batch]) -> None:
+        """Complete batches whose changes are all finished. A count can only lag after a crash
+        between a change's last write and the count; such batches are recounted from their
+        changes now and then, not on every sweep."""
+        now = self._context.clock.time()
+        recounted: dict[str, float] = {}  # the memo keeps only batches still unfinished
+        for batch in open_batches:
+            last = self._recounted.get(batch.batch_id, 0.0)
+            recounted[batch.batch_id] = last
+            if batch.terminal >= batch.size or now - last >= self._context.settings.lease:
+                recounted[batch.batch_id] = now
+                self._ledger.complete_if_done(batch.batch_id)
+        self._recounted = recounted
