@@ -13,7 +13,7 @@ import httpx
 from ._core.auth import LOGIN_LEASE, AuthState
 from ._core.endpoint import Async, Mode, Sync
 from ._core.engine import Engine, RequestEvent
-from ._http import AiohttpTransport, AsyncDriver, SyncDriver, refuse_clear_text
+from ._drivers import AiohttpTransport, AsyncDriver, SyncDriver, refuse_clear_text
 from .clock import Clock, SystemClock
 from .config import Credentials, default_base_url
 from .errors import ConfigurationError, ThingSpaceError

@@ -19,7 +19,7 @@ from .commands import Flow
 from .operations import Call
 
 if TYPE_CHECKING:
-    from .._http import Driver
+    from .._drivers import Driver
     from .engine import Engine
 
 P = ParamSpec("P")
