@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from .._core.commands import Flow
-from .._core.endpoint import Driver
-from ..models import Device, DeviceId, HistoryPage, RequestAccepted, RequestStatus, ServicePlan
+from ..models import DeviceId
 from .model import Batch, Change, Priority
+
+if TYPE_CHECKING:
+    from .._core.commands import Flow
+    from .._core.endpoint import Driver
+    from ..models import Device, HistoryPage, RequestAccepted, RequestStatus, ServicePlan
 
 __all__ = [
     "AuditEntry",
