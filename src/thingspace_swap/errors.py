@@ -163,8 +163,8 @@ class LoginError(ThingSpaceError):
 
     Never retried automatically: five failed logins lock the ThingSpace user until Verizon support
     unlocks it. After a refusal every client sharing the token cache refuses to try again on its
-    own (:class:`LoginBlockedError`); fix the credentials, then call
-    ``client.session.unblock()`` or ``client.session.login()``.
+    own ([LoginBlockedError][thingspace_swap.errors.LoginBlockedError]); fix the credentials,
+    then call ``client.session.unblock()`` or ``client.session.login()``.
     """
 
 
@@ -176,7 +176,7 @@ class LoginBlockedError(LoginError):
     ``thingspace-swap auth unblock``), or ``client.session.login()`` to clear it and try once.
 
     Attributes:
-        block: The :class:`~thingspace_swap.tokens.LoginBlock`: the refusal, when and by whom.
+        block: The [LoginBlock][thingspace_swap.tokens.LoginBlock]: the refusal, when and by whom.
     """
 
     def __init__(self, message: str, *, block: LoginBlock | None = None, **kwargs: Any) -> None:
@@ -269,15 +269,14 @@ def error_from_response(
     ``idempotent`` says whether the request was a read: only then are 5xx answers retryable;
     for state-changing calls a 5xx leaves the outcome unknown.
     """
-    retry_after = _retry_after(headers)
+    common: dict[str, Any] = {"status_code": status_code, "retry_after": _retry_after(headers)}
     try:
         data: Any = json.loads(body) if body else None
     except (ValueError, RecursionError):
         data = None
-    fault = data.get("fault") if isinstance(data, dict) else None
-    error_code = data.get("errorCode") if isinstance(data, dict) else None
-    common: dict[str, Any] = {"status_code": status_code, "retry_after": retry_after}
-
+    if not isinstance(data, dict):
+        data = {}
+    fault = data.get("fault")
     if status_code == 429:
         code = str(fault.get("code")) if isinstance(fault, dict) and fault.get("code") else None
         message = fault.get("message") if isinstance(fault, dict) else None
@@ -285,44 +284,56 @@ def error_from_response(
             str(message or "ThingSpace throttled the request"), code=code, retryable=True, **common
         )
     if isinstance(fault, dict):
-        code = str(fault.get("code", "")) or None
-        message = str(fault.get("message") or fault.get("description") or "gateway fault")
-        if status_code == 401 or code in ("900901", "900902"):
-            return AuthenticationError(message, code=code, **common)
-        if status_code >= 500:
-            return ServerError(
-                message, code=code, retryable=idempotent, outcome_unknown=not idempotent, **common
-            )
-        return GatewayError(message, code=code, **common)
+        return _gateway_error(fault, idempotent, common)
+    error_code = data.get("errorCode")
     if isinstance(error_code, str) and error_code:
-        message = str(data.get("errorMessage") or error_code)
-        short = split_code(error_code)[1]
-        if short.endswith(("SessionToken.Expired", "SessionToken.Invalid")):
-            return SessionTokenError(message, code=error_code, **common)
-        if status_code >= 500:
-            return ServerError(
-                message,
-                code=error_code,
-                retryable=idempotent,
-                outcome_unknown=not idempotent,
-                **common,
-            )
-        return M2MError(message, code=error_code, **common)
-    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return _m2m_error(error_code, data.get("errorMessage"), idempotent, common)
+    if isinstance(data.get("error"), str):
         description = data.get("error_description") or data["error"]
         return TokenError(str(description), code=data["error"], **common)
     if status_code >= 500:
-        return ServerError(
-            f"ThingSpace failed with HTTP {status_code}: {_excerpt(body)}",
-            retryable=idempotent,
-            outcome_unknown=not idempotent,
-            **common,
-        )
+        text = f"ThingSpace failed with HTTP {status_code}: {_excerpt(body)}"
+        return _server_error(text, None, idempotent, common)
     if status_code == 401:
         return AuthenticationError(f"HTTP 401: {_excerpt(body)}", **common)
     if status_code == 408:
         return APIError("request timeout (HTTP 408)", retryable=idempotent, **common)
     return APIError(f"HTTP {status_code}: {_excerpt(body)}", **common)
+
+
+def _gateway_error(
+    fault: Mapping[str, Any], idempotent: bool, common: dict[str, Any]
+) -> ThingSpaceError:
+    """An answer of the API gateway (a ``fault`` body): the bearer refused, or a gateway error."""
+    code = str(fault.get("code", "")) or None
+    message = str(fault.get("message") or fault.get("description") or "gateway fault")
+    if common["status_code"] == 401 or code in ("900901", "900902"):
+        return AuthenticationError(message, code=code, **common)
+    if common["status_code"] >= 500:
+        return _server_error(message, code, idempotent, common)
+    return GatewayError(message, code=code, **common)
+
+
+def _m2m_error(
+    error_code: str, error_message: object, idempotent: bool, common: dict[str, Any]
+) -> ThingSpaceError:
+    """An answer of the M2M API (an ``errorCode`` body)."""
+    message = str(error_message or error_code)
+    short = split_code(error_code)[1]
+    if short.endswith(("SessionToken.Expired", "SessionToken.Invalid")):
+        return SessionTokenError(message, code=error_code, **common)
+    if common["status_code"] >= 500:
+        return _server_error(message, error_code, idempotent, common)
+    return M2MError(message, code=error_code, **common)
+
+
+def _server_error(
+    message: str, code: str | None, idempotent: bool, common: dict[str, Any]
+) -> ServerError:
+    """A 5xx: retryable for a read; for a state-changing call, of unknown outcome."""
+    return ServerError(
+        message, code=code, retryable=idempotent, outcome_unknown=not idempotent, **common
+    )
 
 
 def error_from_transport(exc: Exception, *, idempotent: bool) -> TransportError:

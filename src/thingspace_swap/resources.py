@@ -115,7 +115,7 @@ class Devices(Resource[Mode]):
     def list(
         self, /, request: DeviceListRequest | None = None, **filters: object
     ) -> Flow[DeviceListPage]:
-        """One page of devices (``POST /devices/actions/list``). Use :meth:`iter` for all."""
+        """One page of devices (``POST /devices/actions/list``). Use ``iter`` for all."""
         return self._call(Call(ops.LIST_DEVICES, body=self._list_request(request, filters)))
 
     @paginated
@@ -124,7 +124,7 @@ class Devices(Resource[Mode]):
     ) -> Pager[DeviceListPage, Device]:
         """Every device matching the filters, page after page (``largestDeviceIdSeen`` cursor).
 
-        Filters are :class:`~thingspace_swap.models.DeviceListRequest` fields, e.g.
+        Filters are [DeviceListRequest][thingspace_swap.models.DeviceListRequest] fields, e.g.
         ``current_state="active"``, ``service_plan="M2M4G"``, ``max_number_of_devices=500``.
         """
         first = Call(ops.LIST_DEVICES, body=self._list_request(request, filters))
@@ -349,7 +349,7 @@ class Session(Resource[Mode]):
     def login(self) -> Flow[None]:
         """Log in now, exactly once (waiting while another client sharing the token cache
         logs in). Also clears the block a refused login leaves (see
-        :class:`~thingspace_swap.errors.LoginBlockedError`)."""
+        [LoginBlockedError][thingspace_swap.errors.LoginBlockedError])."""
         return self._engine.auth.login(self._engine)
 
     @endpoint

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import thingspace_swap as ts
-from thingspace_swap._http import _environment_proxy
+from thingspace_swap._clear_text import _environment_proxy
 from thingspace_swap.testing import SimulatorServer, ThingSpaceSimulator, WallClock
 
 SECRET = "canary-proxy-app-secret"

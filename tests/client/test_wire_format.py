@@ -29,6 +29,7 @@ from thingspace_swap.models import (
     RequestStatus,
     ServicePlan,
 )
+from thingspace_swap.resources import Devices
 
 M2M = "/api/m2m/v1"
 TOKEN = "POST /api/ts/v1/oauth2/token"
@@ -674,6 +675,22 @@ async def test_devices_iter_follows_the_cursor(
     assert sent == [base, {**base, "largestDeviceIdSeen": 17}, {**base, "largestDeviceIdSeen": 100}]
     for request in fake.requests[2:]:
         assert_m2m(request, "POST", f"{M2M}/devices/actions/list", json_body(request))
+
+
+async def test_devices_iter_collect_is_the_same_walk_as_a_flow(
+    make_client: Callable[..., Any], fake: FakeThingSpace
+):
+    fake.routes[LIST] = [page(listed("9", "a"), more=True), page(listed("17", "b"), more=False)]
+    client = make_client()
+    flow = Devices.iter.collect(client.devices, current_state="active")
+    assert fake.requests == []  # a flow: nothing sent until the client's driver runs it
+
+    devices = await resolve(client.driver.run(flow))
+
+    assert [d.iccid for d in devices] == ["a", "b"]
+    sent = [json_body(r) for r in fake.requests if f"{r.method} {r.url.path}" == LIST]
+    base = {"accountName": ACCOUNT, "currentState": "active"}
+    assert sent == [base, {**base, "largestDeviceIdSeen": 9}]
 
 
 @pytest.mark.parametrize(

@@ -24,11 +24,12 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol, TypeVar
 
 import attrs
 
 from .._secret import Secret
+from ..clock import Clock
 from ..config import Credentials
 from ..errors import (
     AuthenticationError,
@@ -47,10 +48,9 @@ from ..tokens import AuthRecord, InMemoryTokenCache, LoginBlock, LoginLease, Tok
 from .commands import Exclusive, Flow, Sleep
 from .operations import LOGIN, LOGOUT, TOKEN, AuthKind, Call
 
-if TYPE_CHECKING:
-    from .engine import Engine
+__all__ = ["AuthState", "Caller", "Rejected", "cache_key"]
 
-__all__ = ["AuthState", "Rejected", "cache_key"]
+T = TypeVar("T")
 
 logger = logging.getLogger("thingspace_swap")
 
@@ -77,6 +77,18 @@ class Rejected:
 
     credential: type[ThingSpaceError]
     tokens: Tokens
+
+
+class Caller(Protocol):
+    """What the auth flows need of the ``Engine``: its clock and its call flow (for the token,
+    login and logout calls)."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    def call(
+        self, call: Call[T], *, retry: bool = True, tokens: Tokens | None = None
+    ) -> Flow[T]: ...
 
 
 def cache_key(credentials: Credentials) -> str:
@@ -123,7 +135,7 @@ class AuthState:
             headers["VZ-M2M-Token"] = tokens.session.reveal()
         return headers
 
-    def ensure(self, engine: Engine, kind: AuthKind, rejected: Rejected | None) -> Flow[Tokens]:
+    def ensure(self, engine: Caller, kind: AuthKind, rejected: Rejected | None) -> Flow[Tokens]:
         """The tokens a ``kind`` call needs, renewing what is missing, expired or rejected."""
         if kind == "basic":
             return Tokens()
@@ -132,11 +144,11 @@ class AuthState:
         tokens: Tokens = yield Exclusive(self._renew(engine, kind, rejected))
         return tokens
 
-    def login(self, engine: Engine) -> Flow[None]:
+    def login(self, engine: Caller) -> Flow[None]:
         """An explicit login: clears the shared block and tries exactly once."""
         yield Exclusive(self._explicit_login(engine))
 
-    def logout(self, engine: Engine) -> Flow[None]:
+    def logout(self, engine: Caller) -> Flow[None]:
         """End the M2M session, if there is one."""
         tokens = self.tokens
         session = tokens.session
@@ -172,7 +184,7 @@ class AuthState:
             return False
         return kind != "m2m" or tokens.session is not None
 
-    def _renew(self, engine: Engine, kind: AuthKind, rejected: Rejected | None) -> Flow[Tokens]:
+    def _renew(self, engine: Caller, kind: AuthKind, rejected: Rejected | None) -> Flow[Tokens]:
         # Runs under the lock: another caller may already have renewed what we saw rejected.
         tokens = self.tokens
         stale: Secret | None = None
@@ -206,7 +218,7 @@ class AuthState:
             tokens = attrs.evolve(tokens, session=cached.session)
         return tokens
 
-    def _fetch_bearer(self, engine: Engine, tokens: Tokens) -> Flow[Tokens]:
+    def _fetch_bearer(self, engine: Caller, tokens: Tokens) -> Flow[Tokens]:
         from authlib.oauth2.rfc6749.parameters import prepare_token_request
 
         call = Call(TOKEN, form=prepare_token_request("client_credentials"))
@@ -224,7 +236,7 @@ class AuthState:
         return renewed
 
     def _shared_login(
-        self, engine: Engine, tokens: Tokens, stale: Secret | None, *, explicit: bool
+        self, engine: Caller, tokens: Tokens, stale: Secret | None, *, explicit: bool
     ) -> Flow[Tokens]:
         """Log in holding the cache's lease, or take what another client's login left: its
         session, or its block. ``stale`` is a session ThingSpace rejected (not to be reused)."""
@@ -254,7 +266,7 @@ class AuthState:
             poll = min(poll * 2, _POLL_MAX)
         return (yield from self._login(engine, tokens))
 
-    def _login(self, engine: Engine, tokens: Tokens) -> Flow[Tokens]:
+    def _login(self, engine: Caller, tokens: Tokens) -> Flow[Tokens]:
         """One login attempt, holding the lease; its outcome is recorded in the cache."""
         call = Call(LOGIN, body=LoginRequest(self.credentials.username, self.credentials.password))
         renewing = False
@@ -290,13 +302,13 @@ class AuthState:
         return renewed
 
     def _settle(
-        self, engine: Engine, verdict: Verdict, error: ThingSpaceError | None
+        self, engine: Caller, verdict: Verdict, error: ThingSpaceError | None
     ) -> AuthRecord:
         now = engine.clock.time()
         tokens = self.tokens
         return self._update(lambda r: _settle(r, self.owner, verdict, error, tokens, now))
 
-    def _explicit_login(self, engine: Engine) -> Flow[Tokens]:
+    def _explicit_login(self, engine: Caller) -> Flow[Tokens]:
         tokens = attrs.evolve(self.tokens, session=None)
         if not tokens.bearer_valid(engine.clock.time(), self.leeway):
             tokens = yield from self._fetch_bearer(engine, tokens)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import attrs
 
@@ -19,7 +19,6 @@ from .commands import Flow
 from .operations import Call
 
 if TYPE_CHECKING:
-    from .._http import Driver
     from .engine import Engine
 
 P = ParamSpec("P")
@@ -37,6 +36,27 @@ class Async:
 
 
 Mode = TypeVar("Mode", Sync, Async)
+
+
+@attrs.frozen
+class Pager(Generic[Page, Item]):
+    """How to walk a paged listing: the first call, the next one after a page, a page's items."""
+
+    first: Call[Page]
+    next_call: Callable[[Call[Page], Page], Call[Page] | None]
+    items: Callable[[Page], list[Item]]
+
+
+class Driver(Protocol):
+    """Runs flows: the sync driver returns their results, the async one coroutines."""
+
+    def run(self, flow: Flow[Any]) -> Any:
+        """Run ``flow`` to its end (sync) or return a coroutine that does (async)."""
+        ...
+
+    def iterate(self, pager: Pager[Any, Any]) -> Any:
+        """Walk every page of ``pager``: an iterator (sync) or an async iterator (async)."""
+        ...
 
 
 class Faced(Generic[Mode]):
@@ -61,15 +81,6 @@ class Resource(Faced[Mode]):
 
     def _call(self, call: Call[T]) -> Flow[T]:
         return self._engine.call(call)
-
-
-@attrs.frozen
-class Pager(Generic[Page, Item]):
-    """How to walk a paged listing: the first call, the next one after a page, a page's items."""
-
-    first: Call[Page]
-    next_call: Callable[[Call[Page], Page], Call[Page] | None]
-    items: Callable[[Page], list[Item]]
 
 
 class endpoint(Generic[P, T]):
@@ -128,6 +139,10 @@ class paginated(Generic[P, Item]):
         """The pager behind the method, to walk pages inside a larger flow."""
         return self._build(obj, *args, **kwargs)
 
+    def collect(self, obj: Resource[Any], /, *args: P.args, **kwargs: P.kwargs) -> Flow[list[Item]]:
+        """A flow of every item, page after page, to compose into a larger flow (``yield from``)."""
+        return _collect(obj, self._build(obj, *args, **kwargs))
+
     @overload
     def __get__(self, obj: None, owner: type[Any]) -> paginated[P, Item]: ...
     @overload
@@ -164,12 +179,12 @@ def cursor_guard(previous: int | None, cursor: int | None, more: bool) -> None:
         raise DecodeError(f"device listing cursor did not advance ({previous} -> {cursor})")
 
 
-def collect(engine: Engine, pager: Pager[Any, Item]) -> Flow[list[Item]]:
+def _collect(resource: Resource[Any], pager: Pager[Any, Item]) -> Flow[list[Item]]:
     """Walk every page of ``pager`` inside a flow and return all items."""
     items: list[Item] = []
     call: Call[Any] | None = pager.first
     while call is not None:
-        page = yield from engine.call(call)
+        page = yield from resource._call(call)
         items.extend(pager.items(page))
         call = pager.next_call(call, page)
     return items

@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from ..models import DeviceId
 from .model import Batch, Change, Priority
+
+if TYPE_CHECKING:
+    from .._core.commands import Flow
+    from .._core.endpoint import Driver
+    from ..models import Device, HistoryPage, RequestAccepted, RequestStatus, ServicePlan
 
 __all__ = [
     "AuditEntry",
@@ -34,6 +39,7 @@ __all__ = [
     "QueueStats",
     "ReceivedMessage",
     "Store",
+    "ThingSpace",
     "decode_body",
     "require_follows",
 ]
@@ -269,3 +275,45 @@ class Metrics(Protocol):
     def observe(self, name: str, value: float, **tags: str) -> None: ...
 
     def gauge(self, name: str, value: float, **tags: str) -> None: ...
+
+
+# ThingSpace --------------------------------------------------------------------------------
+
+
+class ThingSpace(Protocol):
+    """The ThingSpace operations the lifecycle uses, as flows it composes with ``yield from``,
+    and the driver (the client's, sync or async) that runs the whole lifecycle flow."""
+
+    driver: Driver
+
+    def device(self, ref: DeviceId, account_name: str) -> Flow[Device | None]:
+        """The device, read by one identifier; None when ThingSpace does not know it."""
+        ...
+
+    def all_devices(self, account_name: str) -> Flow[list[Device]]:
+        """Every device of the account (to look many devices up at once)."""
+        ...
+
+    def plans(self, account_name: str) -> Flow[list[ServicePlan]]: ...
+
+    def history(self, ref: DeviceId, earliest: str, latest: str) -> Flow[HistoryPage]:
+        """The device's provisioning history between two ISO 8601 times."""
+        ...
+
+    def request_status(self, request_id: str, account_name: str) -> Flow[RequestStatus]: ...
+
+    def change_identifier(
+        self, device: DeviceId, new: tuple[DeviceId, ...], option: str, service_type: str
+    ) -> Flow[RequestAccepted]:
+        """Submit the swap (never resent after an unknown outcome)."""
+        ...
+
+    def restore(self, device: DeviceId, account_name: str) -> Flow[RequestAccepted]: ...
+
+    def select(self, account_name: str, filters: dict[str, object]) -> Flow[list[Device]]:
+        """The account's devices matching ThingSpace's list filters."""
+        ...
+
+    def change_plan(
+        self, device: DeviceId, plan: str, account_name: str
+    ) -> Flow[RequestAccepted]: ...

@@ -1,38 +1,39 @@
-"""The ThingSpace operations the lifecycle uses, as flows it composes with ``yield from``.
+"""The ThingSpace operations the lifecycle uses (the :class:`~.ports.ThingSpace` port), as
+flows it composes with ``yield from``.
 
-They come from the client's own resources, so the orchestrator runs on whichever client it is
-given: its driver (sync or async) runs the whole lifecycle flow.
+They come from the client's own resources, through their public descriptors
+(``Devices.get.flow``, ``Devices.iter.collect``), so the orchestrator runs on whichever client it
+is given: the client's driver (sync or async) runs the whole lifecycle flow.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from .._core.commands import Flow
-from .._core.endpoint import collect
+from .._core.endpoint import Driver
+from ..client import AsyncThingSpaceClient, ThingSpaceClient
 from ..models import Device, DeviceId, HistoryPage, RequestAccepted, RequestStatus, ServicePlan
 from ..resources import Devices, Plans, Requests
+from .ports import ThingSpace
 
 __all__ = ["ThingSpaceFlows"]
 
 
-class ThingSpaceFlows:
-    """Flows for reading devices and plans and for submitting changes."""
+class ThingSpaceFlows(ThingSpace):
+    """Flows for reading devices and plans and for submitting changes, over ``client``."""
 
-    def __init__(self, client: Any) -> None:
-        self._devices: Devices[Any] = client.devices
-        self._plans: Plans[Any] = client.plans
-        self._requests: Requests[Any] = client.requests
-        self.driver = client.devices._driver
+    def __init__(self, client: ThingSpaceClient | AsyncThingSpaceClient) -> None:
+        self._devices = client.devices
+        self._plans = client.plans
+        self._requests = client.requests
+        self.driver: Driver = client.driver
 
     def device(self, ref: DeviceId, account_name: str) -> Flow[Device | None]:
         return Devices.get.flow(self._devices, ref, account_name=account_name)
 
     def all_devices(self, account_name: str) -> Flow[list[Device]]:
-        pager = Devices.iter.pager(
+        return Devices.iter.collect(
             self._devices, account_name=account_name, max_number_of_devices=500
         )
-        return collect(self._devices._engine, pager)
 
     def plans(self, account_name: str) -> Flow[list[ServicePlan]]:
         return Plans.list.flow(self._plans, account_name)
@@ -54,8 +55,7 @@ class ThingSpaceFlows:
         return Devices.restore.flow(self._devices, device, account_name=account_name)
 
     def select(self, account_name: str, filters: dict[str, object]) -> Flow[list[Device]]:
-        pager = Devices.iter.pager(self._devices, None, account_name=account_name, **filters)
-        return collect(self._devices._engine, pager)
+        return Devices.iter.collect(self._devices, None, account_name=account_name, **filters)
 
     def change_plan(self, device: DeviceId, plan: str, account_name: str) -> Flow[RequestAccepted]:
         return Devices.change_plan.flow(self._devices, device, plan, account_name=account_name)

@@ -1,0 +1,99 @@
+"""The two drivers: the only code that does I/O. Each runs flows from :mod:`._core` against an
+httpx client, sleeping on the injected clock and holding the auth lock for ``Exclusive``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, TypeVar
+
+import httpx
+
+from ._core.commands import Exclusive, Flow, Send, Sleep
+from ._core.endpoint import Pager
+from ._core.engine import Engine
+from ._core.operations import Call
+from .clock import Clock
+
+__all__ = ["AsyncDriver", "SyncDriver"]
+
+T = TypeVar("T")
+Item = TypeVar("Item")
+
+
+class SyncDriver:
+    """Runs flows on a thread: ``httpx.Client``, ``clock.sleep`` and a ``threading.Lock``."""
+
+    def __init__(self, http: httpx.Client, engine: Engine, clock: Clock) -> None:
+        self._http = http
+        self._engine = engine
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def run(self, flow: Flow[T]) -> T:
+        reply: Any = None
+        error: Exception | None = None
+        while True:
+            try:
+                command = flow.send(reply) if error is None else flow.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            reply, error = None, None
+            try:
+                if isinstance(command, Send):
+                    reply = self._http.send(command.request)
+                elif isinstance(command, Sleep):
+                    self._clock.sleep(command.seconds)
+                else:
+                    assert isinstance(command, Exclusive)
+                    with self._lock:
+                        reply = self.run(command.flow)
+            except Exception as exc:  # handed to the flow, which decides
+                error = exc
+
+    def iterate(self, pager: Pager[Any, Item]) -> Iterator[Item]:
+        call: Call[Any] | None = pager.first
+        while call is not None:
+            page = self.run(self._engine.call(call))
+            yield from pager.items(page)
+            call = pager.next_call(call, page)
+
+
+class AsyncDriver:
+    """Runs flows on an event loop: ``httpx.AsyncClient``, ``sleep_async``, ``asyncio.Lock``."""
+
+    def __init__(self, http: httpx.AsyncClient, engine: Engine, clock: Clock) -> None:
+        self._http = http
+        self._engine = engine
+        self._clock = clock
+        self._lock = asyncio.Lock()
+
+    async def run(self, flow: Flow[T]) -> T:
+        reply: Any = None
+        error: Exception | None = None
+        while True:
+            try:
+                command = flow.send(reply) if error is None else flow.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            reply, error = None, None
+            try:
+                if isinstance(command, Send):
+                    reply = await self._http.send(command.request)
+                elif isinstance(command, Sleep):
+                    await self._clock.sleep_async(command.seconds)
+                else:
+                    assert isinstance(command, Exclusive)
+                    async with self._lock:
+                        reply = await self.run(command.flow)
+            except Exception as exc:  # handed to the flow, which decides
+                error = exc
+
+    async def iterate(self, pager: Pager[Any, Item]) -> AsyncIterator[Item]:
+        call: Call[Any] | None = pager.first
+        while call is not None:
+            page = await self.run(self._engine.call(call))
+            for item in pager.items(page):
+                yield item
+            call = pager.next_call(call, page)
