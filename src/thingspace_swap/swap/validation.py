@@ -12,9 +12,9 @@ from .._core.commands import Flow
 from ..errors import IdentifierError
 from ..identifiers import parse_identifier
 from ..models import Device, DeviceId
+from .ports import ThingSpace
 from .reports import ItemCheck, Problem, ValidationReport
 from .requests import SUPPORTED_OPTIONS, SwapItem, SwapRequest, infer_option
-from .thingspace import ThingSpaceFlows
 
 __all__ = ["BULK_LOOKUP", "validate"]
 
@@ -25,7 +25,7 @@ PLAN_CHANGES_PER_MONTH = 4
 
 
 def validate(
-    api: ThingSpaceFlows,
+    api: ThingSpace,
     request: SwapRequest,
     *,
     line_owner: Callable[[str], str | None],
@@ -80,7 +80,7 @@ def validate(
 Lookup = Callable[[DeviceId], Flow[Device | None]]
 
 
-def _lookup(api: ThingSpaceFlows, request: SwapRequest) -> Flow[Lookup]:
+def _lookup(api: ThingSpace, request: SwapRequest) -> Flow[Lookup]:
     """A way to find a device by identifier: one listing for a big request, else one call each."""
     account = request.account_name
     if len(request.items) < BULK_LOOKUP:
@@ -100,7 +100,7 @@ def _lookup(api: ThingSpaceFlows, request: SwapRequest) -> Flow[Lookup]:
 
 
 def _check_item(
-    api: ThingSpaceFlows,
+    api: ThingSpace,
     item: SwapItem,
     lookup: Lookup,
     plans: set[str],
@@ -171,7 +171,7 @@ def _format_problems(item: SwapItem) -> list[Problem]:
     return problems
 
 
-def _plan_limit(api: ThingSpaceFlows, ref: DeviceId, now: float) -> Flow[list[Problem]]:
+def _plan_limit(api: ThingSpace, ref: DeviceId, now: float) -> Flow[list[Problem]]:
     moment = datetime.fromtimestamp(now, timezone.utc)
     month = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     page = yield from api.history(ref, month.isoformat(), moment.isoformat())
@@ -192,7 +192,7 @@ PROVISIONING_ACTIONS_PER_DAY = 5
 _PROVISIONING_EVENTS = ("activate", "suspend", "restore", "deactivate")
 
 
-def _provisioning_limit(api: ThingSpaceFlows, ref: DeviceId, now: float) -> Flow[list[Problem]]:
+def _provisioning_limit(api: ThingSpace, ref: DeviceId, now: float) -> Flow[list[Problem]]:
     """A suspended line to restore first: is a provisioning action left today?"""
     moment = datetime.fromtimestamp(now, timezone.utc)
     day = moment.replace(hour=0, minute=0, second=0, microsecond=0)

@@ -10,8 +10,7 @@ import attrs
 
 from ...clock import Clock
 from ..machine import LifecycleSettings
-from ..ports import ConflictError, Metrics, Notifier, Queue, Store
-from ..thingspace import ThingSpaceFlows
+from ..ports import ConflictError, Metrics, Notifier, Queue, Store, ThingSpace
 
 __all__ = ["CONFLICT_RETRIES", "Context", "retry_conflicts"]
 
@@ -26,7 +25,7 @@ CONFLICT_RETRIES = 50
 class Context:
     """The ThingSpace flows, the backends, the settings and the clock, shared by the parts."""
 
-    api: ThingSpaceFlows
+    api: ThingSpace
     queue: Queue
     store: Store
     notifier: Notifier | None
