@@ -11,10 +11,10 @@ import pytest
 from tests.cli.cli_support import CANARY, CREDENTIALS, Cli, one_error_line, write
 from tests.cli.conftest import Live
 from thingspace_swap import NO_RETRY
-from thingspace_swap.cli.context import Runtime
+from thingspace_swap.cli.context import CliEnvironment
 from thingspace_swap.testing import SimulatorServer
 
-NO_RETRIES = Runtime(retry=NO_RETRY)
+NO_RETRIES = CliEnvironment(retry=NO_RETRY)
 
 
 @pytest.mark.usefixtures("clean_env")
@@ -91,7 +91,7 @@ def test_plain_http_only_to_loopback(cli: Cli) -> None:
 
 @pytest.mark.usefixtures("sim_env")
 def test_thingspace_unreachable(cli: Cli) -> None:
-    result = cli("plans", "--base-url", "http://127.0.0.1:9", runtime=NO_RETRIES)
+    result = cli("plans", "--base-url", "http://127.0.0.1:9", environment=NO_RETRIES)
     assert result.code == 1
     assert "could not reach ThingSpace" in one_error_line(result)
 
@@ -190,7 +190,7 @@ def test_secrets_never_appear_in_any_output(cli: Cli, live: Live, tmp_path: Path
     cli.ok("audit", "verify", done["batch_id"], *data, "--debug")
     cli.ok("report", *data, "--json")
     # a traceback, still no secret
-    cli("plans", "--base-url", "http://127.0.0.1:9", "--debug", runtime=NO_RETRIES)
+    cli("plans", "--base-url", "http://127.0.0.1:9", "--debug", environment=NO_RETRIES)
     assert len(cli.outputs) == 10
     for text in cli.outputs:
         assert CANARY not in text

@@ -16,7 +16,7 @@ from .._version import __version__
 from .errors import PROG, CliError, one_line
 
 if TYPE_CHECKING:
-    from .context import Context, Runtime
+    from .context import CliEnvironment, Context
 
 __all__ = ["build_parser", "run"]
 
@@ -619,7 +619,7 @@ def _logging(stderr: TextIO, debug: bool) -> Iterator[None]:
         logger.propagate = saved[1]
 
 
-def run(argv: Sequence[str] | None = None, runtime: Runtime | None = None) -> int:
+def run(argv: Sequence[str] | None = None, environment: CliEnvironment | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return its exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     stdout, stderr = sys.stdout, sys.stderr
@@ -642,12 +642,12 @@ def run(argv: Sequence[str] | None = None, runtime: Runtime | None = None) -> in
             f"{PROG}: error: the command line needs rich: pip install 'thingspace-swap[cli]'\n"
         )
         return 1
-    from .context import Context, Runtime
+    from .context import CliEnvironment, Context
     from .output import Output
 
-    runtime = runtime or Runtime()
-    width = None if "COLUMNS" in runtime.environ else 160
-    ctx = Context(runtime, Output(stdout, stderr, width=width), options)
+    environment = environment or CliEnvironment()
+    width = None if "COLUMNS" in environment.environ else 160
+    ctx = Context(environment, Output(stdout, stderr, width=width), options)
     handler: Handler = options.handler
     with _logging(stderr, debug):
         try:

@@ -30,9 +30,9 @@ from .output import Output
 __all__ = [
     "STORE_NAME",
     "TOKENS_NAME",
+    "CliEnvironment",
     "Connection",
     "Context",
-    "Runtime",
     "default_actor",
     "load_config",
 ]
@@ -48,8 +48,8 @@ _CONFIG_KEYS = frozenset({*_CREDENTIAL_KEYS, "account", "account_name", "base_ur
 
 
 @dataclass(frozen=True)
-class Runtime:
-    """The outside world of a command; tests swap parts of it.
+class CliEnvironment:
+    """The outside world a command runs in; tests swap parts of it.
 
     ``transport`` replaces the network (e.g. a simulator's in-process transport), ``clock`` the
     real time (e.g. the simulator's virtual clock: worker loops then wait instantly) and
@@ -143,12 +143,12 @@ def _loopback(host: str) -> bool:
 class Context:
     """One command's world: output, environment, clock, and the parsed options."""
 
-    def __init__(self, runtime: Runtime, out: Output, options: Any) -> None:
-        self.runtime = runtime
+    def __init__(self, environment: CliEnvironment, out: Output, options: Any) -> None:
+        self.environment = environment
         self.out = out
         self.options = options
-        self.environ = runtime.environ
-        self.clock: Clock = runtime.clock or SystemClock()
+        self.environ = environment.environ
+        self.clock: Clock = environment.clock or SystemClock()
 
     # ThingSpace ----------------------------------------------------------------------------
 
@@ -194,9 +194,9 @@ class Context:
             connection.credentials,
             account_name=connection.account,
             base_url=connection.base_url,
-            transport=self.runtime.transport,
+            transport=self.environment.transport,
             clock=self.clock,
-            retry=self.runtime.retry or RetryPolicy(max_attempts=5),
+            retry=self.environment.retry or RetryPolicy(max_attempts=5),
             token_cache=self.token_cache(),
         )
 
