@@ -90,6 +90,25 @@ def test_plain_http_only_to_loopback(cli: Cli) -> None:
 
 
 @pytest.mark.usefixtures("sim_env")
+def test_a_refused_base_url_names_its_source_never_its_value(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flag = cli("plans", "--base-url", f"ftp://user:{CANARY}@127.0.0.1")
+    assert flag.code == 2
+    assert one_error_line(flag).endswith("--base-url must be an http(s) URL with a host")
+    config = tmp_path / "thingspace.json"
+    config.write_text(json.dumps({"base_url": f"http://user:{CANARY}@thingspace.example.com"}))
+    from_file = cli("plans", "--config", str(config))
+    assert from_file.code == 2
+    assert f"{config}: base_url: refusing plain HTTP" in one_error_line(from_file)
+    monkeypatch.setenv("THINGSPACE_BASE_URL", "http://thingspace.example.com")
+    from_env = cli("plans")
+    assert from_env.code == 2
+    assert "THINGSPACE_BASE_URL: refusing plain HTTP" in one_error_line(from_env)
+    assert all(CANARY not in text for text in cli.outputs)
+
+
+@pytest.mark.usefixtures("sim_env")
 def test_thingspace_unreachable(cli: Cli) -> None:
     result = cli("plans", "--base-url", "http://127.0.0.1:9", environment=NO_RETRIES)
     assert result.code == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import importlib
-import ipaddress
 import json
 import os
 import socket
@@ -12,13 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from ..client import ThingSpaceClient
 from ..clock import Clock, SystemClock
-from ..config import PRODUCTION_URL, Credentials
+from ..config import Credentials, check_base_url, default_base_url
 from ..errors import ConfigurationError
 from ..retry import RetryPolicy
 from ..sqlite_tokens import SqliteTokenCache
@@ -38,7 +36,6 @@ __all__ = [
 ]
 
 ENV_ACCOUNT = "THINGSPACE_ACCOUNT"
-ENV_BASE_URL = "THINGSPACE_BASE_URL"
 ENV_DATA = "THINGSPACE_SWAP_DATA"
 STORE_NAME = "swap.db"
 #: The token cache beside the store: tokens and the login guard every CLI run shares.
@@ -120,26 +117,6 @@ def default_actor(environ: Mapping[str, str]) -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _check_base_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise CliError(f"--base-url must be an http(s) URL, not {url!r}", 2)
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        raise CliError(
-            f"refusing to send credentials over plain HTTP to {parts.hostname}; use https", 2
-        )
-    return url.rstrip("/")
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class Context:
     """One command's world: output, environment, clock, and the parsed options."""
 
@@ -173,13 +150,17 @@ class Context:
             or config.get("account_name")
             or self.environ.get(ENV_ACCOUNT)
         )
-        base_url = (
-            getattr(self.options, "base_url", None)
-            or config.get("base_url")
-            or self.environ.get(ENV_BASE_URL)
-            or PRODUCTION_URL
-        )
-        return Connection(credentials, account, _check_base_url(base_url))
+        return Connection(credentials, account, self._base_url(config, config_path))
+
+    def _base_url(self, config: Mapping[str, str], config_path: str | None) -> str:
+        """``--base-url``, else the config file's, else :func:`default_base_url`; each checked
+        by :func:`check_base_url` (its error names where the URL came from)."""
+        flag = getattr(self.options, "base_url", None)
+        if flag:
+            return check_base_url(flag, name="--base-url")
+        if config.get("base_url"):
+            return check_base_url(config["base_url"], name=f"{config_path}: base_url")
+        return default_base_url(self.environ)
 
     def account(self, connection: Connection) -> str:
         """The account to work on, or a usage error naming how to give one."""
