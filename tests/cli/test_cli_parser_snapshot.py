@@ -25,7 +25,7 @@ def _action(action: argparse.Action) -> dict[str, Any]:
         "nargs": action.nargs,
         "const": repr(action.const),
         "default": repr(action.default),
-        "type": getattr(action.type, "__name__", repr(action.type)),
+        "type": getattr(action.type, "__name__", repr(action.type)).lstrip("_"),
         "choices": None if action.choices is None else [str(c) for c in action.choices],
         "required": action.required,
         "help": action.help,
@@ -49,7 +49,6 @@ def describe(parser: argparse.ArgumentParser) -> dict[str, Any]:
         "description": parser.description,
         "epilog": parser.epilog,
         "formatter": parser.formatter_class.__name__,
-        "class": type(parser).__name__,
         "defaults": sorted(k for k in parser._defaults if k != "handler"),
         "runs": "handler" in parser._defaults,
         "groups": [
