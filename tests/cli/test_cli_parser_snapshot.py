@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,19 @@ def test_the_command_line_is_unchanged() -> None:
     assert current() == SNAPSHOT.read_text(encoding="utf-8"), (
         "the command line changed; if intended: python -m tests.cli.test_cli_parser_snapshot"
     )
+
+
+def test_the_parsers_need_none_of_what_the_commands_run() -> None:
+    """``--help`` and usage errors stay quick, and work without the cli extra (rich)."""
+    heavy = ["rich", "httpx", "thingspace_swap.swap", "thingspace_swap.testing"]
+    code = (
+        "import sys\nfrom thingspace_swap.cli.app import build_parser\nbuild_parser()\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
 
 
 if __name__ == "__main__":
