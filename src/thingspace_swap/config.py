@@ -13,7 +13,14 @@ import attrs
 from ._secret import Secret
 from .errors import ConfigurationError
 
-__all__ = ["BASE_URL_ENV", "PRODUCTION_URL", "STAGING_URL", "Credentials", "default_base_url"]
+__all__ = [
+    "BASE_URL_ENV",
+    "PRODUCTION_URL",
+    "STAGING_URL",
+    "Credentials",
+    "check_base_url",
+    "default_base_url",
+]
 
 PRODUCTION_URL = "https://thingspace.verizon.com"
 STAGING_URL = "https://staging.thingspace.verizon.com"
@@ -61,22 +68,30 @@ def default_base_url(environ: Mapping[str, str] | None = None) -> str:
     """The base URL a client uses when given none: ``THINGSPACE_BASE_URL`` when set (staging,
     a simulator), else :data:`PRODUCTION_URL`.
 
-    The variable must be an ``https`` URL, or plain ``http`` to a loopback host (a local
-    simulator): credentials never cross a network unencrypted. Anything else raises
-    :class:`ConfigurationError`.
+    The variable must pass :func:`check_base_url`, else :class:`ConfigurationError`.
     """
     env = os.environ if environ is None else environ
     url = env.get(BASE_URL_ENV, "").strip()
-    if not url:
-        return PRODUCTION_URL
-    parts = urlsplit(url)
+    return check_base_url(url, name=BASE_URL_ENV) if url else PRODUCTION_URL
+
+
+def check_base_url(url: str, *, name: str = "the base URL") -> str:
+    """``url`` without its trailing ``/``, if it is an ``https`` URL or plain ``http`` to a
+    loopback host (a local simulator): credentials never cross a network unencrypted.
+
+    Anything else raises :class:`ConfigurationError` naming ``name``, where the URL came from
+    (``THINGSPACE_BASE_URL``, ``--base-url``...), and never the URL: it may carry a password.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed [IPv6 address
+        parts = urlsplit("")
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        # the value is not echoed: a URL may carry a password
-        raise ConfigurationError(f"{BASE_URL_ENV} must be an http(s) URL with a host")
+        raise ConfigurationError(f"{name} must be an http(s) URL with a host")
     if parts.scheme == "http" and not _loopback(parts.hostname):
         raise ConfigurationError(
-            f"{BASE_URL_ENV}: refusing plain http to {parts.hostname} (credentials would be "
-            "sent unencrypted); use https"
+            f"{name}: refusing plain HTTP to {parts.hostname} (credentials would be sent "
+            "unencrypted); use https"
         )
     return url.rstrip("/")
 

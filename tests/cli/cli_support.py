@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from thingspace_swap.cli.app import run
-from thingspace_swap.cli.context import Runtime
+from thingspace_swap.cli.context import CliEnvironment
 from thingspace_swap.testing import SimulatorCredentials
 
 ACCOUNT = "0000123456-00001"
@@ -43,18 +43,18 @@ class Cli:
         self._capsys = capsys
         self.outputs: list[str] = []
 
-    def __call__(self, *args: object, runtime: Runtime | None = None) -> Result:
+    def __call__(self, *args: object, environment: CliEnvironment | None = None) -> Result:
         assert None not in args, args
         self._capsys.readouterr()
-        code = run([str(a) for a in args], runtime)
+        code = run([str(a) for a in args], environment)
         captured = self._capsys.readouterr()
         result = Result(code, captured.out, captured.err)
         self.outputs.append(result.text)
         return result
 
-    def ok(self, *args: object, runtime: Runtime | None = None) -> Result:
+    def ok(self, *args: object, environment: CliEnvironment | None = None) -> Result:
         """Run and insist on exit code 0."""
-        result = self(*args, runtime=runtime)
+        result = self(*args, environment=environment)
         assert result.code == 0, (args, result)
         return result
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.cli.cli_support import ACCOUNT, CANARY, CREDENTIALS, Cli, write
 from tests.cli.conftest import Live
-from thingspace_swap.cli.context import Runtime
+from thingspace_swap.cli.context import CliEnvironment
 from thingspace_swap.testing import (
     Population,
     SimulatorServer,
@@ -258,7 +258,7 @@ def test_retry_runs_the_new_attempt(cli: Cli, live: Live) -> None:
     assert json.loads(retried.out)["counts"] == {"completed": 1}
 
 
-def test_swap_in_virtual_time_through_the_runtime_seam(
+def test_swap_in_virtual_time_through_the_environment_seam(
     cli: Cli, sim_env: None, tmp_path: Path
 ) -> None:
     """The seam: the simulator's transport and virtual clock instead of the network and real
@@ -268,12 +268,12 @@ def test_swap_in_virtual_time_through_the_runtime_seam(
     sim = ThingSpaceSimulator(seed=3, clock=clock, request_delay=120, credentials=CREDENTIALS)
     population = sim.populate(ACCOUNT, 20, seed=3)
     lines = [d for d in population.devices if d.state == "active"][:3]
-    runtime = Runtime(transport=sim.transport(), clock=clock)
+    environment = CliEnvironment(transport=sim.transport(), clock=clock)
     args: list[object] = ["swap", "--data", tmp_path, "--base-url", "https://sim.thingspace.test"]
     for line, new in zip(lines, population.spare_iccids, strict=False):
         args += ["--iccid", line.iccid, new]
     started = clock.monotonic()
-    result = cli(*args, "--json", runtime=runtime)
+    result = cli(*args, "--json", environment=environment)
     assert result.code == 0, result
     assert json.loads(result.out)["counts"] == {"completed": 3}
     assert clock.monotonic() - started >= 600  # the default callback timeout, in virtual time

@@ -11,10 +11,10 @@ import pytest
 from tests.cli.cli_support import CANARY, CREDENTIALS, Cli, one_error_line, write
 from tests.cli.conftest import Live
 from thingspace_swap import NO_RETRY
-from thingspace_swap.cli.context import Runtime
+from thingspace_swap.cli.context import CliEnvironment
 from thingspace_swap.testing import SimulatorServer
 
-NO_RETRIES = Runtime(retry=NO_RETRY)
+NO_RETRIES = CliEnvironment(retry=NO_RETRY)
 
 
 @pytest.mark.usefixtures("clean_env")
@@ -90,8 +90,27 @@ def test_plain_http_only_to_loopback(cli: Cli) -> None:
 
 
 @pytest.mark.usefixtures("sim_env")
+def test_a_refused_base_url_names_its_source_never_its_value(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flag = cli("plans", "--base-url", f"ftp://user:{CANARY}@127.0.0.1")
+    assert flag.code == 2
+    assert one_error_line(flag).endswith("--base-url must be an http(s) URL with a host")
+    config = tmp_path / "thingspace.json"
+    config.write_text(json.dumps({"base_url": f"http://user:{CANARY}@thingspace.example.com"}))
+    from_file = cli("plans", "--config", str(config))
+    assert from_file.code == 2
+    assert f"{config}: base_url: refusing plain HTTP" in one_error_line(from_file)
+    monkeypatch.setenv("THINGSPACE_BASE_URL", "http://thingspace.example.com")
+    from_env = cli("plans")
+    assert from_env.code == 2
+    assert "THINGSPACE_BASE_URL: refusing plain HTTP" in one_error_line(from_env)
+    assert all(CANARY not in text for text in cli.outputs)
+
+
+@pytest.mark.usefixtures("sim_env")
 def test_thingspace_unreachable(cli: Cli) -> None:
-    result = cli("plans", "--base-url", "http://127.0.0.1:9", runtime=NO_RETRIES)
+    result = cli("plans", "--base-url", "http://127.0.0.1:9", environment=NO_RETRIES)
     assert result.code == 1
     assert "could not reach ThingSpace" in one_error_line(result)
 
@@ -190,7 +209,7 @@ def test_secrets_never_appear_in_any_output(cli: Cli, live: Live, tmp_path: Path
     cli.ok("audit", "verify", done["batch_id"], *data, "--debug")
     cli.ok("report", *data, "--json")
     # a traceback, still no secret
-    cli("plans", "--base-url", "http://127.0.0.1:9", "--debug", runtime=NO_RETRIES)
+    cli("plans", "--base-url", "http://127.0.0.1:9", "--debug", environment=NO_RETRIES)
     assert len(cli.outputs) == 10
     for text in cli.outputs:
         assert CANARY not in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from thingspace_swap import ConfigurationError
-from thingspace_swap.config import BASE_URL_ENV, PRODUCTION_URL, default_base_url
+from thingspace_swap.config import BASE_URL_ENV, PRODUCTION_URL, check_base_url, default_base_url
 
 
 def test_production_unless_set() -> None:
@@ -45,3 +45,14 @@ def test_read_when_called_not_at_import(monkeypatch: pytest.MonkeyPatch) -> None
     assert default_base_url() == "http://127.0.0.1:9"
     monkeypatch.delenv(BASE_URL_ENV)
     assert default_base_url() == PRODUCTION_URL
+
+
+def test_one_rule_for_every_source() -> None:
+    assert check_base_url("http://localhost:8080/") == "http://localhost:8080"
+    with pytest.raises(
+        ConfigurationError, match=r"^--base-url: refusing plain HTTP to example\.com"
+    ):
+        check_base_url("http://user:hunter2@example.com", name="--base-url")
+    for value in ("http://[::1", "", "thingspace.verizon.com"):
+        with pytest.raises(ConfigurationError, match=r"^the base URL must be an http"):
+            check_base_url(value)

@@ -6,7 +6,6 @@ canvas is used: no pyplot, no global backend switch, no display needed.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -15,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import CliError
+from .figures import percentile
 
 __all__ = ["write_chart"]
 
@@ -78,7 +78,7 @@ def write_chart(path: Path, finished: Sequence[tuple[float, str, float]], *, tit
         bins = max(5, min(40, len(set(durations))))
         latency.hist(durations, bins=bins, color=COLOURS["completed"], alpha=0.8)
         for share, style in ((0.5, "--"), (0.95, ":")):
-            value = durations[max(0, math.ceil(share * len(durations)) - 1)]
+            value = percentile(durations, share, digits=None) or 0.0
             latency.axvline(
                 value, color="black", linestyle=style, label=f"p{int(share * 100)} {value:.1f} s"
             )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import importlib
-import ipaddress
 import json
 import os
 import socket
@@ -12,13 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from ..client import ThingSpaceClient
 from ..clock import Clock, SystemClock
-from ..config import PRODUCTION_URL, Credentials
+from ..config import Credentials, check_base_url, default_base_url
 from ..errors import ConfigurationError
 from ..retry import RetryPolicy
 from ..sqlite_tokens import SqliteTokenCache
@@ -30,15 +28,14 @@ from .output import Output
 __all__ = [
     "STORE_NAME",
     "TOKENS_NAME",
+    "CliEnvironment",
     "Connection",
     "Context",
-    "Runtime",
     "default_actor",
     "load_config",
 ]
 
 ENV_ACCOUNT = "THINGSPACE_ACCOUNT"
-ENV_BASE_URL = "THINGSPACE_BASE_URL"
 ENV_DATA = "THINGSPACE_SWAP_DATA"
 STORE_NAME = "swap.db"
 #: The token cache beside the store: tokens and the login guard every CLI run shares.
@@ -48,8 +45,8 @@ _CONFIG_KEYS = frozenset({*_CREDENTIAL_KEYS, "account", "account_name", "base_ur
 
 
 @dataclass(frozen=True)
-class Runtime:
-    """The outside world of a command; tests swap parts of it.
+class CliEnvironment:
+    """The outside world a command runs in; tests swap parts of it.
 
     ``transport`` replaces the network (e.g. a simulator's in-process transport), ``clock`` the
     real time (e.g. the simulator's virtual clock: worker loops then wait instantly) and
@@ -120,35 +117,15 @@ def default_actor(environ: Mapping[str, str]) -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _check_base_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise CliError(f"--base-url must be an http(s) URL, not {url!r}", 2)
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        raise CliError(
-            f"refusing to send credentials over plain HTTP to {parts.hostname}; use https", 2
-        )
-    return url.rstrip("/")
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class Context:
     """One command's world: output, environment, clock, and the parsed options."""
 
-    def __init__(self, runtime: Runtime, out: Output, options: Any) -> None:
-        self.runtime = runtime
+    def __init__(self, environment: CliEnvironment, out: Output, options: Any) -> None:
+        self.environment = environment
         self.out = out
         self.options = options
-        self.environ = runtime.environ
-        self.clock: Clock = runtime.clock or SystemClock()
+        self.environ = environment.environ
+        self.clock: Clock = environment.clock or SystemClock()
 
     # ThingSpace ----------------------------------------------------------------------------
 
@@ -173,13 +150,17 @@ class Context:
             or config.get("account_name")
             or self.environ.get(ENV_ACCOUNT)
         )
-        base_url = (
-            getattr(self.options, "base_url", None)
-            or config.get("base_url")
-            or self.environ.get(ENV_BASE_URL)
-            or PRODUCTION_URL
-        )
-        return Connection(credentials, account, _check_base_url(base_url))
+        return Connection(credentials, account, self._base_url(config, config_path))
+
+    def _base_url(self, config: Mapping[str, str], config_path: str | None) -> str:
+        """``--base-url``, else the config file's, else :func:`default_base_url`; each checked
+        by :func:`check_base_url` (its error names where the URL came from)."""
+        flag = getattr(self.options, "base_url", None)
+        if flag:
+            return check_base_url(flag, name="--base-url")
+        if config.get("base_url"):
+            return check_base_url(config["base_url"], name=f"{config_path}: base_url")
+        return default_base_url(self.environ)
 
     def account(self, connection: Connection) -> str:
         """The account to work on, or a usage error naming how to give one."""
@@ -194,9 +175,9 @@ class Context:
             connection.credentials,
             account_name=connection.account,
             base_url=connection.base_url,
-            transport=self.runtime.transport,
+            transport=self.environment.transport,
             clock=self.clock,
-            retry=self.runtime.retry or RetryPolicy(max_attempts=5),
+            retry=self.environment.retry or RetryPolicy(max_attempts=5),
             token_cache=self.token_cache(),
         )
 

@@ -4,14 +4,41 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from ..clock import Clock
-from ..swap import TERMINAL, BatchStatus, Phase, SwapOrchestrator
+from ..swap import (
+    TERMINAL,
+    BatchNotFoundError,
+    BatchStatus,
+    CallbackIntake,
+    LifecycleSettings,
+    Phase,
+    SwapOrchestrator,
+)
+from .errors import CliError
+from .listener import CallbackServer
 from .output import Output, ProgressBar
 
-__all__ = ["PHASE_ORDER", "phase_line", "run_batch", "show_status", "status_json"]
+if TYPE_CHECKING:
+    from .context import Context
+
+__all__ = [
+    "PHASE_ORDER",
+    "batch_status",
+    "drive",
+    "finish",
+    "lifecycle_settings",
+    "phase_line",
+    "run_batch",
+    "show_status",
+    "status_json",
+]
 
 #: Phases in the order a person reads them: outcomes first, then work in flight.
 PHASE_ORDER = (
@@ -124,3 +151,100 @@ def show_status(out: Output, status: BatchStatus, *, every_change: bool = False)
         ),
         title=None if every_change else "changes not completed",
     )
+
+
+# What the batch commands (swap, work, retry) share ------------------------------------------
+
+
+def lifecycle_settings(ctx: Context) -> LifecycleSettings:
+    """The lifecycle's timings, with ``--callback-timeout`` and the settle options applied
+    (argparse has checked they are positive)."""
+    options = ctx.options
+    settings = LifecycleSettings()
+    if getattr(options, "callback_timeout", None):
+        settings = attrs.evolve(settings, callback_timeout=options.callback_timeout)
+    if getattr(options, "settle_interval", None):
+        settings = attrs.evolve(settings, settle_interval=options.settle_interval)
+    if getattr(options, "settle_timeout", None):
+        settings = attrs.evolve(settings, settle_timeout=options.settle_timeout)
+    return settings
+
+
+def batch_status(orchestrator: SwapOrchestrator, batch_id: str, where: Path) -> BatchStatus:
+    """The batch's status, or a one-line error naming the store it is not in."""
+    try:
+        return orchestrator.status(batch_id)
+    except BatchNotFoundError:
+        raise CliError(f"no batch {batch_id} in {where}", 1) from None
+
+
+@contextmanager
+def _listening(ctx: Context, orchestrator: SwapOrchestrator) -> Iterator[None]:
+    """The ``--listen`` callback listener for the ``with`` block (if asked for)."""
+    options = ctx.options
+    listen = getattr(options, "listen", None)
+    if not listen:
+        yield
+        return
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CliError(f"--listen must be HOST:PORT, not {listen!r}", 2)
+    user = options.callback_username
+    variable = options.callback_password_env
+    if not user or not variable:
+        raise CliError("--listen needs --callback-username and --callback-password-env", 2)
+    password = ctx.environ.get(variable)
+    if not password:
+        raise CliError(f"environment variable {variable} is not set", 2)
+    intake = CallbackIntake(orchestrator.accept_callback, username=user, password=password)
+    try:
+        server = CallbackServer(
+            intake, host=host.strip("[]"), port=int(port), path=options.callback_path
+        )
+    except OSError as error:
+        raise CliError(f"cannot listen on {listen}: {error.strerror or error}", 1) from None
+    with server:
+        ctx.out.note(f"listening for callbacks on {listen}{options.callback_path}")
+        yield
+
+
+def drive(ctx: Context, orchestrator: SwapOrchestrator, batch_id: str) -> BatchStatus:
+    """Run the batch's workers in the foreground until it completes (``--listen`` receiving
+    callbacks meanwhile)."""
+    options = ctx.options
+    size = orchestrator.batch(batch_id).size
+    timeout = options.timeout if options.timeout and options.timeout > 0 else None
+    try:
+        with (
+            _listening(ctx, orchestrator),
+            ctx.out.progress(size, "processing", enabled=not options.json) as bar,
+        ):
+            status = run_batch(
+                orchestrator,
+                batch_id,
+                clock=ctx.clock,
+                wait=lambda: ctx.clock.sleep(options.poll),
+                bar=bar,
+                timeout=timeout,
+            )
+    except KeyboardInterrupt:
+        raise CliError(
+            f"interrupted; batch {batch_id} is kept: resume with `thingspace-swap work {batch_id}`",
+            130,
+        ) from None
+    return status
+
+
+def finish(ctx: Context, status: BatchStatus, extra: dict[str, Any] | None = None) -> int:
+    """Show where the driven batch ended; the exit code: 0 when every change completed."""
+    if ctx.options.json:
+        ctx.out.json({**(extra or {}), **status_json(status)})
+    else:
+        show_status(ctx.out, status)
+        if not status.done:
+            ctx.out.print(
+                f"not finished yet: `thingspace-swap work {status.batch.batch_id}` resumes it",
+                style="yellow",
+            )
+    completed = status.counts.get(Phase.COMPLETED.value, 0)
+    return 0 if status.done and completed == len(status.changes) else 1

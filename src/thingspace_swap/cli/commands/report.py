@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..swap import TERMINAL, Phase, SwapOrchestrator
-from ..swap.sqlite import SqliteStore
-from .commands import when
-from .context import Context
-from .errors import CliError
-from .worker import phase_line
+from ..errors import CliError
+from ..figures import percentile, when
+from ..parsing import Commands, Parents, add_command
 
-__all__ = ["ReportData", "collect", "parse_moment", "report"]
+if TYPE_CHECKING:
+    from ...swap import AuditReport, Batch, Change, SwapOrchestrator
+    from ...swap.sqlite import SqliteStore
+    from ..context import Context
+
+__all__ = ["ReportData", "collect", "parse_moment", "register", "report"]
 
 _RELATIVE = re.compile(r"^(\d+)([dh])$")
 #: Columns of the daily summary, in order.
@@ -50,6 +52,34 @@ BATCH_FIELDS = (
 )
 
 
+def register(commands: Commands, p: Parents) -> None:
+    """Add ``report``."""
+    parser = add_command(
+        commands,
+        "report",
+        report,
+        help="daily processing summary and audit report of a period",
+        examples="""\
+  thingspace-swap report --since 2026-01-01 --until 2026-01-31
+  thingspace-swap report --since 7d --csv > last-week.csv
+  thingspace-swap report --by batch --csv > batches.csv
+  thingspace-swap report --chart swaps.png      # needs the charts extra (matplotlib)
+
+Dates are UTC; --until includes the whole day it names. Exit code 1 when an audit trail is broken.
+""",
+        parents=[p.debug, p.data],
+    )
+    parser.add_argument("--since", help="2026-01-01, an ISO time, or 7d / 12h ago")
+    parser.add_argument("--until", help="2026-01-31 (inclusive), an ISO time, or 1d ago")
+    parser.add_argument(
+        "--by", choices=("day", "batch"), default="day", help="rows of --csv (default day)"
+    )
+    parser.add_argument("--chart", metavar="FILE.png", help="also draw the period as a PNG")
+    formats = parser.add_mutually_exclusive_group()
+    formats.add_argument("--csv", action="store_true", help="CSV on stdout")
+    formats.add_argument("--json", action="store_true", help="JSON on stdout")
+
+
 def parse_moment(text: str | None, option: str, *, now: float, end: bool = False) -> float | None:
     """``2026-01-31`` (UTC; an ``end`` date includes the whole day), an ISO 8601 time
     (UTC unless it names an offset), or ``7d`` / ``12h`` ago."""
@@ -71,13 +101,6 @@ def parse_moment(text: str | None, option: str, *, now: float, end: bool = False
     if end and date_only:
         moment += timedelta(days=1)
     return moment.timestamp()
-
-
-def _percentile(values: list[float], share: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[max(0, math.ceil(share * len(ordered)) - 1)], 1)
 
 
 def _day(timestamp: float) -> str:
@@ -128,51 +151,59 @@ def collect(
         changes = list(store.changes(batch.batch_id))
         for change in changes:
             moment = change.completed_at if change.completed_at is not None else change.created_at
-            if not inside(moment):
-                continue
-            day = days[_day(moment)]
-            day["changes"] += 1
-            day["submissions"] += change.submissions
-            phase = change.phase.value if change.phase in TERMINAL else "in_flight"
-            day[phase] += 1
-            data.totals[change.phase.value] += 1
-            if change.phase in TERMINAL and change.completed_at is not None:
-                duration = change.completed_at - change.created_at
-                data.finished.append((change.completed_at, change.phase.value, duration))
-                if change.phase is Phase.COMPLETED:
-                    durations[_day(moment)].append(duration)
-        if not inside(batch.created_at):
-            continue
-        days[_day(batch.created_at)]["batches"] += 1
-        audit = orchestrator.verify_audit(batch.batch_id)
-        completed = sum(c.phase is Phase.COMPLETED for c in changes)
-        data.batches.append(
-            {
-                "batch_id": batch.batch_id,
-                "created": when(batch.created_at),
-                "account": batch.account_name,
-                "actor": batch.actor,
-                "state": batch.state.value,
-                "size": batch.size,
-                "completed": completed,
-                "not_completed": len(changes) - completed,
-                "counts": dict(Counter(c.phase.value for c in changes)),
-                "audit_ok": audit.ok,
-                "audit_entries": audit.entries,
-                "audit_problems": "; ".join(audit.problems),
-            }
-        )
+            if inside(moment):
+                _count(data, change, days[_day(moment)], durations[_day(moment)])
+        if inside(batch.created_at):
+            days[_day(batch.created_at)]["batches"] += 1
+            audit = orchestrator.verify_audit(batch.batch_id)
+            data.batches.append(_batch_row(batch, changes, audit))
     for name in sorted(days):
         counts = days[name]
         data.days.append(
             {
                 "day": name,
                 **{k: counts.get(k, 0) for k in DAY_FIELDS[1:10]},
-                "p50_seconds": _percentile(durations[name], 0.5),
-                "p95_seconds": _percentile(durations[name], 0.95),
+                "p50_seconds": percentile(durations[name], 0.5),
+                "p95_seconds": percentile(durations[name], 0.95),
             }
         )
     return data
+
+
+def _count(data: ReportData, change: Change, day: Counter[str], durations: list[float]) -> None:
+    """Count ``change`` in its day (and, once finished, its duration)."""
+    from ...swap import TERMINAL, Phase
+
+    day["changes"] += 1
+    day["submissions"] += change.submissions
+    phase = change.phase.value if change.phase in TERMINAL else "in_flight"
+    day[phase] += 1
+    data.totals[change.phase.value] += 1
+    if change.phase in TERMINAL and change.completed_at is not None:
+        duration = change.completed_at - change.created_at
+        data.finished.append((change.completed_at, change.phase.value, duration))
+        if change.phase is Phase.COMPLETED:
+            durations.append(duration)
+
+
+def _batch_row(batch: Batch, changes: Sequence[Change], audit: AuditReport) -> dict[str, Any]:
+    from ...swap import Phase
+
+    completed = sum(c.phase is Phase.COMPLETED for c in changes)
+    return {
+        "batch_id": batch.batch_id,
+        "created": when(batch.created_at),
+        "account": batch.account_name,
+        "actor": batch.actor,
+        "state": batch.state.value,
+        "size": batch.size,
+        "completed": completed,
+        "not_completed": len(changes) - completed,
+        "counts": dict(Counter(c.phase.value for c in changes)),
+        "audit_ok": audit.ok,
+        "audit_entries": audit.entries,
+        "audit_problems": "; ".join(audit.problems),
+    }
 
 
 def report(ctx: Context) -> int:
@@ -190,7 +221,7 @@ def report(ctx: Context) -> int:
         data = collect(backend.store, ctx.orchestrator(backend), since, until)
         where = backend.path
     if chart is not None:
-        from .charts import write_chart  # matplotlib is imported only here
+        from ..charts import write_chart  # matplotlib is imported only here
 
         write_chart(chart, data.finished, title=f"swaps in {where}")
     broken = [b for b in data.batches if not b["audit_ok"]]
@@ -209,59 +240,17 @@ def report(ctx: Context) -> int:
 
 
 def _show(ctx: Context, data: ReportData, where: Path) -> None:
+    from ..worker import phase_line
+
     out = ctx.out
     period = f"{when(data.since) or 'the beginning'} to {when(data.until) or 'now'} (UTC)"
     out.print(f"report of {where}: {period}")
     if not data.days:
         out.print("no changes in the period")
         return
-    out.table(
-        [
-            "day",
-            "changes",
-            "done",
-            "failed",
-            "review",
-            "rejected",
-            "cancel",
-            "open",
-            "p50 s",
-            "p95 s",
-        ],
-        (
-            [
-                d["day"],
-                d["changes"],
-                d["completed"],
-                d["failed"],
-                d["manual_review"],
-                d["rejected"],
-                d["cancelled"],
-                d["in_flight"],
-                d["p50_seconds"],
-                d["p95_seconds"],
-            ]
-            for d in data.days
-        ),
-        title="daily processing (done: completed; durations of completed changes)",
-    )
+    _show_days(ctx, data.days)
     if data.batches:
-        out.table(
-            ["batch", "created (UTC)", "state", "size", "done", "not done", "audit"],
-            (
-                [
-                    b["batch_id"],
-                    b["created"],
-                    b["state"],
-                    b["size"],
-                    b["completed"],
-                    b["not_completed"],
-                    f"ok, {b['audit_entries']} entries" if b["audit_ok"] else "BROKEN",
-                ]
-                for b in data.batches
-            ),
-            title="batches and their audit trails",
-        )
+        _show_batches(ctx, data.batches)
     verified = sum(1 for b in data.batches if b["audit_ok"])
     out.print(
         f"{sum(data.totals.values())} change(s): {phase_line(dict(data.totals))}; "
@@ -270,3 +259,35 @@ def _show(ctx: Context, data: ReportData, where: Path) -> None:
     for batch in data.batches:
         if not batch["audit_ok"]:
             out.print(f"  {batch['batch_id']}: {batch['audit_problems']}", style="red")
+
+
+def _show_days(ctx: Context, days: list[dict[str, Any]]) -> None:
+    counted = ("completed", "failed", "manual_review", "rejected", "cancelled", "in_flight")
+    headers = ("day", "changes", "done", "failed", "review", "rejected", "cancel", "open")
+    ctx.out.table(
+        [*headers, "p50 s", "p95 s"],
+        (
+            [d["day"], d["changes"], *(d[c] for c in counted), d["p50_seconds"], d["p95_seconds"]]
+            for d in days
+        ),
+        title="daily processing (done: completed; durations of completed changes)",
+    )
+
+
+def _show_batches(ctx: Context, batches: list[dict[str, Any]]) -> None:
+    ctx.out.table(
+        ["batch", "created (UTC)", "state", "size", "done", "not done", "audit"],
+        (
+            [
+                b["batch_id"],
+                b["created"],
+                b["state"],
+                b["size"],
+                b["completed"],
+                b["not_completed"],
+                f"ok, {b['audit_entries']} entries" if b["audit_ok"] else "BROKEN",
+            ]
+            for b in batches
+        ),
+        title="batches and their audit trails",
+    )

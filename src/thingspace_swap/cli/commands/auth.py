@@ -2,14 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._core.auth import cache_key
-from ..tokens import LoginBlock
-from .commands import when
-from .context import Context
+from ..figures import when
+from ..parsing import Commands, Parents, add_command, add_group
 
-__all__ = ["auth_status", "auth_unblock", "describe_block"]
+if TYPE_CHECKING:
+    from ...tokens import LoginBlock
+    from ..context import Context
+
+__all__ = ["auth_status", "auth_unblock", "describe_block", "register"]
+
+
+def register(commands: Commands, p: Parents) -> None:
+    """Add ``auth`` and its actions."""
+    actions = add_group(
+        commands,
+        "auth",
+        help="see or clear the login block shared by every run (after a refused login)",
+        description="The ThingSpace login guard, kept in the token cache of the data folder "
+        "(tokens.db) and shared by every run: after ThingSpace refuses a login (five failures "
+        "lock the user), no run logs in again until the block is cleared.",
+        examples="  thingspace-swap auth status\n"
+        "  thingspace-swap auth unblock      # after fixing the credentials\n",
+        debug=p.debug,
+    )
+    add_command(
+        actions,
+        "status",
+        auth_status,
+        help="whether logins are blocked, and what the token cache holds (never a token)",
+        examples="  thingspace-swap auth status --json\n",
+        parents=[p.debug, p.connection, p.data, p.json],
+    )
+    add_command(
+        actions,
+        "unblock",
+        auth_unblock,
+        help="clear the login block for every run and process sharing the token cache",
+        examples="""\
+  thingspace-swap auth unblock
+  thingspace-swap auth unblock --data /srv/swap    # the cache of another data folder
+
+Fix the credentials first: the next command that needs ThingSpace logs in once, and if that
+login is refused too, logins are blocked again.
+""",
+        parents=[p.debug, p.connection, p.data, p.json],
+    )
 
 
 def describe_block(block: LoginBlock) -> str:
@@ -32,6 +71,8 @@ def _block_json(block: LoginBlock | None) -> dict[str, Any] | None:
 def auth_status(ctx: Context) -> int:
     """``auth status``: whether logins are blocked, and what the token cache holds (never a
     token)."""
+    from ..._core.auth import cache_key
+
     connection = ctx.connection()
     cache = ctx.token_cache()
     record = cache.get(cache_key(connection.credentials))
