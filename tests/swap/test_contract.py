@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from thingspace_swap.backends.memory import MemoryQueue, MemoryStore
+from thingspace_swap.backends.sqlite import SqliteBackend
 from thingspace_swap.swap.contract import (
     ContractClock,
     QueueContract,
@@ -15,9 +17,7 @@ from thingspace_swap.swap.contract import (
     RawQueue,
     StoreContract,
 )
-from thingspace_swap.swap.memory import MemoryQueue, MemoryStore
 from thingspace_swap.swap.ports import Queue, Store
-from thingspace_swap.swap.sqlite import SqliteBackend
 
 
 class TestMemoryQueue(QueueContract):

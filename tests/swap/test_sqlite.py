@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from thingspace_swap.backends.sqlite import SCHEMA_VERSION, SqliteBackend
 from thingspace_swap.models import ChangeOption, DeviceId
 from thingspace_swap.swap._codec import CodecError, decode, encode, unstructure
 from thingspace_swap.swap.audit import verify_chain
@@ -37,7 +38,6 @@ from thingspace_swap.swap.model import (
     Step,
 )
 from thingspace_swap.swap.ports import AuditEntry, ConflictError, InboxEntry, OutgoingMessage
-from thingspace_swap.swap.sqlite import SCHEMA_VERSION, SqliteBackend
 
 T = TypeVar("T")
 WORKER = Path(__file__).with_name("sqlite_worker.py")
@@ -367,7 +367,7 @@ OPENER = """
 import sys, time
 from pathlib import Path
 from thingspace_swap.swap.ports import OutgoingMessage
-from thingspace_swap.swap.sqlite import SqliteBackend
+from thingspace_swap.backends.sqlite import SqliteBackend
 path, name, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 print("ready", flush=True)
 while not go.exists():

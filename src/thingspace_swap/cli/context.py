@@ -16,14 +16,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ..backends.sqlite import SqliteBackend
+from ..backends.sqlite.tokens import SqliteTokenCache
 from ..client import ThingSpaceClient
 from ..clock import Clock, SystemClock
 from ..config import PRODUCTION_URL, Credentials
 from ..errors import ConfigurationError
 from ..retry import RetryPolicy
-from ..sqlite_tokens import SqliteTokenCache
 from ..swap import LifecycleSettings, SwapOrchestrator
-from ..swap.sqlite import SqliteBackend
 from .errors import CliError
 from .output import Output
 

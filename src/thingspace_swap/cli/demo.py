@@ -24,6 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ..backends.sqlite import SqliteBackend
 from ..client import ThingSpaceClient
 from ..clock import Clock
 from ..config import Credentials
@@ -43,7 +44,6 @@ from ..swap import (
     SwapRequest,
     register_listener,
 )
-from ..swap.sqlite import SqliteBackend
 from ..testing import (
     Faults,
     SimulatorLimits,

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from ..backends.sqlite import SqliteStore
 from ..swap import TERMINAL, Phase, SwapOrchestrator
-from ..swap.sqlite import SqliteStore
 from .commands import when
 from .context import Context
 from .errors import CliError

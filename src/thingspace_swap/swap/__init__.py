@@ -9,10 +9,11 @@ status = orchestrator.run_until_complete(submission.batch.batch_id)
 ```
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .audit import AuditReport
 from .callbacks import CallbackIntake, CallbackResponse, asgi_app, register_listener
 from .machine import LifecycleSettings
-from .memory import MemoryMetrics, MemoryNotifier, MemoryQueue, MemoryStore
 from .model import (
     TERMINAL,
     Batch,
@@ -48,6 +49,9 @@ from .ports import (
 )
 from .reports import BatchStatus, ItemCheck, Problem, ReconcileReport, ValidationReport
 from .requests import CsvProblem, SwapItem, SwapRequest, read_csv
+
+if TYPE_CHECKING:  # the in-memory adapters are imported when first used (see __getattr__)
+    from ..backends.memory import MemoryMetrics, MemoryNotifier, MemoryQueue, MemoryStore
 
 __all__ = [
     "TERMINAL",
@@ -97,3 +101,13 @@ __all__ = [
     "read_csv",
     "register_listener",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The in-memory adapters (:mod:`thingspace_swap.backends.memory`), imported on first use
+    so that the core does not import an adapter."""
+    if name in ("MemoryMetrics", "MemoryNotifier", "MemoryQueue", "MemoryStore"):
+        from ..backends import memory
+
+        return getattr(memory, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

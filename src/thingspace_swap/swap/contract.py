@@ -35,9 +35,9 @@ from typing import Any, Protocol
 import attrs
 import pytest
 
+from ..backends.memory import MemoryQueue
 from ..models import ChangeOption, DeviceId
 from .audit import chain_entry, verify_chain
-from .memory import MemoryQueue
 from .model import Batch, BatchState, Change, Phase, Priority
 from .ports import (
     AuditEntry,

@@ -23,6 +23,7 @@ import attrs
 
 from .._core.commands import Flow, Sleep
 from .._core.endpoint import Async, Faced, Mode, Sync, endpoint
+from ..backends._metrics import MemoryMetrics
 from ..clock import Clock, SystemClock
 from ..errors import ThingSpaceError
 from ..models import (
@@ -60,7 +61,6 @@ from .machine import (
     advance,
     retry_refusal,
 )
-from .memory import MemoryMetrics
 from .model import (
     TERMINAL,
     Batch,

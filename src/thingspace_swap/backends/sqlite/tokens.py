@@ -27,11 +27,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ._secret import Secret
-from ._token_store import RecordCodec
-from .clock import Clock, SystemClock
-from .errors import ConfigurationError
-from .tokens import AuthRecord, Tokens
+from ..._secret import Secret
+from ..._token_store import RecordCodec
+from ...clock import Clock, SystemClock
+from ...errors import ConfigurationError
+from ...tokens import AuthRecord, Tokens
 
 __all__ = ["SqliteTokenCache"]
 

@@ -1,15 +1,15 @@
 """A durable queue and store in one SQLite file, on the standard library's :mod:`sqlite3`.
 
 ```python
-from thingspace_swap.swap.sqlite import SqliteBackend
+from thingspace_swap.backends.sqlite import SqliteBackend
 
 with SqliteBackend("swap.db") as backend:
     orchestrator = SwapOrchestrator(client, queue=backend.queue, store=backend.store)
 ```
 
 :class:`SqliteBackend` opens (and creates) the file; its ``queue`` (:class:`SqliteQueue`) and
-``store`` (:class:`SqliteStore`) behave like :class:`~thingspace_swap.swap.memory.MemoryQueue`
-and :class:`~thingspace_swap.swap.memory.MemoryStore`, and pass the same contract suite
+``store`` (:class:`SqliteStore`) behave like :class:`~thingspace_swap.backends.memory.MemoryQueue`
+and :class:`~thingspace_swap.backends.memory.MemoryStore`, and pass the same contract suite
 (:mod:`thingspace_swap.swap.contract`).
 
 Durability and concurrency:
@@ -47,11 +47,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from ..clock import Clock, SystemClock
-from ..models import DeviceId
-from ._codec import decode, encode
-from .model import TERMINAL, Batch, Change, Priority
-from .ports import (
+from ...clock import Clock, SystemClock
+from ...models import DeviceId
+from ...swap._codec import decode, encode
+from ...swap.model import TERMINAL, Batch, Change, Priority
+from ...swap.ports import (
     AuditEntry,
     ConflictError,
     InboxEntry,
@@ -257,7 +257,7 @@ class SqliteBackend:
     """A queue and a store sharing the SQLite file at ``path`` (created if missing).
 
     ``max_receives``, ``fifo`` and ``dedup_window`` mean what they mean for
-    :class:`~thingspace_swap.swap.memory.MemoryQueue`; ``synchronous`` is ``"FULL"`` or
+    :class:`~thingspace_swap.backends.memory.MemoryQueue`; ``synchronous`` is ``"FULL"`` or
     ``"NORMAL"`` (see the module notes); ``busy_timeout`` is how long a write waits for
     another process's transaction, in seconds. Close it when done (or use ``with``)."""
 

@@ -1,7 +1,7 @@
 """In-memory backends: thread-safe, with SQS-like delivery and DynamoDB-like conditional writes.
 
 For tests, notebooks and single-process services. Nothing survives the process; use
-:mod:`thingspace_swap.swap.sqlite` for that.
+:mod:`thingspace_swap.backends.sqlite` for that.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import attrs
 
 from ..clock import Clock, SystemClock
 from ..models import DeviceId
-from .model import TERMINAL, Batch, Change, Priority
-from .ports import (
+from ..swap.model import TERMINAL, Batch, Change, Priority
+from ..swap.ports import (
     AuditEntry,
     ConflictError,
     InboxEntry,
@@ -33,6 +33,7 @@ from .ports import (
     decode_body,
     require_follows,
 )
+from ._metrics import MemoryMetrics
 
 __all__ = ["MemoryMetrics", "MemoryNotifier", "MemoryQueue", "MemoryStore"]
 
@@ -451,36 +452,3 @@ class MemoryNotifier:
     def of_type(self, event_type: str) -> list[Notification]:
         with self._lock:
             return [n for n in self.published if n.event_type == event_type]
-
-
-class MemoryMetrics:
-    """Counters, observations and gauges in dicts keyed by (name, sorted tags).
-
-    Each observation series keeps its last ``keep`` values, so a long-running worker's memory
-    stays flat.
-    """
-
-    def __init__(self, *, keep: int = 10_000) -> None:
-        self._lock = threading.Lock()
-        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-        self.observations: dict[tuple[str, tuple[tuple[str, str], ...]], deque[float]] = (
-            defaultdict(lambda: deque(maxlen=keep))
-        )
-        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-
-    def count(self, name: str, value: float = 1.0, **tags: str) -> None:
-        with self._lock:
-            self.counters[(name, tuple(sorted(tags.items())))] += value
-
-    def observe(self, name: str, value: float, **tags: str) -> None:
-        with self._lock:
-            self.observations[(name, tuple(sorted(tags.items())))].append(value)
-
-    def gauge(self, name: str, value: float, **tags: str) -> None:
-        with self._lock:
-            self.gauges[(name, tuple(sorted(tags.items())))] = value
-
-    def total(self, name: str) -> float:
-        """A counter summed over all its tags."""
-        with self._lock:
-            return sum(v for (n, _), v in self.counters.items() if n == name)
