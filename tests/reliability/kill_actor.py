@@ -54,9 +54,9 @@ def die() -> None:
 
 def kill_sqlite_at(path: str, at: int, mode: str) -> None:
     """SIGKILL this process at the ``at``-th write transaction on the file at ``path``."""
-    from thingspace_swap.backends.sqlite import store as _db
+    from thingspace_swap.backends.sqlite import _db
 
-    original = _db._Database.write
+    original = _db.Database.write
     count = [0]
 
     @contextlib.contextmanager
@@ -76,7 +76,7 @@ def kill_sqlite_at(path: str, at: int, mode: str) -> None:
         if mine and mode == "after":
             die()
 
-    _db._Database.write = write  # type: ignore[method-assign]
+    _db.Database.write = write  # type: ignore[method-assign]
 
 
 def kill_aws_at(at: int, mode: str) -> None:
