@@ -20,7 +20,7 @@ import attrs
 
 from ..clock import Clock, SystemClock
 from ..models import DeviceId
-from ..swap.model import TERMINAL, Batch, Change, Priority
+from ..swap.model import Batch, Change, Priority
 from ..swap.ports import (
     AuditEntry,
     ConflictError,
@@ -31,7 +31,19 @@ from ..swap.ports import (
     QueueStats,
     ReceivedMessage,
     decode_body,
+    encode_body,
     require_follows,
+)
+from ..swap.store_rules import (
+    batch_subject,
+    change_subject,
+    claimants,
+    dead_letter_reason,
+    due_at,
+    holding,
+    is_open,
+    require_claimable,
+    require_free,
 )
 from ._metrics import MemoryMetrics
 
@@ -96,8 +108,8 @@ class MemoryQueue:
                 expires = now + self.dedup_window
                 self._dedup[message.dedup_id] = expires
                 self._dedup_order.append((expires, message.dedup_id))
-                raw = json.dumps(message.body, separators=(",", ":"), sort_keys=True)
-                self._put_raw(raw, message.group, message.priority, message.delay, now)
+                body = encode_body(message.body)
+                self._put_raw(body, message.group, message.priority, message.delay, now)
 
     def _forget_dedup(self, now: float) -> None:
         """Drop deduplication ids whose window has passed: a long-running queue stays flat."""
@@ -139,10 +151,9 @@ class MemoryQueue:
                     self._parked[message.group].append(message_id)
                     continue
                 message.receive_count += 1
-                if message.receive_count > self.max_receives:
-                    self._bury(
-                        message, f"received {message.receive_count - 1} times without success"
-                    )
+                reason = dead_letter_reason(message.receive_count, self.max_receives)
+                if reason is not None:
+                    self._bury(message, reason)
                     continue
                 receipt = f"{message_id}:{message.receive_count}"
                 message.receipt = receipt
@@ -290,15 +301,12 @@ class MemoryStore:
         with self._lock:
             if batch.batch_id in self._batches:
                 raise ConflictError(f"batch {batch.batch_id} exists")
-            live = [c for c in changes if c.phase not in TERMINAL]
-            taken = [c.line for c in live if self._lines.get(c.line) not in (None, c.change_id)]
-            if taken or len({c.line for c in live}) != len(live):
-                raise ConflictError(f"line(s) already have a change in flight: {sorted(taken)}")
+            require_free(claimants(changes), self._lines.get)
             self._batches[batch.batch_id] = batch
             for change in changes:
                 self._changes[change.change_id] = change
                 self._by_batch[batch.batch_id].append(change.change_id)
-                self._index(change)
+                self._index(None, change)
             for entry in audit:
                 self._audit[entry.subject].append(_audit_row(entry))
             self._keep(messages)
@@ -329,7 +337,7 @@ class MemoryStore:
             current = self._batches.get(batch.batch_id)
             if current is None or current.version != expected_version:
                 raise ConflictError(f"batch {batch.batch_id} changed")
-            require_follows(f"batch:{batch.batch_id}", current.audit_seq, audit)
+            require_follows(batch_subject(batch.batch_id), current.audit_seq, audit)
             self._batches[batch.batch_id] = batch
             if audit is not None:
                 self._audit[audit.subject].append(_audit_row(audit))
@@ -348,34 +356,35 @@ class MemoryStore:
             current = self._changes.get(change.change_id)
             if current is None or current.version != expected_version:
                 raise ConflictError(f"change {change.change_id} changed")
-            subject = f"change:{change.change_id}"
+            subject = change_subject(change.change_id)
             require_follows(subject, current.audit_seq, audit)
-            if current.phase in TERMINAL and change.phase not in TERMINAL:
-                owner = self._lines.get(change.line)
-                if owner not in (None, change.change_id):
-                    raise ConflictError(f"line {change.line} is held by {owner}")
+            require_claimable(holding(current).line, change, self._lines.get)
             self._changes[change.change_id] = change
-            self._index(change)
+            self._index(current, change)
             if audit is not None:
                 self._audit[subject].append(_audit_row(audit))
             self._keep(messages)
 
-    def _index(self, change: Change) -> None:
+    def _index(self, before: Change | None, change: Change) -> None:
+        """Point the request ids at the change, let go what it held ``before`` and no longer
+        holds, and point what it holds now (and its deadline, when due) at it."""
+        change_id = change.change_id
         for request_id in change.request_ids:
-            self._by_request[request_id] = change.change_id
-        names = change.identifiers
-        if change.phase in TERMINAL:
-            if self._lines.get(change.line) == change.change_id:
-                del self._lines[change.line]
-            for name in names:
-                if self._devices.get(name) == change.change_id:
-                    del self._devices[name]
-        else:
-            self._lines[change.line] = change.change_id
-            for name in names:
-                self._devices[name] = change.change_id
-            if change.deadline is not None:
-                heapq.heappush(self._deadlines, (change.deadline, change.change_id))
+            self._by_request[request_id] = change_id
+        held = holding(change)
+        dropped = holding(before).without(held)
+        if dropped.line is not None and self._lines.get(dropped.line) == change_id:
+            del self._lines[dropped.line]
+        for name in dropped.names:
+            if self._devices.get(name) == change_id:
+                del self._devices[name]
+        if held.line is not None:
+            self._lines[held.line] = change_id
+        for name in held.names:
+            self._devices[name] = change_id
+        due = due_at(change)
+        if due is not None:
+            heapq.heappush(self._deadlines, (due, change_id))
 
     def changes(self, batch_id: str) -> Iterable[Change]:
         with self._lock:
@@ -396,7 +405,7 @@ class MemoryStore:
     def batches(self, *, open_only: bool = True) -> Iterable[Batch]:
         with self._lock:
             found = list(self._batches.values())
-        return [b for b in found if not open_only or b.completed_at is None]
+        return [b for b in found if not open_only or is_open(b)]
 
     def due_changes(self, now: float, limit: int = 100) -> list[Change]:
         """Overdue changes, returned again on every call until their deadline moves."""
@@ -405,14 +414,10 @@ class MemoryStore:
             while self._deadlines and self._deadlines[0][0] <= now and len(due) < limit:
                 deadline, change_id = heapq.heappop(self._deadlines)
                 change = self._changes.get(change_id)
-                if (
-                    change is not None
-                    and change.phase not in TERMINAL
-                    and change.deadline == deadline
-                ):
+                if change is not None and due_at(change) == deadline:
                     due[change_id] = change
             for change in due.values():  # still due until a write moves the deadline
-                heapq.heappush(self._deadlines, (change.deadline or now, change.change_id))
+                heapq.heappush(self._deadlines, (due_at(change) or now, change.change_id))
             return list(due.values())
 
     def audit(self, subject: str) -> list[AuditEntry]:

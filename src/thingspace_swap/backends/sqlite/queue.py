@@ -3,14 +3,14 @@ the backend's file, delivered like SQS's."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import uuid
 from collections.abc import Sequence
 
 from ...clock import Clock
 from ...swap.model import Priority
-from ...swap.ports import OutgoingMessage, QueueStats, ReceivedMessage, decode_body
+from ...swap.ports import OutgoingMessage, QueueStats, ReceivedMessage, decode_body, encode_body
+from ...swap.store_rules import dead_letter_reason
 from ._db import Database
 
 __all__ = ["SqliteQueue"]
@@ -73,7 +73,7 @@ class SqliteQueue:
                 )
                 if kept.rowcount == 0:
                     continue  # sent within the window
-                raw = json.dumps(message.body, separators=(",", ":"), sort_keys=True)
+                raw = encode_body(message.body)
                 self._put(conn, raw, message.group, message.priority, message.delay, now)
 
     def send_raw(self, raw: str, *, group: str = "raw", delay: float = 0.0) -> None:
@@ -133,8 +133,8 @@ class SqliteQueue:
                         conn.execute("UPDATE messages SET state = 3 WHERE seq = ?", (seq,))
                         continue
                     count += 1
-                    if count > self.max_receives:
-                        reason = f"received {count - 1} times without success"
+                    reason = dead_letter_reason(count, self.max_receives)
+                    if reason is not None:
                         self._bury(conn, seq, reason, now, receive_count=count)
                         continue
                     receipt = f"{message_id}:{count}"

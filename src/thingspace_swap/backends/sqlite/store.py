@@ -9,7 +9,7 @@ from typing import Any
 
 from ...models import DeviceId
 from ...swap._codec import decode, encode
-from ...swap.model import TERMINAL, Batch, Change
+from ...swap.model import Batch, Change
 from ...swap.ports import (
     AuditEntry,
     ConflictError,
@@ -17,6 +17,15 @@ from ...swap.ports import (
     OutgoingMessage,
     Queue,
     require_follows,
+)
+from ...swap.store_rules import (
+    batch_subject,
+    change_subject,
+    claimants,
+    holding,
+    is_open,
+    require_claimable,
+    require_free,
 )
 from ._db import Database
 from .queue import SqliteQueue
@@ -54,23 +63,19 @@ class SqliteStore:
         audit: Sequence[AuditEntry],
         messages: Sequence[OutgoingMessage] = (),
     ) -> None:
-        live = [c for c in changes if c.phase not in TERMINAL]
-        if len({c.line for c in live}) != len(live):
-            raise ConflictError("two changes of the batch are on the same line")
+        live = claimants(changes)
         with self._db.write() as conn:
             if conn.execute(
                 "SELECT 1 FROM batches WHERE batch_id = ?", (batch.batch_id,)
             ).fetchone():
                 raise ConflictError(f"batch {batch.batch_id} exists")
-            taken = sorted(c.line for c in live if _owner(conn, c.line) not in (None, c.change_id))
-            if taken:
-                raise ConflictError(f"line(s) already have a change in flight: {taken}")
+            require_free(live, lambda line: _owner(conn, line))
             conn.execute(
                 "INSERT INTO batches (batch_id, open, version, audit_seq, data)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (
                     batch.batch_id,
-                    int(batch.completed_at is None),
+                    int(is_open(batch)),
                     batch.version,
                     batch.audit_seq,
                     encode(batch),
@@ -105,12 +110,12 @@ class SqliteStore:
             ).fetchone()
             if row is None or row[0] != expected_version:
                 raise ConflictError(f"batch {batch.batch_id} changed")
-            require_follows(f"batch:{batch.batch_id}", row[1], audit)
+            require_follows(batch_subject(batch.batch_id), row[1], audit)
             written = conn.execute(
                 "UPDATE batches SET open = ?, version = ?, audit_seq = ?, data = ?"
                 " WHERE batch_id = ? AND version = ?",
                 (
-                    int(batch.completed_at is None),
+                    int(is_open(batch)),
                     batch.version,
                     batch.audit_seq,
                     encode(batch),
@@ -151,16 +156,13 @@ class SqliteStore:
     ) -> None:
         with self._db.write() as conn:
             row = conn.execute(
-                "SELECT version, audit_seq, live FROM changes WHERE change_id = ?",
+                "SELECT version, audit_seq, live, line FROM changes WHERE change_id = ?",
                 (change.change_id,),
             ).fetchone()
             if row is None or row[0] != expected_version:
                 raise ConflictError(f"change {change.change_id} changed")
-            require_follows(f"change:{change.change_id}", row[1], audit)
-            if not row[2] and change.phase not in TERMINAL:
-                owner = _owner(conn, change.line)
-                if owner not in (None, change.change_id):
-                    raise ConflictError(f"line {change.line} is held by {owner}")
+            require_follows(change_subject(change.change_id), row[1], audit)
+            require_claimable(row[3] if row[2] else None, change, lambda line: _owner(conn, line))
             written = conn.execute(
                 "UPDATE changes SET batch_id = ?, idx = ?, line = ?, live = ?, deadline = ?,"
                 " version = ?, audit_seq = ?, data = ? WHERE change_id = ? AND version = ?",
@@ -276,7 +278,7 @@ def _change_row(change: Change) -> tuple[Any, ...]:
         change.batch_id,
         change.index,
         change.line,
-        int(change.phase not in TERMINAL),
+        int(not change.terminal),
         change.deadline,
         change.version,
         change.audit_seq,
@@ -300,23 +302,21 @@ def _append(conn: sqlite3.Connection, entry: AuditEntry) -> None:
 
 
 def _index(conn: sqlite3.Connection, change: Change) -> None:
-    """Point the request ids, the line and the device names at the change (the line and the
-    names only while it is not terminal)."""
+    """Point the request ids at the change, and the line and the names it holds (none once
+    it is terminal) instead of those it held."""
     change_id = change.change_id
+    held = holding(change)
     conn.executemany(
         "INSERT OR REPLACE INTO requests (request_id, change_id) VALUES (?, ?)",
         [(request_id, change_id) for request_id in change.request_ids],
     )
     conn.execute("DELETE FROM devices WHERE change_id = ?", (change_id,))
-    if change.phase in TERMINAL:
-        conn.execute("DELETE FROM lines WHERE change_id = ?", (change_id,))
-        return
-    conn.execute("DELETE FROM lines WHERE change_id = ? AND line <> ?", (change_id, change.line))
-    conn.execute(
-        "INSERT OR REPLACE INTO lines (line, change_id) VALUES (?, ?)", (change.line, change_id)
-    )
-    names = change.identifiers
+    conn.execute("DELETE FROM lines WHERE change_id = ? AND line IS NOT ?", (change_id, held.line))
+    if held.line is not None:
+        conn.execute(
+            "INSERT OR REPLACE INTO lines (line, change_id) VALUES (?, ?)", (held.line, change_id)
+        )
     conn.executemany(
         "INSERT OR REPLACE INTO devices (kind, id, change_id) VALUES (?, ?, ?)",
-        [(name.kind, name.id, change_id) for name in names],
+        [(name.kind, name.id, change_id) for name in held.names],
     )
