@@ -10,14 +10,14 @@ import pytest
 
 from thingspace_swap.backends.memory import MemoryQueue, MemoryStore
 from thingspace_swap.backends.sqlite import SqliteBackend
-from thingspace_swap.swap.contract import (
+from thingspace_swap.swap.ports import Queue, Store
+from thingspace_swap.testing.contract import (
     ContractClock,
     QueueContract,
     QueueFactory,
     RawQueue,
     StoreContract,
 )
-from thingspace_swap.swap.ports import Queue, Store
 
 
 class TestMemoryQueue(QueueContract):

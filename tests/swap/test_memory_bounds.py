@@ -15,8 +15,8 @@ from thingspace_swap.swap import (
     OutgoingMessage,
 )
 from thingspace_swap.swap.audit import chain_entry, verify_chain
-from thingspace_swap.swap.contract import ContractClock
 from thingspace_swap.swap.model import evolve_batch
+from thingspace_swap.testing.contract import ContractClock
 
 
 def _message(n: int) -> OutgoingMessage:

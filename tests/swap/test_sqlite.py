@@ -26,7 +26,6 @@ from thingspace_swap.backends.sqlite import SCHEMA_VERSION, SqliteBackend
 from thingspace_swap.models import ChangeOption, DeviceId
 from thingspace_swap.swap._codec import CodecError, decode, encode, unstructure
 from thingspace_swap.swap.audit import verify_chain
-from thingspace_swap.swap.contract import ContractClock, new_batch, next_change
 from thingspace_swap.swap.model import (
     Batch,
     BatchState,
@@ -38,6 +37,7 @@ from thingspace_swap.swap.model import (
     Step,
 )
 from thingspace_swap.swap.ports import AuditEntry, ConflictError, InboxEntry, OutgoingMessage
+from thingspace_swap.testing.contract import ContractClock, new_batch, next_change
 
 T = TypeVar("T")
 WORKER = Path(__file__).with_name("sqlite_worker.py")

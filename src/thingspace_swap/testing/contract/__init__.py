@@ -2,7 +2,7 @@
 
 ```python
 import pytest
-from thingspace_swap.swap.contract import QueueContract, StoreContract
+from thingspace_swap.testing.contract import QueueContract, StoreContract
 
 class TestMyQueue(QueueContract):
     @pytest.fixture
@@ -17,7 +17,7 @@ class TestMyStore(StoreContract):
 
 A store whose messages go into a queue of its own (as SQLite's do) overrides the
 ``relay_queue`` fixture with that queue; by default ``relay`` is tested with a
-:class:`~thingspace_swap.swap.memory.MemoryQueue`.
+:class:`~thingspace_swap.backends.memory.MemoryQueue`.
 
 Queues are driven by a :class:`ContractClock` (time moves only when a test advances it) and
 need ``send_raw`` besides the :class:`~thingspace_swap.swap.ports.Queue` methods. The helpers
@@ -35,11 +35,11 @@ from typing import Any, Protocol
 import attrs
 import pytest
 
-from ..backends.memory import MemoryQueue
-from ..models import ChangeOption, DeviceId
-from .audit import chain_entry, verify_chain
-from .model import Batch, BatchState, Change, Phase, Priority
-from .ports import (
+from ...backends.memory import MemoryQueue
+from ...models import ChangeOption, DeviceId
+from ...swap.audit import chain_entry, verify_chain
+from ...swap.model import Batch, BatchState, Change, Phase, Priority
+from ...swap.ports import (
     AuditEntry,
     ConflictError,
     InboxEntry,
