@@ -37,19 +37,20 @@ from thingspace_swap.swap.model import (
     Step,
 )
 from thingspace_swap.swap.ports import AuditEntry, ConflictError, InboxEntry, OutgoingMessage
-from thingspace_swap.testing.contract import ContractClock, new_batch, next_change
+from thingspace_swap.testing import VirtualClock
+from thingspace_swap.testing.contract import T0, new_batch, next_change
 
 T = TypeVar("T")
 WORKER = Path(__file__).with_name("sqlite_worker.py")
 
 
 @pytest.fixture
-def clock() -> ContractClock:
-    return ContractClock()
+def clock() -> VirtualClock:
+    return VirtualClock(T0)
 
 
 @pytest.fixture
-def backend(tmp_path: Path, clock: ContractClock) -> Iterator[SqliteBackend]:
+def backend(tmp_path: Path, clock: VirtualClock) -> Iterator[SqliteBackend]:
     with SqliteBackend(tmp_path / "swap.db", clock=clock) as opened:
         yield opened
 
@@ -239,7 +240,7 @@ def test_closed_backend_refuses_work(backend: SqliteBackend) -> None:
     backend.close()  # twice is fine
 
 
-def test_state_survives_reopening(tmp_path: Path, clock: ContractClock) -> None:
+def test_state_survives_reopening(tmp_path: Path, clock: VirtualClock) -> None:
     path = tmp_path / "swap.db"
     first = SqliteBackend(path, clock=clock)
     batch, made, audit = new_batch("b1", ["5550000001", "5550000002"])
@@ -630,7 +631,7 @@ def test_kill_9_loses_and_duplicates_nothing(tmp_path: Path) -> None:
 def test_orchestrator_runs_a_batch_on_sqlite(tmp_path: Path) -> None:
     from thingspace_swap import Credentials, ThingSpaceClient
     from thingspace_swap.swap import MemoryNotifier, SwapItem, SwapOrchestrator, SwapRequest
-    from thingspace_swap.testing import ThingSpaceSimulator, VirtualClock
+    from thingspace_swap.testing import ThingSpaceSimulator
 
     clock = VirtualClock()
     sim = ThingSpaceSimulator(seed=3, clock=clock, request_delay=20)
