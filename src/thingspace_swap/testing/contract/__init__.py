@@ -23,11 +23,12 @@ Queues are driven by the simulator's :class:`~thingspace_swap.testing.VirtualClo
 :data:`T0` (time moves only when a test advances it), and need ``send_raw`` besides the
 :class:`~thingspace_swap.swap.ports.Queue` methods. The helpers :func:`new_batch`,
 :func:`next_change` and :func:`next_batch` build valid records whose audit entries are chained
-with :func:`~thingspace_swap.swap.audit.chain_entry`. Needs pytest (``import
-thingspace_swap.testing`` does not import this package).
+with :func:`~thingspace_swap.swap.audit.chain_entry`; :func:`outgoing` and :func:`numbers` make
+and read the numbered messages the queue tests send (for an adapter's own versions of them).
+Needs pytest (``import thingspace_swap.testing`` does not import this package).
 """
 
-from ._records import T0, new_batch, next_batch, next_change
+from ._records import T0, new_batch, next_batch, next_change, numbers, outgoing
 from .queue import QueueContract, QueueFactory, RawQueue
 from .store import StoreContract
 
@@ -40,4 +41,6 @@ __all__ = [
     "new_batch",
     "next_batch",
     "next_change",
+    "numbers",
+    "outgoing",
 ]

@@ -22,18 +22,30 @@ T0 = 1_800_000_000.0
 ACCOUNT = "0000123456-00001"
 
 
-def _first_entry(subject: str, batch_id: str, at: float, action: str, after: str) -> AuditEntry:
+def _entry(
+    record: Batch | Change | None,
+    subject: str,
+    batch_id: str,
+    *,
+    at: float,
+    action: str,
+    after: str,
+    before: str | None = None,
+    actor: str = "contract",
+    request_id: str | None = None,
+) -> AuditEntry:
+    """The audit entry that follows ``record``'s chain (or starts one, without a record)."""
     return chain_entry(
         subject=subject,
         batch_id=batch_id,
-        head_seq=0,
-        head_hash="",
+        head_seq=record.audit_seq if record is not None else 0,
+        head_hash=record.audit_hash if record is not None else "",
         at=at,
-        actor="contract",
+        actor=actor,
         action=action,
-        before=None,
+        before=before,
         after=after,
-        request_id=None,
+        request_id=request_id,
         detail="",
     )
 
@@ -42,7 +54,8 @@ def _new_change(
     batch_id: str, index: int, line: str, phase: Phase, at: float
 ) -> tuple[Change, AuditEntry]:
     change_id = f"{batch_id}-c{index}"
-    entry = _first_entry(change_subject(change_id), batch_id, at, "queued", phase.value)
+    subject = change_subject(change_id)
+    entry = _entry(None, subject, batch_id, at=at, action="queued", after=phase.value)
     change = Change(
         change_id=change_id,
         batch_id=batch_id,
@@ -73,9 +86,8 @@ def new_batch(
     """A batch with one pending change per line (``REJECTED`` for the lines in ``terminal``),
     version 1, and the first audit entry of the batch and of each change, as
     ``create_batch`` takes them."""
-    head = _first_entry(
-        batch_subject(batch_id), batch_id, at, "batch created", BatchState.OPEN.value
-    )
+    subject, opened = batch_subject(batch_id), BatchState.OPEN.value
+    head = _entry(None, subject, batch_id, at=at, action="batch created", after=opened)
     phases = [Phase.REJECTED if line in terminal else Phase.PENDING for line in lines]
     made = [
         _new_change(batch_id, index, line, phase, at)
@@ -107,18 +119,16 @@ def next_change(
     """``change`` with ``fields`` set and its version bumped, and the audit entry that follows
     its chain: the arguments of ``update_change(new, change.version, entry)``."""
     after = attrs.evolve(change, **fields)
-    entry = chain_entry(
-        subject=change_subject(change.change_id),
-        batch_id=change.batch_id,
-        head_seq=change.audit_seq,
-        head_hash=change.audit_hash,
+    entry = _entry(
+        change,
+        change_subject(change.change_id),
+        change.batch_id,
         at=at,
         actor=actor,
         action=action,
         before=change.phase.value,
         after=after.phase.value,
         request_id=after.request_id,
-        detail="",
     )
     written = attrs.evolve(
         after,
@@ -135,18 +145,15 @@ def next_batch(
 ) -> tuple[Batch, AuditEntry]:
     """Like :func:`next_change`, for a batch."""
     after = attrs.evolve(batch, **fields)
-    entry = chain_entry(
-        subject=batch_subject(batch.batch_id),
-        batch_id=batch.batch_id,
-        head_seq=batch.audit_seq,
-        head_hash=batch.audit_hash,
+    entry = _entry(
+        batch,
+        batch_subject(batch.batch_id),
+        batch.batch_id,
         at=at,
         actor=actor,
         action=action,
         before=batch.state.value,
         after=after.state.value,
-        request_id=None,
-        detail="",
     )
     written = attrs.evolve(
         after, version=batch.version + 1, audit_seq=entry.seq, audit_hash=entry.hash
