@@ -53,7 +53,7 @@ def backends(
     if kind == "memory":
         return MemoryQueue(clock=clock), MemoryStore(), None, calls
     if kind == "sqlite":
-        from thingspace_swap.swap.sqlite import SqliteBackend
+        from thingspace_swap.backends.sqlite import SqliteBackend
 
         backend = SqliteBackend(folder / "swap.db", clock=clock)
         stack.callback(backend.close)

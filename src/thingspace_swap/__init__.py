@@ -13,6 +13,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._core.engine import RequestEvent
     from ._secret import Secret
+    from .backends.sqlite.tokens import SqliteTokenCache
     from .client import AsyncThingSpaceClient, ThingSpaceClient
     from .clock import Clock, SystemClock
     from .config import PRODUCTION_URL, STAGING_URL, Credentials
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
     )
     from .ratelimit import RateLimiter
     from .retry import NO_RETRY, RetryPolicy
-    from .sqlite_tokens import SqliteTokenCache
     from .tokens import AuthRecord, InMemoryTokenCache, LoginBlock, LoginLease, TokenCache, Tokens
 
 _EXPORTS = {
@@ -93,7 +93,7 @@ _EXPORTS = {
     ],
     ".ratelimit": ["RateLimiter"],
     ".retry": ["NO_RETRY", "RetryPolicy"],
-    ".sqlite_tokens": ["SqliteTokenCache"],
+    ".backends.sqlite.tokens": ["SqliteTokenCache"],
     ".tokens": [
         "AuthRecord",
         "InMemoryTokenCache",

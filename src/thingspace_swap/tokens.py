@@ -9,7 +9,7 @@ held by the one client logging in. Every client sharing the cache refuses to log
 block is set, and waits for the holder of a live lease instead of logging in too.
 
 Implementations: :class:`InMemoryTokenCache` (one process),
-:class:`~thingspace_swap.sqlite_tokens.SqliteTokenCache` (processes of one machine) and
+:class:`~thingspace_swap.backends.sqlite.tokens.SqliteTokenCache` (processes of one machine) and
 :class:`~thingspace_swap.aws.DynamoTokenCache` (AWS).
 """
 
@@ -129,8 +129,9 @@ class TokenCache(Protocol):
 class InMemoryTokenCache:
     """A process-local cache: share one between the clients of a process (threads, tasks), or
     keep one at module level in a Lambda handler to reuse tokens across warm invocations. It
-    does not reach other processes: use :class:`~thingspace_swap.sqlite_tokens.SqliteTokenCache`
-    or :class:`~thingspace_swap.aws.DynamoTokenCache` for them."""
+    does not reach other processes: use
+    :class:`~thingspace_swap.backends.sqlite.tokens.SqliteTokenCache` or
+    :class:`~thingspace_swap.aws.DynamoTokenCache` for them."""
 
     def __init__(self) -> None:
         self._records: dict[str, AuthRecord] = {}

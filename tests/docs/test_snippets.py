@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 
 from thingspace_swap import AsyncThingSpaceClient, Credentials, ThingSpaceClient
+from thingspace_swap.backends.sqlite import SqliteBackend
 from thingspace_swap.config import BASE_URL_ENV
 from thingspace_swap.swap import AsyncSwapOrchestrator, SwapOrchestrator
-from thingspace_swap.swap.sqlite import SqliteBackend
 from thingspace_swap.testing import SimulatorServer, ThingSpaceSimulator, WallClock
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -291,7 +291,7 @@ def _run(
         assert moto is not None
         durable_queue, inner_store = moto.make(f"chaos-{seed}", clock)
     elif backend == "sqlite":
-        from thingspace_swap.swap.sqlite import SqliteBackend
+        from thingspace_swap.backends.sqlite import SqliteBackend
 
         assert folder is not None
         sqlite_backend = SqliteBackend(

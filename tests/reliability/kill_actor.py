@@ -54,9 +54,9 @@ def die() -> None:
 
 def kill_sqlite_at(path: str, at: int, mode: str) -> None:
     """SIGKILL this process at the ``at``-th write transaction on the file at ``path``."""
-    from thingspace_swap.swap import sqlite
+    from thingspace_swap.backends.sqlite import _db
 
-    original = sqlite._Database.write
+    original = _db.Database.write
     count = [0]
 
     @contextlib.contextmanager
@@ -76,7 +76,7 @@ def kill_sqlite_at(path: str, at: int, mode: str) -> None:
         if mine and mode == "after":
             die()
 
-    sqlite._Database.write = write  # type: ignore[method-assign]
+    _db.Database.write = write  # type: ignore[method-assign]
 
 
 def kill_aws_at(at: int, mode: str) -> None:
@@ -107,7 +107,7 @@ class Backend:
     def __init__(self, args: argparse.Namespace) -> None:
         self._close: Any = None
         if args.backend == "sqlite":
-            from thingspace_swap.swap.sqlite import SqliteBackend
+            from thingspace_swap.backends.sqlite import SqliteBackend
 
             backend = SqliteBackend(args.db, max_receives=50)
             self.queue: Any = backend.queue

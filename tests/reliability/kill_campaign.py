@@ -206,7 +206,7 @@ class Reader:
     def __init__(self, backend: str, folder: Path, aws: list[str]) -> None:
         self.sqlite: Any = None
         if backend == "sqlite":
-            from thingspace_swap.swap.sqlite import SqliteBackend
+            from thingspace_swap.backends.sqlite import SqliteBackend
 
             self.sqlite = SqliteBackend(folder / "swap.db")
             self.store: Any = self.sqlite.store
@@ -303,7 +303,7 @@ def _run(
         result.devices = len(pairs)
 
         if backend == "sqlite":  # the store exists before the first worker opens it
-            from thingspace_swap.swap.sqlite import SqliteBackend
+            from thingspace_swap.backends.sqlite import SqliteBackend
 
             SqliteBackend(db).close()
         processes.start("intake", "intake", "--port", str(port))

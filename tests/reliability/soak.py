@@ -92,7 +92,7 @@ def growth(first: dict[str, Any], last: dict[str, Any]) -> dict[str, float | Non
 def backends(kind: str, clock: VirtualClock, folder: Path, stack: ExitStack) -> tuple[Any, Any]:
     """The queue and the store of ``kind``; ``stack`` closes them."""
     if kind == "sqlite":
-        from thingspace_swap.swap.sqlite import SqliteBackend
+        from thingspace_swap.backends.sqlite import SqliteBackend
 
         backend = SqliteBackend(folder / "soak.db", clock=clock, synchronous="NORMAL")
         stack.callback(backend.close)

@@ -25,11 +25,11 @@ from typing import Any
 
 import attrs
 
-from thingspace_swap.swap import sqlite
+from thingspace_swap.backends.sqlite import SqliteBackend
+from thingspace_swap.backends.sqlite import store as sqlite_store
 from thingspace_swap.swap.audit import chain_entry
 from thingspace_swap.swap.model import Change
 from thingspace_swap.swap.ports import ConflictError, ReceivedMessage
-from thingspace_swap.swap.sqlite import SqliteBackend
 
 VISIBILITY = 1.0  # seconds a killed worker's messages stay invisible
 
@@ -77,7 +77,7 @@ def die() -> None:
 
 def die_in_write(n: int) -> None:
     """Kill the process inside the Nth store write, just before its commit."""
-    append = sqlite._append
+    append = sqlite_store._append
     calls = [0]
 
     def append_then_die(conn: Any, entry: Any) -> None:
@@ -86,7 +86,7 @@ def die_in_write(n: int) -> None:
         if calls[0] == n:
             die()
 
-    sqlite._append = append_then_die
+    sqlite_store._append = append_then_die
 
 
 def main() -> int:

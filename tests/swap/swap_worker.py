@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import thingspace_swap as ts
+from thingspace_swap.backends.sqlite import SqliteBackend
 from thingspace_swap.swap import LifecycleSettings, SwapOrchestrator
-from thingspace_swap.swap.sqlite import SqliteBackend
 
 ACCOUNT = "0000123456-00001"
 SETTINGS = LifecycleSettings(

@@ -8,22 +8,22 @@ from typing import Any
 
 import pytest
 
-from thingspace_swap.swap.contract import (
-    ContractClock,
+from thingspace_swap.backends.memory import MemoryQueue, MemoryStore
+from thingspace_swap.backends.sqlite import SqliteBackend
+from thingspace_swap.swap.ports import Queue, Store
+from thingspace_swap.testing import VirtualClock
+from thingspace_swap.testing.contract import (
     QueueContract,
     QueueFactory,
     RawQueue,
     StoreContract,
 )
-from thingspace_swap.swap.memory import MemoryQueue, MemoryStore
-from thingspace_swap.swap.ports import Queue, Store
-from thingspace_swap.swap.sqlite import SqliteBackend
 
 
 class TestMemoryQueue(QueueContract):
     @pytest.fixture
     def make_queue(self) -> QueueFactory:
-        def make(clock: ContractClock, **options: Any) -> RawQueue:
+        def make(clock: VirtualClock, **options: Any) -> RawQueue:
             return MemoryQueue(clock=clock, **options)
 
         return make
@@ -40,7 +40,7 @@ class TestSqliteQueue(QueueContract):
     def make_queue(self, tmp_path: Path) -> Iterator[QueueFactory]:
         opened: list[SqliteBackend] = []
 
-        def make(clock: ContractClock, **options: Any) -> RawQueue:
+        def make(clock: VirtualClock, **options: Any) -> RawQueue:
             backend = SqliteBackend(tmp_path / f"queue{len(opened)}.db", clock=clock, **options)
             opened.append(backend)
             return backend.queue

@@ -13,6 +13,7 @@ import pytest
 
 import thingspace_swap as ts
 from tests.swap.harness import ACCOUNT, LISTENER, Harness
+from thingspace_swap.backends.memory import _audit_row
 from thingspace_swap.models import DeviceId
 from thingspace_swap.swap import (
     AsyncSwapOrchestrator,
@@ -26,7 +27,6 @@ from thingspace_swap.swap import (
     SwapRequest,
     read_csv,
 )
-from thingspace_swap.swap.memory import _audit_row
 from thingspace_swap.testing import Faults, HistoryEntry
 
 

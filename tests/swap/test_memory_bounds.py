@@ -15,8 +15,9 @@ from thingspace_swap.swap import (
     OutgoingMessage,
 )
 from thingspace_swap.swap.audit import chain_entry, verify_chain
-from thingspace_swap.swap.contract import ContractClock
 from thingspace_swap.swap.model import evolve_batch
+from thingspace_swap.testing import VirtualClock
+from thingspace_swap.testing.contract import T0
 
 
 def _message(n: int) -> OutgoingMessage:
@@ -24,7 +25,7 @@ def _message(n: int) -> OutgoingMessage:
 
 
 def test_deduplication_ids_are_forgotten_after_their_window() -> None:
-    clock = ContractClock()
+    clock = VirtualClock(T0)
     queue = MemoryQueue(clock=clock, dedup_window=60.0)
     for n in range(20_000):  # ten messages a second for 2,000 seconds
         queue.send([_message(n)])
@@ -40,7 +41,7 @@ def test_deduplication_ids_are_forgotten_after_their_window() -> None:
 
 
 def test_deduplication_still_holds_within_the_window() -> None:
-    clock = ContractClock()
+    clock = VirtualClock(T0)
     queue = MemoryQueue(clock=clock, dedup_window=60.0)
     queue.send([_message(1)])
     clock.advance(59.0)

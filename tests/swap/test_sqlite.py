@@ -22,10 +22,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from thingspace_swap.backends.sqlite import SCHEMA_VERSION, SqliteBackend
 from thingspace_swap.models import ChangeOption, DeviceId
 from thingspace_swap.swap._codec import CodecError, decode, encode, unstructure
 from thingspace_swap.swap.audit import verify_chain
-from thingspace_swap.swap.contract import ContractClock, new_batch, next_change
 from thingspace_swap.swap.model import (
     Batch,
     BatchState,
@@ -37,19 +37,20 @@ from thingspace_swap.swap.model import (
     Step,
 )
 from thingspace_swap.swap.ports import AuditEntry, ConflictError, InboxEntry, OutgoingMessage
-from thingspace_swap.swap.sqlite import SCHEMA_VERSION, SqliteBackend
+from thingspace_swap.testing import VirtualClock
+from thingspace_swap.testing.contract import T0, new_batch, next_change
 
 T = TypeVar("T")
 WORKER = Path(__file__).with_name("sqlite_worker.py")
 
 
 @pytest.fixture
-def clock() -> ContractClock:
-    return ContractClock()
+def clock() -> VirtualClock:
+    return VirtualClock(T0)
 
 
 @pytest.fixture
-def backend(tmp_path: Path, clock: ContractClock) -> Iterator[SqliteBackend]:
+def backend(tmp_path: Path, clock: VirtualClock) -> Iterator[SqliteBackend]:
     with SqliteBackend(tmp_path / "swap.db", clock=clock) as opened:
         yield opened
 
@@ -239,7 +240,7 @@ def test_closed_backend_refuses_work(backend: SqliteBackend) -> None:
     backend.close()  # twice is fine
 
 
-def test_state_survives_reopening(tmp_path: Path, clock: ContractClock) -> None:
+def test_state_survives_reopening(tmp_path: Path, clock: VirtualClock) -> None:
     path = tmp_path / "swap.db"
     first = SqliteBackend(path, clock=clock)
     batch, made, audit = new_batch("b1", ["5550000001", "5550000002"])
@@ -367,7 +368,7 @@ OPENER = """
 import sys, time
 from pathlib import Path
 from thingspace_swap.swap.ports import OutgoingMessage
-from thingspace_swap.swap.sqlite import SqliteBackend
+from thingspace_swap.backends.sqlite import SqliteBackend
 path, name, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 print("ready", flush=True)
 while not go.exists():
@@ -630,7 +631,7 @@ def test_kill_9_loses_and_duplicates_nothing(tmp_path: Path) -> None:
 def test_orchestrator_runs_a_batch_on_sqlite(tmp_path: Path) -> None:
     from thingspace_swap import Credentials, ThingSpaceClient
     from thingspace_swap.swap import MemoryNotifier, SwapItem, SwapOrchestrator, SwapRequest
-    from thingspace_swap.testing import ThingSpaceSimulator, VirtualClock
+    from thingspace_swap.testing import ThingSpaceSimulator
 
     clock = VirtualClock()
     sim = ThingSpaceSimulator(seed=3, clock=clock, request_delay=20)

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 import thingspace_swap as ts
+from thingspace_swap.backends.sqlite import SqliteBackend
 from thingspace_swap.swap import Phase, SwapItem, SwapOrchestrator, SwapRequest
-from thingspace_swap.swap.sqlite import SqliteBackend
 from thingspace_swap.testing import (
     SimulatorLimits,
     SimulatorServer,

@@ -14,14 +14,14 @@ from typing import Any
 
 import httpx
 
+from ..backends.sqlite import SqliteBackend
+from ..backends.sqlite.tokens import SqliteTokenCache
 from ..client import ThingSpaceClient
 from ..clock import Clock, SystemClock
 from ..config import Credentials, check_base_url, default_base_url
 from ..errors import ConfigurationError
 from ..retry import RetryPolicy
-from ..sqlite_tokens import SqliteTokenCache
 from ..swap import LifecycleSettings, SwapOrchestrator
-from ..swap.sqlite import SqliteBackend
 from .errors import CliError
 from .output import Output
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .audit import AuditReport
 from .callbacks import CallbackIntake, CallbackResponse, register_listener
 from .machine import LifecycleSettings
+from .metrics import MemoryMetrics
 from .model import (
     TERMINAL,
     Batch,
@@ -58,13 +59,12 @@ from .requests import CsvProblem, SwapItem, SwapRequest, read_csv
 
 if TYPE_CHECKING:
     from ..asgi import asgi_app
-    from .memory import MemoryMetrics, MemoryNotifier, MemoryQueue, MemoryStore
+    from ..backends.memory import MemoryNotifier, MemoryQueue, MemoryStore
 
 _ADAPTERS = {
-    "MemoryMetrics": ".memory",
-    "MemoryNotifier": ".memory",
-    "MemoryQueue": ".memory",
-    "MemoryStore": ".memory",
+    "MemoryNotifier": "..backends.memory",
+    "MemoryQueue": "..backends.memory",
+    "MemoryStore": "..backends.memory",
     "asgi_app": "..asgi",
 }
 

@@ -1,6 +1,6 @@
 """The ports the orchestrator drives: queue, store (with its audit log), notifier and metrics.
 
-Backends implement these small protocols; ``thingspace_swap.swap.contract`` is a test suite
+Backends implement these small protocols; ``thingspace_swap.testing.contract`` is a test suite
 any adapter can run against itself. Every store write is conditional: on a version mismatch it
 raises :class:`ConflictError` and writes nothing.
 
@@ -41,6 +41,7 @@ __all__ = [
     "Store",
     "ThingSpace",
     "decode_body",
+    "encode_body",
     "require_follows",
 ]
 
@@ -94,6 +95,18 @@ def decode_body(raw: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
+
+
+# Shared by the adapters (store helper, issue 14): the other half of decode_body. -------------
+
+
+def encode_body(body: Mapping[str, Any]) -> str:
+    """A message body as the text a queue carries (compact JSON, keys sorted), which
+    :func:`decode_body` reads back."""
+    return json.dumps(dict(body), separators=(",", ":"), sort_keys=True)
+
+
+# End of the adapters' block. -----------------------------------------------------------------
 
 
 class Queue(Protocol):

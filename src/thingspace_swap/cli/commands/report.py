@@ -15,8 +15,8 @@ from ..figures import percentile, when
 from ..parsing import Commands, Parents, add_command
 
 if TYPE_CHECKING:
+    from ...backends.sqlite import SqliteStore
     from ...swap import AuditReport, Batch, Change, SwapOrchestrator
-    from ...swap.sqlite import SqliteStore
     from ..context import Context
 
 __all__ = ["ReportData", "collect", "parse_moment", "register", "report"]

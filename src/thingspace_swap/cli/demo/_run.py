@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...backends.sqlite import SqliteBackend
 from ...client import ThingSpaceClient
 from ...config import Credentials
 from ...errors import ThingSpaceError
@@ -28,7 +29,6 @@ from ...swap import (
     SwapRequest,
     register_listener,
 )
-from ...swap.sqlite import SqliteBackend
 from ...testing import (
     Faults,
     SimulatorLimits,

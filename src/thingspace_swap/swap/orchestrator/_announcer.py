@@ -12,6 +12,7 @@ from typing import Any
 from ...models import CarrierServiceCallback
 from ..model import Batch, Change, Phase
 from ..ports import AuditEntry, Notification
+from ..store_rules import batch_subject, change_subject
 from ._context import Context
 
 __all__ = ["Announcer", "callback_body", "device_key"]
@@ -100,7 +101,7 @@ class Announcer:
             "batch_id": batch.batch_id,
             "severity": severity,
         }
-        self._publish(event_type, f"batch:{batch.batch_id}", seq, attributes, payload)
+        self._publish(event_type, batch_subject(batch.batch_id), seq, attributes, payload)
 
     def _change(
         self, event_type: str, change: Change, seq: int, severity: str, payload: Mapping[str, Any]
@@ -111,7 +112,7 @@ class Announcer:
             "batch_id": change.batch_id,
             "severity": severity,
         }
-        self._publish(event_type, f"change:{change.change_id}", seq, attributes, payload)
+        self._publish(event_type, change_subject(change.change_id), seq, attributes, payload)
 
     def _publish(
         self,

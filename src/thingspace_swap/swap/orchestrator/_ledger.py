@@ -23,6 +23,7 @@ from ..model import (
     evolve_change,
 )
 from ..ports import AuditEntry, OutgoingMessage
+from ..store_rules import batch_subject, change_subject
 from ._announcer import Announcer
 from ._context import Context, retry_conflicts
 from ._messages import message
@@ -206,7 +207,7 @@ def change_entry(
         detail["error"] = after.error.message
         detail["category"] = after.error.category.value
     return chain_entry(
-        subject=f"change:{after.change_id}",
+        subject=change_subject(after.change_id),
         batch_id=after.batch_id,
         head_seq=before.audit_seq,
         head_hash=before.audit_hash,
@@ -231,7 +232,7 @@ def _batch_entry(
 ) -> AuditEntry:
     """The audit entry of a batch's transition (chained to ``before``'s head)."""
     return chain_entry(
-        subject=f"batch:{before.batch_id}",
+        subject=batch_subject(before.batch_id),
         batch_id=before.batch_id,
         head_seq=before.audit_seq,
         head_hash=before.audit_hash,

@@ -19,11 +19,12 @@ from ...errors import ThingSpaceError
 from ...models import CarrierServiceCallback, Device, ServicePlan, parse_callback
 from ..audit import AuditReport
 from ..machine import LifecycleSettings
-from ..memory import MemoryMetrics
+from ..metrics import MemoryMetrics
 from ..model import Batch, Change, Phase
 from ..ports import AuditEntry, Metrics, Notifier, Queue, ReceivedMessage, Store
 from ..reports import BatchStatus, ReconcileReport, ValidationReport
 from ..requests import SwapRequest
+from ..store_rules import change_subject
 from ..thingspace import ThingSpaceFlows
 from ._announcer import Announcer
 from ._commands import Commands, RetryReport
@@ -234,7 +235,7 @@ class _Orchestrator(Faced[Mode]):
 
     def history(self, change_id: str) -> list[AuditEntry]:
         """Every transition of one change, oldest first."""
-        return self._context.store.audit(f"change:{change_id}")
+        return self._context.store.audit(change_subject(change_id))
 
     def manual_review(self, batch_id: str) -> list[Change]:
         """The batch's changes that need a person, each with its reason in ``error``."""

@@ -12,6 +12,7 @@ from ..audit import AuditReport, verify_chain
 from ..machine import Review as ReviewEvent
 from ..model import Batch, Change, Phase
 from ..reports import ReconcileReport
+from ..store_rules import batch_subject, change_subject
 from ._announcer import Announcer
 from ._context import Context
 from ._runner import Runner, run_now
@@ -29,12 +30,12 @@ class Review:
 
     def verify_audit(self, batch: Batch) -> AuditReport:
         store = self._context.store
-        subject = f"batch:{batch.batch_id}"
+        subject = batch_subject(batch.batch_id)
         entries = store.audit(subject)
         problems = verify_chain(subject, entries, batch.audit_seq, batch.audit_hash)
         count = len(entries)
         for change in store.changes(batch.batch_id):
-            subject = f"change:{change.change_id}"
+            subject = change_subject(change.change_id)
             entries = store.audit(subject)
             count += len(entries)
             problems += verify_chain(subject, entries, change.audit_seq, change.audit_hash)

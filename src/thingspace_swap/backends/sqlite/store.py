@@ -1,0 +1,322 @@
+"""The store half of :class:`~thingspace_swap.backends.sqlite.SqliteBackend`: records, their
+audit chains, line claims, lookups and the inbox in the backend's file."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from ...models import DeviceId
+from ...swap._codec import decode, encode
+from ...swap.model import Batch, Change
+from ...swap.ports import (
+    AuditEntry,
+    ConflictError,
+    InboxEntry,
+    OutgoingMessage,
+    Queue,
+    require_follows,
+)
+from ...swap.store_rules import (
+    batch_subject,
+    change_subject,
+    claimants,
+    holding,
+    is_open,
+    require_claimable,
+    require_free,
+)
+from ._db import Database
+from .queue import SqliteQueue
+
+__all__ = ["SqliteStore"]
+
+_PAGE = 500  # changes read per query by SqliteStore.changes
+
+
+class SqliteStore:
+    """The store half of :class:`SqliteBackend`: records as JSON (see ``_codec``) next to the
+    columns that index them; every write is conditional and carries its audit entry, and the
+    messages written with it go into the backend's queue in the same transaction."""
+
+    def __init__(self, db: Database, queue: SqliteQueue) -> None:  # SqliteBackend makes it
+        self._db = db
+        self._queue = queue
+
+    def relay(self, queue: Queue, messages: Sequence[OutgoingMessage] | None = None) -> int:
+        """Nothing to send: messages are enqueued with the writes. Raises ``ValueError`` if
+        ``queue`` is not this backend's queue (those messages would never reach it)."""
+        if queue is not self._queue:
+            raise ValueError(
+                "a SqliteStore enqueues its messages in its own file's queue:"
+                " use the queue of the same SqliteBackend (backend.queue)"
+            )
+        return 0
+
+    # batches -------------------------------------------------------------------------------
+
+    def create_batch(
+        self,
+        batch: Batch,
+        changes: Sequence[Change],
+        audit: Sequence[AuditEntry],
+        messages: Sequence[OutgoingMessage] = (),
+    ) -> None:
+        live = claimants(changes)
+        with self._db.write() as conn:
+            if conn.execute(
+                "SELECT 1 FROM batches WHERE batch_id = ?", (batch.batch_id,)
+            ).fetchone():
+                raise ConflictError(f"batch {batch.batch_id} exists")
+            require_free(live, lambda line: _owner(conn, line))
+            conn.execute(
+                "INSERT INTO batches (batch_id, open, version, audit_seq, data)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    batch.batch_id,
+                    int(is_open(batch)),
+                    batch.version,
+                    batch.audit_seq,
+                    encode(batch),
+                ),
+            )
+            for change in changes:
+                try:
+                    conn.execute(
+                        "INSERT INTO changes (change_id, batch_id, idx, line, live, deadline,"
+                        " version, audit_seq, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        _change_row(change),
+                    )
+                except sqlite3.IntegrityError:
+                    raise ConflictError(f"change {change.change_id} exists") from None
+                _index(conn, change)
+            for entry in audit:
+                _append(conn, entry)
+            self._queue.enqueue(conn, messages)
+
+    def get_batch(self, batch_id: str) -> Batch | None:
+        row = (
+            self._db.conn()
+            .execute("SELECT data FROM batches WHERE batch_id = ?", (batch_id,))
+            .fetchone()
+        )
+        return decode(row[0], Batch) if row else None
+
+    def update_batch(self, batch: Batch, expected_version: int, audit: AuditEntry | None) -> None:
+        with self._db.write() as conn:
+            row = conn.execute(
+                "SELECT version, audit_seq FROM batches WHERE batch_id = ?", (batch.batch_id,)
+            ).fetchone()
+            if row is None or row[0] != expected_version:
+                raise ConflictError(f"batch {batch.batch_id} changed")
+            require_follows(batch_subject(batch.batch_id), row[1], audit)
+            written = conn.execute(
+                "UPDATE batches SET open = ?, version = ?, audit_seq = ?, data = ?"
+                " WHERE batch_id = ? AND version = ?",
+                (
+                    int(is_open(batch)),
+                    batch.version,
+                    batch.audit_seq,
+                    encode(batch),
+                    batch.batch_id,
+                    expected_version,
+                ),
+            )
+            if written.rowcount != 1:
+                raise ConflictError(f"batch {batch.batch_id} changed")
+            if audit is not None:
+                _append(conn, audit)
+
+    def batches(self, *, open_only: bool = True) -> Iterable[Batch]:
+        """Batches in creation order; by default those not completed (``completed_at`` None)."""
+        conn = self._db.conn()
+        if open_only:
+            rows = conn.execute("SELECT data FROM batches WHERE open = 1 ORDER BY rowid")
+        else:
+            rows = conn.execute("SELECT data FROM batches ORDER BY rowid")
+        return [decode(row[0], Batch) for row in rows]
+
+    # changes -------------------------------------------------------------------------------
+
+    def get_change(self, change_id: str) -> Change | None:
+        row = (
+            self._db.conn()
+            .execute("SELECT data FROM changes WHERE change_id = ?", (change_id,))
+            .fetchone()
+        )
+        return decode(row[0], Change) if row else None
+
+    def update_change(
+        self,
+        change: Change,
+        expected_version: int,
+        audit: AuditEntry | None,
+        messages: Sequence[OutgoingMessage] = (),
+    ) -> None:
+        with self._db.write() as conn:
+            row = conn.execute(
+                "SELECT version, audit_seq, live, line FROM changes WHERE change_id = ?",
+                (change.change_id,),
+            ).fetchone()
+            if row is None or row[0] != expected_version:
+                raise ConflictError(f"change {change.change_id} changed")
+            require_follows(change_subject(change.change_id), row[1], audit)
+            require_claimable(row[3] if row[2] else None, change, lambda line: _owner(conn, line))
+            written = conn.execute(
+                "UPDATE changes SET batch_id = ?, idx = ?, line = ?, live = ?, deadline = ?,"
+                " version = ?, audit_seq = ?, data = ? WHERE change_id = ? AND version = ?",
+                (*_change_row(change)[1:], change.change_id, expected_version),
+            )
+            if written.rowcount != 1:
+                raise ConflictError(f"change {change.change_id} changed")
+            _index(conn, change)
+            if audit is not None:
+                _append(conn, audit)
+            self._queue.enqueue(conn, messages)
+
+    def changes(self, batch_id: str) -> Iterable[Change]:
+        """The batch's changes in index order, read a page at a time as they are iterated (so
+        a huge batch is never held in memory at once); each iteration reads afresh."""
+        return _BatchChanges(self._db, batch_id)
+
+    def change_for_request(self, request_id: str) -> Change | None:
+        row = (
+            self._db.conn()
+            .execute(
+                "SELECT c.data FROM requests r JOIN changes c ON c.change_id = r.change_id"
+                " WHERE r.request_id = ?",
+                (request_id,),
+            )
+            .fetchone()
+        )
+        return decode(row[0], Change) if row else None
+
+    def line_owner(self, line: str) -> str | None:
+        return _owner(self._db.conn(), line)
+
+    def change_for_device(self, device_id: DeviceId) -> Change | None:
+        row = (
+            self._db.conn()
+            .execute(
+                "SELECT c.data FROM devices d JOIN changes c ON c.change_id = d.change_id"
+                " WHERE d.kind = ? AND d.id = ?",
+                (device_id.kind, device_id.id),
+            )
+            .fetchone()
+        )
+        return decode(row[0], Change) if row else None
+
+    def due_changes(self, now: float, limit: int = 100) -> list[Change]:
+        rows = self._db.conn().execute(
+            "SELECT data FROM changes WHERE live = 1 AND deadline IS NOT NULL AND deadline <= ?"
+            " ORDER BY deadline LIMIT ?",
+            (now, limit),
+        )
+        return [decode(row[0], Change) for row in rows]
+
+    # audit and inbox -----------------------------------------------------------------------
+
+    def audit(self, subject: str) -> list[AuditEntry]:
+        rows = self._db.conn().execute(
+            "SELECT data FROM audit WHERE subject = ? ORDER BY seq", (subject,)
+        )
+        return [decode(row[0], AuditEntry) for row in rows]
+
+    def put_inbox(self, entry: InboxEntry) -> bool:
+        with self._db.write() as conn:
+            kept = conn.execute(
+                "INSERT OR IGNORE INTO inbox (request_id, device_key, data) VALUES (?, ?, ?)",
+                (entry.request_id, entry.device_key, encode(entry)),
+            )
+            return kept.rowcount == 1
+
+    def inbox(self, request_id: str) -> list[InboxEntry]:
+        rows = self._db.conn().execute(
+            "SELECT data FROM inbox WHERE request_id = ? ORDER BY pos", (request_id,)
+        )
+        return [decode(row[0], InboxEntry) for row in rows]
+
+
+class _BatchChanges:
+    """A batch's changes, paged by (index, rowid) on every iteration."""
+
+    def __init__(self, db: Database, batch_id: str) -> None:
+        self._db = db
+        self._batch_id = batch_id
+
+    def __iter__(self) -> Iterator[Change]:
+        rows = (
+            self._db.conn()
+            .execute(
+                "SELECT idx, rowid, data FROM changes WHERE batch_id = ?"
+                " ORDER BY idx, rowid LIMIT ?",
+                (self._batch_id, _PAGE),
+            )
+            .fetchall()
+        )
+        while rows:
+            for _, _, data in rows:
+                yield decode(data, Change)
+            if len(rows) < _PAGE:
+                return
+            index, rowid = rows[-1][0], rows[-1][1]
+            rows = (
+                self._db.conn()
+                .execute(
+                    "SELECT idx, rowid, data FROM changes WHERE batch_id = ?"
+                    " AND (idx, rowid) > (?, ?) ORDER BY idx, rowid LIMIT ?",
+                    (self._batch_id, index, rowid, _PAGE),
+                )
+                .fetchall()
+            )
+
+
+def _change_row(change: Change) -> tuple[Any, ...]:
+    return (
+        change.change_id,
+        change.batch_id,
+        change.index,
+        change.line,
+        int(not change.terminal),
+        change.deadline,
+        change.version,
+        change.audit_seq,
+        encode(change),
+    )
+
+
+def _owner(conn: sqlite3.Connection, line: str) -> str | None:
+    row = conn.execute("SELECT change_id FROM lines WHERE line = ?", (line,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def _append(conn: sqlite3.Connection, entry: AuditEntry) -> None:
+    try:
+        conn.execute(
+            "INSERT INTO audit (subject, seq, data) VALUES (?, ?, ?)",
+            (entry.subject, entry.seq, encode(entry)),
+        )
+    except sqlite3.IntegrityError:
+        raise ConflictError(f"{entry.subject}: audit entry {entry.seq} exists") from None
+
+
+def _index(conn: sqlite3.Connection, change: Change) -> None:
+    """Point the request ids at the change, and the line and the names it holds (none once
+    it is terminal) instead of those it held."""
+    change_id = change.change_id
+    held = holding(change)
+    conn.executemany(
+        "INSERT OR REPLACE INTO requests (request_id, change_id) VALUES (?, ?)",
+        [(request_id, change_id) for request_id in change.request_ids],
+    )
+    conn.execute("DELETE FROM devices WHERE change_id = ?", (change_id,))
+    conn.execute("DELETE FROM lines WHERE change_id = ? AND line IS NOT ?", (change_id, held.line))
+    if held.line is not None:
+        conn.execute(
+            "INSERT OR REPLACE INTO lines (line, change_id) VALUES (?, ?)", (held.line, change_id)
+        )
+    conn.executemany(
+        "INSERT OR REPLACE INTO devices (kind, id, change_id) VALUES (?, ?, ?)",
+        [(name.kind, name.id, change_id) for name in held.names],
+    )
