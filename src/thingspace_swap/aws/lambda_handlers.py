@@ -54,6 +54,11 @@ import boto3
 from botocore.config import Config
 
 from .._secret import Secret
+from ..backends.aws._common import error_code
+from ..backends.aws.dynamodb import DynamoStore
+from ..backends.aws.sns import SnsNotifier
+from ..backends.aws.sqs import SqsQueue
+from ..backends.aws.tokens import DynamoTokenCache
 from ..client import ThingSpaceClient
 from ..clock import Clock, SystemClock
 from ..config import PRODUCTION_URL, Credentials
@@ -67,11 +72,6 @@ from ..swap.orchestrator import BatchNotFoundError, SwapOrchestrator
 from ..swap.ports import ConflictError
 from ..swap.reports import BatchStatus, ValidationReport
 from ..swap.requests import SwapItem, SwapRequest, _kind_from_length
-from ._common import error_code
-from .dynamodb import DynamoStore
-from .sns import SnsNotifier
-from .sqs import SqsQueue
-from .tokens import DynamoTokenCache
 
 __all__ = [
     "MAX_BODY_BYTES",

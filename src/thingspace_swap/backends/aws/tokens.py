@@ -4,15 +4,15 @@ and worker of a deployment.
 ```python
 import boto3
 from thingspace_swap import Credentials, ThingSpaceClient
-from thingspace_swap.aws import DynamoTokenCache
+from thingspace_swap.backends.aws import DynamoTokenCache
 
 cache = DynamoTokenCache(boto3.client("dynamodb"), "swap")      # the swap table will do
 client = ThingSpaceClient(Credentials.from_env(), token_cache=cache)
 ```
 
 One item per key, in any table whose key is ``pk``/``sk`` (strings), such as the swap store's
-(:func:`~thingspace_swap.aws.table_definition`): ``pk`` = ``TOKENS#<key>``, ``sk`` = ``TOKENS``,
-beside the store's items and never touching them. Its attributes are the tokens
+(:func:`~thingspace_swap.backends.aws.table_definition`): ``pk`` = ``TOKENS#<key>``,
+``sk`` = ``TOKENS``, beside the store's items and never touching them. Its attributes are the tokens
 (``bearer``, ``bearer_expires_at``, ``session``, ``tokens_expire_at``), the login guard
 (``block_*``, ``unconfirmed``, ``lease_owner``, ``lease_until``) and ``version``.
 
@@ -40,11 +40,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .._secret import Secret
-from .._token_store import RecordCodec
-from ..clock import Clock, SystemClock
-from ..errors import TokenCacheError
-from ..tokens import AuthRecord, Tokens
+from ..._secret import Secret
+from ..._token_store import RecordCodec
+from ...clock import Clock, SystemClock
+from ...errors import TokenCacheError
+from ...tokens import AuthRecord, Tokens
 from ._common import Backoff, error_code
 
 __all__ = ["DynamoTokenCache"]

@@ -101,11 +101,11 @@ import attrs
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from ..clock import Clock, SystemClock
-from ..models import DeviceId
-from ..swap._codec import CodecError, encode, structure, unstructure
-from ..swap.model import TERMINAL, Batch, Change, Priority
-from ..swap.ports import (
+from ...clock import Clock, SystemClock
+from ...models import DeviceId
+from ...swap._codec import CodecError, encode, structure, unstructure
+from ...swap.model import TERMINAL, Batch, Change, Priority
+from ...swap.ports import (
     AuditEntry,
     ConflictError,
     InboxEntry,

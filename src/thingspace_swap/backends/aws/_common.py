@@ -12,7 +12,7 @@ import attrs
 import backoff
 from botocore.exceptions import ClientError
 
-from ..clock import Clock
+from ...clock import Clock
 
 __all__ = ["Backoff", "BatchSendError", "error_code", "send_batch"]
 

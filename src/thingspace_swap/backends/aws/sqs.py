@@ -5,9 +5,9 @@ How the port maps onto SQS:
 
 * ``send``: ``SendMessageBatch`` in chunks of 10 entries (and at most ``max_message_bytes`` in
   all). Entries reported ``Failed`` that are not the sender's fault are sent again with jittered
-  backoff; any still failing raise :class:`~thingspace_swap.aws.BatchSendError` naming their
-  dedup ids (every other message was sent). Each message is measured as SQS counts it (body
-  plus attribute names, types and values) before anything is sent: one over
+  backoff; any still failing raise :class:`~thingspace_swap.backends.aws.BatchSendError`
+  naming their dedup ids (every other message was sent). Each message is measured as SQS
+  counts it (body plus attribute names, types and values) before anything is sent: one over
   ``max_message_bytes`` (256 KiB unless told) raises :class:`MessageTooLargeError`.
 * FIFO queues (the URL ends in ``.fifo``): ``group`` is the ``MessageGroupId``, ``dedup_id``
   the ``MessageDeduplicationId`` (SQS drops a second send of an id within its fixed
@@ -65,9 +65,9 @@ from typing import Any
 import attrs
 from botocore.exceptions import ClientError
 
-from ..clock import Clock, SystemClock
-from ..swap.model import Priority
-from ..swap.ports import OutgoingMessage, QueueStats, ReceivedMessage, decode_body
+from ...clock import Clock, SystemClock
+from ...swap.model import Priority
+from ...swap.ports import OutgoingMessage, QueueStats, ReceivedMessage, decode_body
 from ._common import Backoff, BatchSendError, error_code, send_batch
 
 __all__ = [
