@@ -68,7 +68,7 @@ from botocore.exceptions import ClientError
 from ...clock import Clock, SystemClock
 from ...swap.model import Priority
 from ...swap.ports import OutgoingMessage, QueueStats, ReceivedMessage, decode_body
-from ._common import Backoff, BatchSendError, error_code, send_batch
+from ._common import Backoff, BatchSendError, encode_body, error_code, send_batch
 
 __all__ = [
     "MAX_DELAY",
@@ -178,7 +178,7 @@ class SqsQueue:
         self._send(
             [
                 self._outgoing(
-                    json.dumps(m.body, separators=(",", ":"), sort_keys=True),
+                    encode_body(m.body),
                     m.group,
                     m.dedup_id,
                     m.delay,
