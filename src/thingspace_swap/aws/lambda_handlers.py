@@ -63,7 +63,6 @@ from ..client import ThingSpaceClient
 from ..clock import Clock, SystemClock
 from ..config import PRODUCTION_URL, Credentials
 from ..errors import ConfigurationError, RateLimitError, ThingSpaceError
-from ..models import DeviceId
 from ..retry import RetryPolicy
 from ..swap.callbacks import CallbackIntake
 from ..swap.machine import LifecycleSettings
@@ -71,7 +70,7 @@ from ..swap.model import Priority
 from ..swap.orchestrator import BatchNotFoundError, SwapOrchestrator
 from ..swap.ports import ConflictError
 from ..swap.reports import BatchStatus, ValidationReport
-from ..swap.requests import SwapItem, SwapRequest, _kind_from_length
+from ..swap.requests import ITEM_FIELDS, ItemError, SwapItem, SwapRequest
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -114,7 +113,6 @@ _REQUEST_FIELDS = frozenset(
         "restore_suspended",
     }
 )
-_ITEM_FIELDS = frozenset({"device", "device_kind", "new_iccid", "new_imei", "plan"})
 _PAGE = 100
 _MAX_PAGE = 1000
 
@@ -505,26 +503,24 @@ def _item(index: int, raw: object) -> SwapItem:
     where = f"items[{index}]."
     if not isinstance(raw, dict):
         raise _HttpError(400, f"items[{index}] must be an object")
-    unknown = sorted(set(raw) - _ITEM_FIELDS)
+    unknown = sorted(set(raw) - set(ITEM_FIELDS))
     if unknown:
         raise _HttpError(400, f"{where}{unknown[0][:50]} is not a field of an item")
-    device = _identifier(raw, "device", where)
-    if not device or not device.strip():
-        raise _HttpError(400, f"{where}device is required")
-    named = _optional(raw, "device_kind", str, where)
-    kind = _bounded(named, f"{where}device_kind", MAX_KIND_LENGTH) or ""
-    kind = kind if kind.strip() else _kind_from_length(device)
-    if not kind:
-        raise _HttpError(
-            400, f"{where}device_kind is required: the kind cannot be told from the length"
-        )
-    new = tuple(
-        DeviceId(value, name.removeprefix("new_"))
-        for name in ("new_iccid", "new_imei")
-        if (value := _identifier(raw, name, where)) and value.strip()
-    )
-    plan = _bounded(_optional(raw, "plan", str, where), f"{where}plan", MAX_NAME_LENGTH)
-    return SwapItem(DeviceId(device, kind), new, target_plan=plan or None, source=f"item {index}")
+
+    def text(name: str, limit: int) -> str | None:
+        return _bounded(_optional(raw, name, str, where), f"{where}{name}", limit)
+
+    fields = {  # checked in this order
+        "device": _identifier(raw, "device", where),
+        "device_kind": text("device_kind", MAX_KIND_LENGTH),
+        "new_iccid": _identifier(raw, "new_iccid", where),
+        "new_imei": _identifier(raw, "new_imei", where),
+        "plan": text("plan", MAX_NAME_LENGTH),
+    }
+    try:
+        return SwapItem.from_fields(fields, source=f"item {index}")
+    except ItemError as error:
+        raise _HttpError(400, f"{where}{error}") from None
 
 
 def _problems(problems: Any) -> list[dict[str, str]]:
