@@ -2,7 +2,14 @@
 
 * :mod:`.lambda_handlers`: the Lambda entry points ``deploy/template.yaml`` names
   (``intake_handler``, ``worker_handler``, ``callback_handler``, ``reconciler_handler``) and
-  the :class:`~thingspace_swap.aws.lambda_handlers.Handlers` behind them.
+  the :class:`~thingspace_swap.aws.lambda_handlers.Handlers` behind them;
+* :mod:`.config`: :class:`~thingspace_swap.aws.config.LambdaConfig`, read from the
+  environment; :mod:`.runtime`: the :class:`~thingspace_swap.aws.runtime.LambdaRuntime` the
+  handlers work with, wired by :func:`~thingspace_swap.aws.runtime.build_runtime`;
+* :mod:`.apigateway` (API Gateway events and answers), :mod:`.routes` and :mod:`.answers`
+  (the intake API) and :mod:`.limits` (what the intake takes and answers);
+* :mod:`.dynamodb` and :mod:`.tokens`: the documented paths of the store and the token cache,
+  kept as aliases.
 
 The adapters the functions run on live in :mod:`thingspace_swap.backends.aws`
 (:class:`SqsQueue`, :class:`DynamoStore`, :class:`DynamoTokenCache`, :class:`SnsNotifier`,
