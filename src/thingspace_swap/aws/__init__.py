@@ -23,43 +23,30 @@ Names are imported on first use: importing this package does not import boto3. N
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from ..backends.aws import (
-        Backoff,
-        BatchSendError,
-        DynamoStore,
-        DynamoTokenCache,
-        MessageTooLargeError,
-        QueueUrls,
-        SnsNotifier,
-        SqsQueue,
-        create_queues,
-        create_table,
-        table_definition,
-    )
+from ..backends import aws as _adapters  # light: the adapters' modules load on first use
 
-__all__ = [
-    "Backoff",
-    "BatchSendError",
-    "DynamoStore",
-    "DynamoTokenCache",
-    "MessageTooLargeError",
-    "QueueUrls",
-    "SnsNotifier",
-    "SqsQueue",
-    "create_queues",
-    "create_table",
-    "table_definition",
-]
+if TYPE_CHECKING:
+    from ..backends.aws import Backoff as Backoff
+    from ..backends.aws import BatchSendError as BatchSendError
+    from ..backends.aws import DynamoStore as DynamoStore
+    from ..backends.aws import DynamoTokenCache as DynamoTokenCache
+    from ..backends.aws import MessageTooLargeError as MessageTooLargeError
+    from ..backends.aws import QueueUrls as QueueUrls
+    from ..backends.aws import SnsNotifier as SnsNotifier
+    from ..backends.aws import SqsQueue as SqsQueue
+    from ..backends.aws import create_queues as create_queues
+    from ..backends.aws import create_table as create_table
+    from ..backends.aws import table_definition as table_definition
+
+__all__ = list(_adapters.__all__)
 
 
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module("..backends.aws", __name__), name)
+    return getattr(_adapters, name)
 
 
 def __dir__() -> list[str]:
