@@ -13,7 +13,7 @@ from botocore.stub import Stubber
 
 from tests.aws.support import Aws, CallCounter
 from thingspace_swap.aws import DynamoStore, create_table, table_definition
-from thingspace_swap.aws.dynamodb import from_dynamo, to_dynamo
+from thingspace_swap.backends.aws.dynamodb.items import from_dynamo, to_dynamo
 from thingspace_swap.models import DeviceId
 from thingspace_swap.swap.contract import T0, new_batch, next_change
 from thingspace_swap.swap.model import Phase

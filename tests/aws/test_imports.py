@@ -16,7 +16,7 @@ def test_the_core_imports_no_boto3() -> None:
         "import thingspace_swap.aws\n"  # the package itself is lazy too
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore'))\n"
         "assert not loaded, loaded\n"
-        "assert 'thingspace_swap.aws.sqs' not in sys.modules\n"
+        "assert 'thingspace_swap.backends.aws.sqs' not in sys.modules\n"
         "from thingspace_swap.aws import SqsQueue\n"
         "assert 'boto3' not in sys.modules and 'botocore' in sys.modules\n"
     )
@@ -29,3 +29,15 @@ def test_lazy_exports() -> None:
     assert set(thingspace_swap.aws.__all__) <= set(dir(thingspace_swap.aws))
     with pytest.raises(AttributeError, match="Nope"):
         thingspace_swap.aws.Nope  # noqa: B018
+
+
+def test_the_documented_module_paths_are_aliases_of_the_adapters() -> None:
+    from thingspace_swap.aws import dynamodb, tokens
+    from thingspace_swap.backends import aws
+
+    assert dynamodb.DynamoStore is aws.DynamoStore
+    assert dynamodb.create_table is aws.create_table
+    assert dynamodb.table_definition is aws.table_definition
+    assert tokens.DynamoTokenCache is aws.DynamoTokenCache
+    for name in aws.__all__:
+        assert getattr(thingspace_swap.aws, name) is getattr(aws, name)

@@ -12,6 +12,7 @@ from tests import events
 from tests.aws.support import Aws
 from tests.aws.test_lambda_handlers import Stack
 from thingspace_swap.aws import lambda_handlers as lh
+from thingspace_swap.aws import limits
 
 #: Lambda refuses a synchronous answer over 6 MB (a 5xx at API Gateway).
 LAMBDA_LIMIT = 6 * 1024 * 1024
@@ -166,7 +167,7 @@ def test_a_status_page_is_cut_to_the_budget_and_says_where_to_go_on(
     )
     assert status == 201, created
     batch_id = created["batch_id"]
-    monkeypatch.setattr(lh, "RESPONSE_BUDGET", 6_000)
+    monkeypatch.setattr(limits, "RESPONSE_BUDGET", 6_000)
     seen: list[str] = []
     offset = 0
     while True:
@@ -188,7 +189,7 @@ def test_a_created_batch_always_names_itself_even_when_its_report_is_cut(
     aws: Aws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = Stack(aws)
-    monkeypatch.setattr(lh, "RESPONSE_BUDGET", 3_000)
+    monkeypatch.setattr(limits, "RESPONSE_BUDGET", 3_000)
     items = stack.items(20)
     status, answer, _ = call(stack, {"items": items})
     assert status == 201, answer

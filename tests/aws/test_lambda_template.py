@@ -128,7 +128,7 @@ def test_handlers_exist_and_functions_are_wired(template: dict[str, Any]) -> Non
 
 def test_the_environment_is_what_the_handlers_read(template: dict[str, Any]) -> None:
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    source = (ROOT / "src/thingspace_swap/aws/lambda_handlers.py").read_text()
+    source = (ROOT / "src/thingspace_swap/aws/config.py").read_text()
     for name in variables:
         assert f'"{name}"' in source, name
     assert {"SWAP_QUEUE_URL", "SWAP_DLQ_URL", "SWAP_TABLE", "THINGSPACE_SECRET_ARN"} <= set(

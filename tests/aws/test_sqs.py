@@ -12,7 +12,7 @@ from botocore.stub import ANY, Stubber
 
 from tests.aws.support import Aws, CallCounter
 from thingspace_swap.aws import BatchSendError, MessageTooLargeError, SqsQueue, create_queues
-from thingspace_swap.aws.sqs import MAX_MESSAGE_BYTES
+from thingspace_swap.backends.aws.sqs import MAX_MESSAGE_BYTES
 from thingspace_swap.swap.model import Priority
 from thingspace_swap.swap.ports import OutgoingMessage, ReceivedMessage
 from thingspace_swap.testing import VirtualClock

@@ -100,7 +100,7 @@ def backends(kind: str, clock: VirtualClock, folder: Path, stack: ExitStack) -> 
     if kind == "aws":
         from tests.aws.moto_server import client, moto_server_process
         from thingspace_swap.aws import DynamoStore, create_queues
-        from thingspace_swap.aws.dynamodb import create_table
+        from thingspace_swap.backends.aws import create_table
 
         endpoint = stack.enter_context(moto_server_process())
         sqs, dynamodb = client(endpoint, "sqs"), client(endpoint, "dynamodb")

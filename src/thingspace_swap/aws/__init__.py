@@ -1,78 +1,52 @@
-"""AWS backends for the swap orchestrator (the ``thingspace-swap[aws]`` extra).
+"""The swap lifecycle deployed on AWS Lambda (the ``thingspace-swap[aws]`` extra).
 
-* :class:`SqsQueue` (:mod:`.sqs`): the :class:`~thingspace_swap.swap.ports.Queue` on SQS, with
-  :func:`create_queues` to make a queue, its dead-letter queue and a high-priority queue.
-* :class:`DynamoStore` (:mod:`.dynamodb`): the :class:`~thingspace_swap.swap.ports.Store` on one
-  DynamoDB table; :func:`table_definition` and :func:`create_table` describe and make it.
-* :class:`DynamoTokenCache` (:mod:`.tokens`): the client's
-  :class:`~thingspace_swap.tokens.TokenCache` (tokens and the login guard) on the same kind of
-  table, shared by every container.
-* :class:`SnsNotifier` (:mod:`.sns`): notifications on an SNS topic, with message attributes
-  that subscription filter policies match.
-* :class:`BatchSendError`: entries of a batch send that still failed after retries;
-  :class:`Backoff`: how the adapters retry (``backoff.expo`` with full jitter).
+* :mod:`.lambda_handlers`: the Lambda entry points ``deploy/template.yaml`` names
+  (``intake_handler``, ``worker_handler``, ``callback_handler``, ``reconciler_handler``) and
+  the :class:`~thingspace_swap.aws.lambda_handlers.Handlers` behind them;
+* :mod:`.config`: :class:`~thingspace_swap.aws.config.LambdaConfig`, read from the
+  environment; :mod:`.runtime`: the :class:`~thingspace_swap.aws.runtime.LambdaRuntime` the
+  handlers work with, wired by :func:`~thingspace_swap.aws.runtime.build_runtime`;
+* :mod:`.apigateway` (API Gateway events and answers), :mod:`.routes` and :mod:`.answers`
+  (the intake API) and :mod:`.limits` (what the intake takes and answers);
+* :mod:`.dynamodb` and :mod:`.tokens`: the documented paths of the store and the token cache,
+  kept as aliases.
 
-```python
-import boto3
-from thingspace_swap.aws import DynamoStore, SnsNotifier, SqsQueue, create_queues
+The adapters the functions run on live in :mod:`thingspace_swap.backends.aws`
+(:class:`SqsQueue`, :class:`DynamoStore`, :class:`DynamoTokenCache`, :class:`SnsNotifier`,
+:func:`create_queues`, :func:`create_table`, :func:`table_definition`, :class:`Backoff`,
+:class:`BatchSendError`...); this package re-exports every one of them, so
+``from thingspace_swap.aws import DynamoStore`` works as before.
 
-urls = create_queues(boto3.client("sqs"), "swap", fifo=True, max_receives=5)
-queue = SqsQueue(boto3.client("sqs"), urls.url, dead_letter_url=urls.dead_letter_url)
-store = DynamoStore(boto3.client("dynamodb"), "swap")
-orchestrator = SwapOrchestrator(client, queue=queue, store=store,
-                                notifier=SnsNotifier(boto3.client("sns"), topic_arn))
-```
-
-Names are imported on first use: importing this package does not import boto3 (the
-submodules do). Nothing in :mod:`thingspace_swap` imports this package.
+Names are imported on first use: importing this package does not import boto3. Nothing in
+:mod:`thingspace_swap` imports this package.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from ..backends import aws as _adapters  # light: the adapters' modules load on first use
+
 if TYPE_CHECKING:
-    from ._common import Backoff, BatchSendError
-    from .dynamodb import DynamoStore, create_table, table_definition
-    from .sns import SnsNotifier
-    from .sqs import MessageTooLargeError, QueueUrls, SqsQueue, create_queues
-    from .tokens import DynamoTokenCache
+    from ..backends.aws import Backoff as Backoff
+    from ..backends.aws import BatchSendError as BatchSendError
+    from ..backends.aws import DynamoStore as DynamoStore
+    from ..backends.aws import DynamoTokenCache as DynamoTokenCache
+    from ..backends.aws import MessageTooLargeError as MessageTooLargeError
+    from ..backends.aws import QueueUrls as QueueUrls
+    from ..backends.aws import SnsNotifier as SnsNotifier
+    from ..backends.aws import SqsQueue as SqsQueue
+    from ..backends.aws import create_queues as create_queues
+    from ..backends.aws import create_table as create_table
+    from ..backends.aws import table_definition as table_definition
 
-_EXPORTS = {
-    "Backoff": "._common",
-    "BatchSendError": "._common",
-    "DynamoStore": ".dynamodb",
-    "DynamoTokenCache": ".tokens",
-    "create_table": ".dynamodb",
-    "table_definition": ".dynamodb",
-    "SnsNotifier": ".sns",
-    "MessageTooLargeError": ".sqs",
-    "QueueUrls": ".sqs",
-    "SqsQueue": ".sqs",
-    "create_queues": ".sqs",
-}
-
-__all__ = [
-    "Backoff",
-    "BatchSendError",
-    "DynamoStore",
-    "DynamoTokenCache",
-    "MessageTooLargeError",
-    "QueueUrls",
-    "SnsNotifier",
-    "SqsQueue",
-    "create_queues",
-    "create_table",
-    "table_definition",
-]
+__all__ = list(_adapters.__all__)
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module, __name__), name)
+    return getattr(_adapters, name)
 
 
 def __dir__() -> list[str]:

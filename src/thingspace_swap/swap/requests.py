@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -17,8 +17,10 @@ from ..models import ChangeOption, Device, DeviceId
 from .model import Priority
 
 __all__ = [
+    "ITEM_FIELDS",
     "SUPPORTED_OPTIONS",
     "CsvProblem",
+    "ItemError",
     "SwapItem",
     "SwapRequest",
     "infer_option",
@@ -68,6 +70,19 @@ def normalize_id(ref: DeviceId) -> DeviceId:
     return DeviceId(value, kind)
 
 
+#: A swap item's fields as text: the CSV columns and the keys of an item the Lambda intake takes.
+ITEM_FIELDS = ("device", "device_kind", "new_iccid", "new_imei", "plan")
+
+
+class ItemError(ValueError):
+    """Text fields that make no :class:`SwapItem` (:meth:`SwapItem.from_fields`); ``field``
+    names the one to fix."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def _ids(value: Iterable[DeviceId] | DeviceId) -> tuple[DeviceId, ...]:
     given: object = value
     if isinstance(given, DeviceId):
@@ -104,6 +119,35 @@ class SwapItem:
     def device_swap(cls, imei: str, new_imei: str, **options: object) -> SwapItem:
         """The same SIM in a new device."""
         return cls(DeviceId(str(imei), "imei"), DeviceId(str(new_imei), "imei"), **options)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str | None], *, source: str = "") -> SwapItem:
+        """An item from its text fields (:data:`ITEM_FIELDS`; blank ones count as absent):
+        ``device`` (required), ``device_kind`` (told from the device's length when absent:
+        19-20 characters ICCID, 15-16 IMEI, 10 MDN), ``new_iccid``, ``new_imei`` and ``plan``
+        (the target plan, taken as given). The one parser of CSV rows and the Lambda intake.
+
+        Raises:
+            ItemError: No device, or no kind and a length that tells none.
+        """
+
+        def text(name: str) -> str:
+            return fields.get(name) or ""
+
+        device = text("device")
+        if not device.strip():
+            raise ItemError("device", "device is required")
+        kind = text("device_kind") if text("device_kind").strip() else _kind_from_length(device)
+        if not kind:
+            raise ItemError(
+                "device_kind", "device_kind is required: the kind cannot be told from the length"
+            )
+        new = tuple(
+            DeviceId(text(name), name.removeprefix("new_"))
+            for name in ("new_iccid", "new_imei")
+            if text(name).strip()
+        )
+        return cls(DeviceId(device, kind), new, target_plan=text("plan") or None, source=source)
 
     @property
     def resolved_option(self) -> ChangeOption | None:
@@ -209,37 +253,26 @@ def _read_rows(reader: csv.DictReader[str]) -> tuple[list[SwapItem], list[CsvPro
     problems: list[CsvProblem] = []
     for row in reader:
         line = reader.line_num
-
-        def cell(name: str, row: dict[str, str | None] = row) -> str:
-            key = columns.get(name)
-            value = row.get(key) if key else None
-            return value or ""
-
-        device = cell("device")
-        if not device.strip():
-            if any((v or "").strip() for v in row.values() if isinstance(v, str)):
+        fields = {name: _cell(row, columns.get(name)) for name in ITEM_FIELDS}
+        fields["plan"] = fields["plan"].strip()
+        try:
+            item = SwapItem.from_fields(fields, source=f"line {line}")
+        except ItemError as error:
+            if error.field == "device_kind":
+                device = fields["device"].strip()
+                problems.append(
+                    CsvProblem(line, f"cannot tell the kind of {device!r}: add device_kind")
+                )
+            elif any((v or "").strip() for v in row.values() if isinstance(v, str)):
                 problems.append(CsvProblem(line, "no device identifier"))
             continue
-        kind = cell("device_kind") if cell("device_kind").strip() else _kind_from_length(device)
-        if not kind:
-            problems.append(
-                CsvProblem(line, f"cannot tell the kind of {device.strip()!r}: add device_kind")
-            )
-            continue
-        new = [
-            DeviceId(cell(k), k.removeprefix("new_"))
-            for k in ("new_iccid", "new_imei")
-            if cell(k).strip()
-        ]
-        if not new:
+        if not item.new:
             problems.append(CsvProblem(line, "no new_iccid or new_imei"))
             continue
-        items.append(
-            SwapItem(
-                DeviceId(device, kind),
-                tuple(new),
-                target_plan=cell("plan").strip() or None,
-                source=f"line {line}",
-            )
-        )
+        items.append(item)
     return items, problems
+
+
+def _cell(row: Mapping[str, str | None], column: str | None) -> str:
+    value = row.get(column) if column else None
+    return value or ""

@@ -20,8 +20,8 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..clock import Clock, SystemClock
-from ..swap.ports import Notification
+from ...clock import Clock, SystemClock
+from ...swap.ports import Notification
 from ._common import Backoff, BatchSendError, send_batch
 
 __all__ = ["SnsNotifier"]
@@ -56,7 +56,7 @@ class SnsNotifier:
     def publish_batch(self, notifications: Sequence[Notification]) -> None:
         """Publish up to 10 notifications per ``PublishBatch`` call; entries that failed
         through no fault of the sender are retried, and any still failing raise
-        :class:`~thingspace_swap.aws.BatchSendError` naming their event ids."""
+        :class:`~thingspace_swap.backends.aws.BatchSendError` naming their event ids."""
 
         def call(entries: list[dict[str, Any]]) -> Mapping[str, Any]:
             answer: Mapping[str, Any] = self._client.publish_batch(

@@ -1,0 +1,79 @@
+"""The swap ports on AWS (the ``thingspace-swap[aws]`` extra).
+
+* :class:`SqsQueue` (:mod:`.sqs`): the :class:`~thingspace_swap.swap.ports.Queue` on SQS, with
+  :func:`create_queues` to make a queue, its dead-letter queue and a high-priority queue.
+* :class:`DynamoStore` (:mod:`.dynamodb`): the :class:`~thingspace_swap.swap.ports.Store` on one
+  DynamoDB table; :func:`table_definition` and :func:`create_table` describe and make it.
+* :class:`DynamoTokenCache` (:mod:`.tokens`): the client's
+  :class:`~thingspace_swap.tokens.TokenCache` (tokens and the login guard) on the same kind of
+  table, shared by every container.
+* :class:`SnsNotifier` (:mod:`.sns`): notifications on an SNS topic, with message attributes
+  that subscription filter policies match.
+* :class:`BatchSendError`: entries of a batch send that still failed after retries;
+  :class:`Backoff`: how the adapters retry (``backoff.expo`` with full jitter).
+
+```python
+import boto3
+from thingspace_swap.backends.aws import DynamoStore, SnsNotifier, SqsQueue, create_queues
+
+urls = create_queues(boto3.client("sqs"), "swap", fifo=True, max_receives=5)
+queue = SqsQueue(boto3.client("sqs"), urls.url, dead_letter_url=urls.dead_letter_url)
+store = DynamoStore(boto3.client("dynamodb"), "swap")
+orchestrator = SwapOrchestrator(client, queue=queue, store=store,
+                                notifier=SnsNotifier(boto3.client("sns"), topic_arn))
+```
+
+Names are imported on first use: importing this package does not import boto3 (the
+submodules do). :mod:`thingspace_swap.aws` (the Lambda deployment) re-exports every name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._common import Backoff, BatchSendError
+    from .dynamodb import DynamoStore, create_table, table_definition
+    from .sns import SnsNotifier
+    from .sqs import MessageTooLargeError, QueueUrls, SqsQueue, create_queues
+    from .tokens import DynamoTokenCache
+
+_EXPORTS = {
+    "Backoff": "._common",
+    "BatchSendError": "._common",
+    "DynamoStore": ".dynamodb",
+    "DynamoTokenCache": ".tokens",
+    "create_table": ".dynamodb",
+    "table_definition": ".dynamodb",
+    "SnsNotifier": ".sns",
+    "MessageTooLargeError": ".sqs",
+    "QueueUrls": ".sqs",
+    "SqsQueue": ".sqs",
+    "create_queues": ".sqs",
+}
+
+__all__ = [
+    "Backoff",
+    "BatchSendError",
+    "DynamoStore",
+    "DynamoTokenCache",
+    "MessageTooLargeError",
+    "QueueUrls",
+    "SnsNotifier",
+    "SqsQueue",
+    "create_queues",
+    "create_table",
+    "table_definition",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
