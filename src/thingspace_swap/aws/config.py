@@ -17,7 +17,7 @@ from .._secret import Secret
 from ..backends.aws._common import error_code
 from ..config import PRODUCTION_URL, Credentials
 from ..errors import ConfigurationError
-from ..swap.machine import LifecycleSettings
+from ..swap.events import LifecycleSettings
 
 __all__ = ["LambdaConfig", "boto_client", "configure_logging", "logger"]
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .audit import AuditReport
 from .callbacks import CallbackIntake, CallbackResponse, register_listener
-from .machine import LifecycleSettings
+from .events import LifecycleSettings
 from .metrics import MemoryMetrics
 from .model import (
     TERMINAL,

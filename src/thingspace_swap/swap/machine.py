@@ -34,31 +34,7 @@ from .events import (
 )
 from .model import TERMINAL, Category, Change, ErrorInfo, Phase, Step, evolve_change
 
-__all__ = [
-    "RETRYABLE",
-    "Accepted",
-    "Begin",
-    "Busy",
-    "CallbackResult",
-    "Cancel",
-    "DeviceSeen",
-    "Effect",
-    "Event",
-    "Finish",
-    "LifecycleSettings",
-    "Outcome",
-    "ReadDevice",
-    "ReadFailed",
-    "Requeue",
-    "Retry",
-    "Review",
-    "Schedule",
-    "Submit",
-    "SubmitFailed",
-    "Timeout",
-    "advance",
-    "retry_refusal",
-]
+__all__ = ["RETRYABLE", "advance", "retry_refusal"]
 
 
 def _stay(change: Change, *effects: Effect) -> Outcome:

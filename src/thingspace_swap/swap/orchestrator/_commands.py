@@ -12,8 +12,9 @@ import attrs
 from ..._core.commands import Flow
 from ...errors import ThingSpaceError
 from ...models import Device, DeviceId, HistoryEntry
+from ..events import Cancel, Retry
 from ..evidence import Evidence, Verdict, history_window, weigh
-from ..machine import RETRYABLE, Cancel, Retry, retry_refusal
+from ..machine import RETRYABLE, retry_refusal
 from ..model import Batch, BatchCommand, Change
 from ..ports import ConflictError
 from ._context import Context

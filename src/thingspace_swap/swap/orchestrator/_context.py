@@ -9,7 +9,7 @@ from typing import TypeVar
 import attrs
 
 from ...clock import Clock
-from ..machine import LifecycleSettings
+from ..events import LifecycleSettings
 from ..ports import ConflictError, Metrics, Notifier, Queue, Store, ThingSpace
 
 __all__ = ["CONFLICT_RETRIES", "Context", "retry_conflicts"]

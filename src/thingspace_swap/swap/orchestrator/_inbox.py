@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ...models import CarrierServiceCallback, parse_callback
 from ..classify import classify_fault
-from ..machine import CallbackResult
+from ..events import CallbackResult
 from ..model import Change
 from ..ports import InboxEntry
 from ._announcer import Announcer, callback_body, device_key

@@ -18,7 +18,7 @@ from ...clock import Clock, SystemClock
 from ...errors import ThingSpaceError
 from ...models import CarrierServiceCallback, Device, ServicePlan, parse_callback
 from ..audit import AuditReport
-from ..machine import LifecycleSettings
+from ..events import LifecycleSettings
 from ..metrics import MemoryMetrics
 from ..model import Batch, Change, Phase
 from ..ports import AuditEntry, Metrics, Notifier, Queue, ReceivedMessage, Store

@@ -9,7 +9,7 @@ from ..._core.commands import Flow
 from ...errors import ThingSpaceError
 from ...models import DeviceId
 from ..audit import AuditReport, verify_chain
-from ..machine import Review as ReviewEvent
+from ..events import Review as ReviewEvent
 from ..model import Batch, Change, Phase
 from ..reports import ReconcileReport
 from ..store_rules import batch_subject, change_subject

@@ -11,7 +11,7 @@ from ..._core.commands import Flow
 from ...errors import ThingSpaceError
 from ...models import DeviceId
 from ..classify import classify
-from ..machine import (
+from ..events import (
     Accepted,
     Busy,
     Cancel,
@@ -26,8 +26,8 @@ from ..machine import (
     Submit,
     SubmitFailed,
     Timeout,
-    advance,
 )
+from ..machine import advance
 from ..model import TERMINAL, BatchState, Change, Phase, Step, evolve_change
 from ._announcer import Announcer
 from ._context import Context, retry_conflicts

@@ -9,7 +9,7 @@ import attrs
 
 from ..._core.commands import Flow
 from ...models import DeviceId
-from ..machine import LifecycleSettings
+from ..events import LifecycleSettings
 from ..model import Batch, Category, Change, ErrorInfo, Phase
 from ..reports import ItemCheck, ValidationReport
 from ..requests import SwapItem, SwapRequest

@@ -11,7 +11,7 @@ from collections import Counter
 import attrs
 
 from ..._core.commands import Flow, Sleep
-from ..machine import Begin, Event, Timeout
+from ..events import Begin, Event, Timeout
 from ..model import Batch
 from ..ports import ReceivedMessage
 from ._commands import Commands
