@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from ._auth import Session
-from ._engine import Engine
 from ._errors import Codes, M2MError
 from ._identifiers import identifier_problem
 from ._inventory import Account, Device
 from ._rules import CHANGE_OPTIONS, change_device_fault, new_ids_fault
+from ._sim_core import SimulatorCore
 from ._wire import DeviceIdList, ids_json, opt_str, parse_device_ids, req_str
 
 __all__ = ["change_identifier", "delete_devices", "provision"]
@@ -22,7 +22,7 @@ _SERVICE_TYPES = ("3g", "4g", "5g")
 
 
 def change_identifier(
-    engine: Engine, session: Session, service_type: str, body: dict[str, Any]
+    engine: SimulatorCore, session: Session, service_type: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     """``PUT /devices/{serviceType}/actions/deviceId``: validate, then queue the swap.
 
@@ -119,7 +119,7 @@ def _check_new_hardware(option: str, new_ids: DeviceIdList) -> None:
 
 
 def provision(
-    engine: Engine, session: Session, action: str, body: dict[str, Any]
+    engine: SimulatorCore, session: Session, action: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     """``/devices/actions/{activate,suspend,restore,deactivate,plan}``."""
     account_name = opt_str(body, "accountName")
@@ -171,7 +171,7 @@ def provision(
     return engine.submit(session, owner.name, action, selectors, params)
 
 
-def _count_activate_request(engine: Engine, account: Account) -> None:
+def _count_activate_request(engine: SimulatorCore, account: Account) -> None:
     now = engine.now()
     recent = [ts for ts in account.activate_requests if now - ts < 60.0]
     if len(recent) >= engine.limits.activate_requests_per_minute:
@@ -183,7 +183,7 @@ def _count_activate_request(engine: Engine, account: Account) -> None:
     account.activate_requests = [*recent, now]
 
 
-def delete_devices(engine: Engine, body: dict[str, Any]) -> list[dict[str, Any]]:
+def delete_devices(engine: SimulatorCore, body: dict[str, Any]) -> list[dict[str, Any]]:
     """``POST /devices/actions/delete``: synchronous, one result per device."""
     account_name = opt_str(body, "accountName")
     if account_name is not None:

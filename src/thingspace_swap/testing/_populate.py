@@ -6,9 +6,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._engine import Engine
 from ._identifiers import random_iccid, random_imei, random_imsi, random_mdn
 from ._inventory import Account, Device, HistoryEntry, Plan
+from ._sim_core import SimulatorCore
 
 __all__ = ["DEFAULT_PLANS", "Population", "populate"]
 
@@ -35,7 +35,7 @@ class Population:
     spare_imeis: list[str]
 
 
-def _unique(engine: Engine, make: Callable[[], str]) -> str:
+def _unique(engine: SimulatorCore, make: Callable[[], str]) -> str:
     while True:
         value = make()
         if engine.inventory.is_free_value(value):
@@ -43,7 +43,7 @@ def _unique(engine: Engine, make: Callable[[], str]) -> str:
 
 
 def populate(
-    engine: Engine,
+    engine: SimulatorCore,
     account: Account,
     n_devices: int,
     rng: random.Random,
@@ -107,7 +107,7 @@ def populate(
     return Population(account.name, devices, plans, spare_iccids, spare_imeis)
 
 
-def _add_spare(engine: Engine, account: Account, kind: str, rng: random.Random) -> str:
+def _add_spare(engine: SimulatorCore, account: Account, kind: str, rng: random.Random) -> str:
     make = random_iccid if kind == "iccid" else random_imei
     value = _unique(engine, lambda: make(rng))
     engine.inventory.spares[(kind, value)] = account.name

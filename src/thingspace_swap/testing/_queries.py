@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._engine import Engine
 from ._errors import Codes, M2MError
 from ._identifiers import KINDS
 from ._inventory import Device
+from ._sim_core import SimulatorCore
 from ._wire import (
     account_json,
     device_json,
@@ -25,7 +25,7 @@ __all__ = ["account_info", "history", "list_devices", "plans", "request_status"]
 _STATUS_ACTIONS = ("activate", "suspend", "restore", "deactivate")
 
 
-def list_devices(engine: Engine, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def list_devices(engine: SimulatorCore, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """``POST /devices/actions/list``: filtered, cursor-paged by ``DeviceId``."""
     account_name = opt_str(body, "accountName")
     if account_name is not None:
@@ -116,7 +116,7 @@ def _custom_fields(raw: object) -> list[tuple[str, str]]:
     return fields
 
 
-def history(engine: Engine, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def history(engine: SimulatorCore, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """``POST /devices/history/actions/list``: one device's provisioning events."""
     raw = body.get("deviceId")
     if raw is None:
@@ -142,17 +142,17 @@ def history(engine: Engine, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     }
 
 
-def plans(engine: Engine, account_name: str) -> list[dict[str, Any]]:
+def plans(engine: SimulatorCore, account_name: str) -> list[dict[str, Any]]:
     """``GET /plans/{accountName}``."""
     return [plan_json(p) for p in engine.account(account_name).plans.values()]
 
 
-def account_info(engine: Engine, account_name: str) -> dict[str, Any]:
+def account_info(engine: SimulatorCore, account_name: str) -> dict[str, Any]:
     """``GET /accounts/{accountName}``."""
     return account_json(engine.account(account_name))
 
 
-def request_status(engine: Engine, account_name: str, request_id: str) -> dict[str, Any]:
+def request_status(engine: SimulatorCore, account_name: str, request_id: str) -> dict[str, Any]:
     """``GET /accounts/{accountName}/requests/{requestId}/status``."""
     engine.account(account_name)
     request = engine.requests.get(request_id)

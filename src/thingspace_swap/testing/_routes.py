@@ -20,14 +20,14 @@ from . import _commands as commands
 from . import _queries as queries
 from . import _registrations as registrations
 from ._auth import Session
-from ._engine import Engine
 from ._errors import Codes, GatewayFault, M2MError, SimulatorHTTPError
+from ._sim_core import SimulatorCore
 
 __all__ = ["Router"]
 
 _M2M = "/api/m2m/v1"
 _Result = tuple[int, Any]
-_Handler = Callable[[Engine, "_Call"], _Result]
+_Handler = Callable[[SimulatorCore, "_Call"], _Result]
 
 
 @dataclass
@@ -91,19 +91,19 @@ class _Route:
 # Handlers ------------------------------------------------------------------------------------
 
 
-def _token(e: Engine, c: _Call) -> _Result:
+def _token(e: SimulatorCore, c: _Call) -> _Result:
     return 200, e.auth.issue_token(c.request.headers.get("authorization"), c.form())
 
 
-def _login(e: Engine, c: _Call) -> _Result:
+def _login(e: SimulatorCore, c: _Call) -> _Result:
     return 200, e.auth.login(c.json())
 
 
-def _logout(e: Engine, c: _Call) -> _Result:
+def _logout(e: SimulatorCore, c: _Call) -> _Result:
     return 200, e.auth.logout(c.session)
 
 
-def _change_identifier(e: Engine, c: _Call) -> _Result:
+def _change_identifier(e: SimulatorCore, c: _Call) -> _Result:
     return 200, commands.change_identifier(e, c.session, c.params["serviceType"], c.json())
 
 
@@ -111,39 +111,39 @@ def _provisioner(action: str) -> _Handler:
     return lambda e, c: (200, commands.provision(e, c.session, action, c.json()))
 
 
-def _delete(e: Engine, c: _Call) -> _Result:
+def _delete(e: SimulatorCore, c: _Call) -> _Result:
     return 200, commands.delete_devices(e, c.json())
 
 
-def _list(e: Engine, c: _Call) -> _Result:
+def _list(e: SimulatorCore, c: _Call) -> _Result:
     return queries.list_devices(e, c.json())
 
 
-def _history(e: Engine, c: _Call) -> _Result:
+def _history(e: SimulatorCore, c: _Call) -> _Result:
     return queries.history(e, c.json())
 
 
-def _plans(e: Engine, c: _Call) -> _Result:
+def _plans(e: SimulatorCore, c: _Call) -> _Result:
     return 200, queries.plans(e, c.account)
 
 
-def _account(e: Engine, c: _Call) -> _Result:
+def _account(e: SimulatorCore, c: _Call) -> _Result:
     return 200, queries.account_info(e, c.account)
 
 
-def _status(e: Engine, c: _Call) -> _Result:
+def _status(e: SimulatorCore, c: _Call) -> _Result:
     return 200, queries.request_status(e, c.account, c.params["requestId"])
 
 
-def _register(e: Engine, c: _Call) -> _Result:
+def _register(e: SimulatorCore, c: _Call) -> _Result:
     return 200, registrations.register_callback(e, c.account, c.json())
 
 
-def _callbacks(e: Engine, c: _Call) -> _Result:
+def _callbacks(e: SimulatorCore, c: _Call) -> _Result:
     return 200, registrations.list_callbacks(e, c.account)
 
 
-def _deregister(e: Engine, c: _Call) -> _Result:
+def _deregister(e: SimulatorCore, c: _Call) -> _Result:
     return 200, registrations.deregister_callback(e, c.account, c.params["serviceName"])
 
 
@@ -181,7 +181,7 @@ def _routes() -> list[_Route]:
 class Router:
     """Maps requests to engine operations and results to responses."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: SimulatorCore) -> None:
         self.engine = engine
         self.routes = [(route, route.pattern) for route in _routes()]
 

@@ -28,13 +28,13 @@ import httpx
 from ._auth import SimulatorCredentials
 from ._callbacks import Delivery
 from ._clock import VirtualClock
-from ._engine import AsyncRequest, Engine, EngineOptions
 from ._faults import FaultInjector, FaultRecord, Faults, RequestPlan, ResponseLost, lost_body
 from ._identifiers import identifier_problem
 from ._inventory import Account, Device, Plan
 from ._populate import Population, populate
 from ._routes import Router
 from ._rules import SimulatorLimits
+from ._sim_core import AsyncRequest, CoreOptions, SimulatorCore
 from ._stats import ReceivedRequest, SimulatorStats
 
 __all__ = ["DeliverFn", "ThingSpaceSimulator"]
@@ -114,7 +114,7 @@ class ThingSpaceSimulator:
         self.deliver = deliver
         #: Exceptions raised by ``deliver`` (each counted as a failed attempt).
         self.delivery_errors: list[BaseException] = []
-        options = EngineOptions(
+        options = CoreOptions(
             request_delay=request_delay,
             strict_spares=strict_spares,
             request_status_for_all=request_status_for_all,
@@ -126,7 +126,7 @@ class ThingSpaceSimulator:
         )
         self._rng = random.Random(seed)
         self._injector = FaultInjector(seed, Faults(), self.stats)
-        self._engine = Engine(
+        self._engine = SimulatorCore(
             self.clock, self._rng, self.credentials, options, self.stats, tz, self._injector
         )
         self._router = Router(self._engine)

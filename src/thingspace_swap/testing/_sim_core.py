@@ -3,7 +3,7 @@
 Endpoints live in ``_commands`` (state changes), ``_queries`` and ``_registrations``; they call
 into the engine. The engine is not thread-safe: ``ThingSpaceSimulator`` wraps it in a lock.
 Applying requests, auto-restores and callback redeliveries are jobs on a heap ordered by due
-time on the virtual clock; :meth:`Engine.run_due` runs the due ones (their effects carry the
+time on the virtual clock; :meth:`SimulatorCore.run_due` runs the due ones (their effects carry the
 time at which they run).
 """
 
@@ -51,7 +51,7 @@ from ._wire import (
     ids_json,
 )
 
-__all__ = ["AsyncRequest", "DeviceResult", "Engine", "Origin"]
+__all__ = ["AsyncRequest", "DeviceResult", "Origin", "SimulatorCore"]
 
 #: The HTTP request being processed: ``(request index, route name)``.
 Origin = tuple[int, str]
@@ -145,7 +145,7 @@ _Job = _ApplyJob | _RestoreJob | _DeliverJob
 
 
 @dataclass
-class EngineOptions:
+class CoreOptions:
     """Behaviour switches of the engine (see ``ThingSpaceSimulator`` for their meaning)."""
 
     request_delay: float = 0.0
@@ -160,7 +160,7 @@ class EngineOptions:
     max_history: int | None = None
 
 
-class Engine:
+class SimulatorCore:
     """State and rules of the simulated ThingSpace."""
 
     def __init__(
@@ -168,7 +168,7 @@ class Engine:
         clock: VirtualClock,
         rng: random.Random,
         credentials: SimulatorCredentials,
-        options: EngineOptions,
+        options: CoreOptions,
         stats: SimulatorStats,
         tz: tzinfo,
         faults: FaultInjector | None = None,
