@@ -21,8 +21,8 @@ from ._faults import FaultKind, FaultRecord, Faults, ResponseLost
 from ._identifiers import luhn_check_digit, luhn_valid
 from ._inventory import Account, CallbackRegistration, Device, HistoryEntry, Plan
 from ._populate import Population
+from ._requests import AsyncRequest, DeviceResult
 from ._rules import CHANGE_OPTIONS, SimulatorLimits
-from ._sim_core import AsyncRequest, DeviceResult
 from ._stats import ReceivedRequest, SimulatorStats
 from .server import (
     CallbackListener,

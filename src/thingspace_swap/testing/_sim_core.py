@@ -1,163 +1,33 @@
-"""The simulator's state: inventory, credentials, asynchronous requests and callbacks. No HTTP.
+"""The simulator's core: inventory, credentials, asynchronous requests and callbacks. No HTTP.
 
 Endpoints live in ``_commands`` (state changes), ``_queries`` and ``_registrations``; they call
-into the engine. The engine is not thread-safe: ``ThingSpaceSimulator`` wraps it in a lock.
-Applying requests, auto-restores and callback redeliveries are jobs on a heap ordered by due
-time on the virtual clock; :meth:`SimulatorCore.run_due` runs the due ones (their effects carry the
-time at which they run).
+into the core. The core is not thread-safe: ``ThingSpaceSimulator`` wraps it in a lock.
+Applying requests, auto-restores and callback redeliveries are jobs on a ``JobQueue``;
+:meth:`SimulatorCore.run_due` runs the due ones (their effects carry the time at which they
+run), applying requests with an ``Applier``.
 """
 
 from __future__ import annotations
 
-import heapq
 import random
 import uuid
 from collections import Counter, deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import tzinfo
-from types import MappingProxyType
 from typing import Any
 
+from ._apply import Applier
 from ._auth import AuthState, Session, SimulatorCredentials
-from ._callbacks import (
-    Delivery,
-    callback_body,
-)
+from ._callbacks import Delivery, callback_body
 from ._clock import VirtualClock
 from ._errors import Codes, M2MError
 from ._faults import FaultInjector, Faults
-from ._identifiers import KINDS
-from ._inventory import (
-    DEVICE_STATES,
-    Account,
-    Device,
-    HistoryEntry,
-    Inventory,
-)
-from ._rules import (
-    Fault,
-    SimulatorLimits,
-    action_fault,
-    apply_action,
-    apply_change,
-    change_device_fault,
-    new_ids_fault,
-)
+from ._inventory import Account, Device, Inventory
+from ._jobs import ApplyJob, DeliverJob, JobQueue, RestoreJob
+from ._requests import AsyncRequest, CoreOptions, DeviceResult, Origin, Outcome
 from ._stats import SimulatorStats
-from ._wire import (
-    DeviceIdList,
-    device_ids,
-    ids_json,
-)
+from ._wire import DeviceIdList
 
-__all__ = ["AsyncRequest", "DeviceResult", "Origin", "SimulatorCore"]
-
-#: The HTTP request being processed: ``(request index, route name)``.
-Origin = tuple[int, str]
-
-#: Actions of ``/devices/actions/{action}`` and their provisioning-history event types.
-_EVENT_TYPES: Mapping[str, str] = MappingProxyType(
-    {
-        "activate": "Activate",
-        "suspend": "Suspend",
-        "restore": "Restore",
-        "deactivate": "Deactivate",
-        "plan": "Service Plan Change",
-        "changeIdentifier": "Change Identifier",
-    }
-)
-_RESPONSE_KEYS: Mapping[str, str] = MappingProxyType(
-    {
-        "activate": "activateResponse",
-        "suspend": "suspendResponse",
-        "restore": "restoreResponse",
-        "deactivate": "deactivateResponse",
-        "plan": "changeServicePlanResponse",
-    }
-)
-_HARDWARE_KINDS = ("iccid", "imei", "eid", "meid", "esn")
-_NOT_FOUND: Fault = (Codes.DEVICE_NOT_FOUND, "The device was not found")
-
-
-@dataclass
-class DeviceResult:
-    """The outcome of an asynchronous request for one device."""
-
-    selector: DeviceIdList
-    status: str = "Pending"
-    fault: Fault | None = None
-    device: Device | None = None
-
-
-@dataclass
-class AsyncRequest:
-    """A state-changing request: ``Pending`` until due, then ``Success`` or ``Failure``.
-
-    ``request_index`` and ``route`` name the HTTP request that created it (see
-    ``sim.received``); ``callbacks_early`` is set by ``Faults.callbacks_before_response``.
-    """
-
-    request_id: str
-    account: str
-    action: str
-    created_at: float
-    due_at: float
-    event_by: str
-    params: dict[str, Any]
-    results: list[DeviceResult]
-    status: str = "Pending"
-    request_index: int | None = None
-    route: str | None = None
-    callbacks_early: bool = False
-
-
-@dataclass
-class _Outcome:
-    """What applying a request did to one device."""
-
-    before: DeviceIdList
-    device: Device | None = None
-    fault: Fault | None = None
-    response: dict[str, Any] | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _ApplyJob:
-    request_id: str
-
-
-@dataclass(frozen=True)
-class _RestoreJob:
-    device: Device
-    suspended_at: float
-
-
-@dataclass(frozen=True)
-class _DeliverJob:
-    """A (delayed or repeated) delivery attempt."""
-
-    delivery: Delivery
-
-
-_Job = _ApplyJob | _RestoreJob | _DeliverJob
-
-
-@dataclass
-class CoreOptions:
-    """Behaviour switches of the engine (see ``ThingSpaceSimulator`` for their meaning)."""
-
-    request_delay: float = 0.0
-    strict_spares: bool = False
-    request_status_for_all: bool = False
-    callback_retry_interval: float = 60.0
-    max_callback_threshold: int = 4
-    limits: SimulatorLimits = field(default_factory=SimulatorLimits)
-    #: Finished asynchronous requests kept (oldest forgotten first); None keeps all.
-    max_requests: int | None = None
-    #: Provisioning-history events kept per device (the latest); None keeps all.
-    max_history: int | None = None
+__all__ = ["SimulatorCore"]
 
 
 class SimulatorCore:
@@ -200,8 +70,8 @@ class SimulatorCore:
         self._finished: deque[str] = deque()  # finished request ids, oldest first
         self.outbox: list[tuple[str, dict[str, Any]]] = []
         self._ready: list[Delivery] = []
-        self._jobs: list[tuple[float, int, _Job]] = []
-        self._seq = 0
+        self._jobs = JobQueue()
+        self.applier = Applier(self.inventory, rng, options, self.former)
 
     # Helpers -------------------------------------------------------------------------------
 
@@ -220,18 +90,6 @@ class SimulatorCore:
             raise M2MError(Codes.ACCOUNT_NOT_FOUND, f"Account {name} was not found")
         return account
 
-    def resolve(self, selector: DeviceIdList, account: str | None = None) -> Device | None:
-        """The device every identifier of ``selector`` names, inside ``account`` if given."""
-        found: Device | None = None
-        for kind, value in selector:
-            device = self.inventory.find(kind, value)
-            if device is None or (found is not None and device is not found):
-                return None
-            found = device
-        if found is not None and account is not None and found.account != account:
-            return None
-        return found
-
     def line(self, selector: DeviceIdList) -> Device | None:
         """The device ``selector`` names by current or former identifiers (any account)."""
         found: Device | None = None
@@ -248,67 +106,14 @@ class SimulatorCore:
         if device is not None:
             self.submissions[device.device_id] += 1
 
-    def _schedule(self, due: float, job: _Job) -> None:
-        self._seq += 1
-        heapq.heappush(self._jobs, (due, self._seq, job))
-
-    def _record(
-        self, device: Device, action: str, status: str, event_by: str, extra: dict[str, str]
-    ) -> None:
-        history = device.history
-        history.append(
-            HistoryEntry(
-                occurred_at=self.now(),
-                event_type=_EVENT_TYPES[action],
-                status=status,
-                event_by=event_by,
-                service_plan=device.plan,
-                mdn=device.mdn or "",
-                msisdn=device.msisdn or "",
-                extended_attributes=tuple(extra.items()),
-            )
-        )
-        keep = self.options.max_history
-        if keep is not None and len(history) > keep:
-            del history[: len(history) - keep]
-
-    def create_device(
-        self,
-        account: Account,
-        identifiers: dict[str, str],
-        *,
-        state: str,
-        plan: str,
-        created_at: float | None = None,
-        id_step: int = 1,
-    ) -> Device:
-        """Insert a new device with the next ``DeviceId``."""
-        if state not in DEVICE_STATES:
-            raise ValueError(f"unknown device state {state!r}; use one of {DEVICE_STATES}")
-        if plan not in account.plans:
-            raise ValueError(f"account {account.name} has no plan {plan!r}")
-        for kind in identifiers:
-            if kind not in KINDS:
-                raise ValueError(f"unknown identifier kind {kind!r}")
-        device = Device(
-            device_id=self.inventory.next_device_id + max(0, id_step - 1),
-            account=account.name,
-            identifiers=dict(identifiers),
-            state=state,
-            plan=plan,
-            created_at=self.now() if created_at is None else created_at,
-        )
-        return self.inventory.add(device)
-
     # Time ----------------------------------------------------------------------------------
 
     def run_due(self) -> None:
         """Run every job whose due time has come, in due order."""
-        while self._jobs and self._jobs[0][0] <= self.now():
-            _, _, job = heapq.heappop(self._jobs)
-            if isinstance(job, _ApplyJob):
+        while (job := self._jobs.pop_due(self.now())) is not None:
+            if isinstance(job, ApplyJob):
                 self._apply(self.requests[job.request_id])
-            elif isinstance(job, _RestoreJob):
+            elif isinstance(job, RestoreJob):
                 device = job.device
                 if (
                     not device.deleted
@@ -317,13 +122,14 @@ class SimulatorCore:
                 ):
                     device.state = "active"
                     device.suspended_at = None
-                    self._record(device, "restore", "Success", "system", {"Reason": "AutoRestore"})
+                    extra = {"Reason": "AutoRestore"}
+                    self.applier.record(device, "restore", "Success", "system", extra, self.now())
             else:
                 self._ready.append(job.delivery)
 
     def next_due(self) -> float | None:
         """When the next job is due, if any."""
-        return self._jobs[0][0] if self._jobs else None
+        return self._jobs.next_due()
 
     def take_ready(self) -> list[Delivery]:
         """Deliveries to attempt now (removed from the queue)."""
@@ -336,7 +142,8 @@ class SimulatorCore:
         delivery.statuses.append(status)
         ok = 200 <= status < 300
         if not ok and delivery.attempts < self.options.max_callback_threshold:
-            self._schedule(self.now() + self.options.callback_retry_interval, _DeliverJob(delivery))
+            due = self.now() + self.options.callback_retry_interval
+            self._jobs.schedule(due, DeliverJob(delivery))
 
     # Asynchronous requests -----------------------------------------------------------------
 
@@ -348,6 +155,7 @@ class SimulatorCore:
         selectors: list[DeviceIdList],
         params: dict[str, Any],
     ) -> dict[str, Any]:
+        """Queue a request (due after ``request_delay``); its ``{"requestId": ...}`` answer."""
         now = self.now()
         origin = self.origin
         index, route = origin if origin is not None else (None, None)
@@ -370,24 +178,19 @@ class SimulatorCore:
         )
         self.requests[request.request_id] = request
         self.stats.requests_submitted += 1
-        self._schedule(request.due_at, _ApplyJob(request.request_id))
+        self._jobs.schedule(request.due_at, ApplyJob(request.request_id))
         return {"requestId": request.request_id}
 
     def _apply(self, request: AsyncRequest) -> None:
         for position, result in enumerate(request.results):
-            if request.action == "changeIdentifier":
-                outcome = self._apply_change(request, result)
-            else:
-                outcome = self._apply_action(request, result)
+            now = self.now()
+            outcome = self.applier.apply(request, result, now)
             result.device = outcome.device
             result.fault = outcome.fault
             result.status = "Failed" if outcome.fault else "Success"
-            if outcome.device is not None:
-                extra = dict(outcome.extra)
-                if outcome.fault:
-                    extra["FaultCode"] = outcome.fault[0]
-                self._record(outcome.device, request.action, result.status, request.event_by, extra)
-            self._callback(request, position, outcome.before, outcome.response, outcome.fault)
+            if outcome.restore_at is not None and outcome.device is not None:
+                self._jobs.schedule(outcome.restore_at, RestoreJob(outcome.device, now))
+            self._callback(request, position, outcome)
         failed = any(r.fault for r in request.results)
         request.status = "Failure" if failed else "Success"
         keep = self.options.max_requests
@@ -396,14 +199,7 @@ class SimulatorCore:
             while len(self._finished) > keep:
                 self.requests.pop(self._finished.popleft(), None)
 
-    def _callback(
-        self,
-        request: AsyncRequest,
-        position: int,
-        ids: DeviceIdList,
-        response: dict[str, Any] | None,
-        fault: Fault | None,
-    ) -> None:
+    def _callback(self, request: AsyncRequest, position: int, outcome: Outcome) -> None:
         account = self.inventory.accounts.get(request.account)
         registration = None if account is None else account.callbacks.get("CarrierService")
         if registration is None:
@@ -411,10 +207,10 @@ class SimulatorCore:
         body = callback_body(
             registration,
             request.request_id,
-            ids,
+            outcome.before,
             max_threshold=self.options.max_callback_threshold,
-            response=response,
-            fault=fault,
+            response=outcome.response,
+            fault=outcome.fault,
         )
         origin = None
         if request.request_index is not None and request.route is not None:
@@ -424,8 +220,7 @@ class SimulatorCore:
         )
         if drop:
             return
-        copies = 2 if duplicate else 1
-        for _ in range(copies):
+        for _ in range(2 if duplicate else 1):
             delivery = Delivery(
                 registration.url,
                 dict(body),
@@ -433,87 +228,6 @@ class SimulatorCore:
                 route=request.route,
             )
             if delay > 0:
-                self._schedule(self.now() + delay, _DeliverJob(delivery))
+                self._jobs.schedule(self.now() + delay, DeliverJob(delivery))
             else:
                 self._ready.append(delivery)
-
-    def _apply_action(self, request: AsyncRequest, result: DeviceResult) -> _Outcome:
-        action = request.action
-        params = request.params
-        device = self.resolve(result.selector, request.account)
-        if device is None and action == "activate":
-            fault = self.new_device_fault(result.selector)
-            if fault is not None:
-                return _Outcome(result.selector, fault=fault)
-            account = self.inventory.accounts[request.account]
-            hardware = {k: v for k, v in result.selector if k in _HARDWARE_KINDS}
-            device = self.create_device(
-                account, hardware, state="preactive", plan=params["servicePlan"]
-            )
-        if device is None:
-            return _Outcome(result.selector, fault=_NOT_FOUND)
-        before = device_ids(device)
-        now = self.now()
-        fault = action_fault(
-            action,
-            device,
-            now,
-            self.limits,
-            plan=params.get("servicePlan"),
-            current_plan=params.get("currentServicePlan"),
-        )
-        if fault is not None:
-            return _Outcome(before, device, fault)
-        apply_action(action, self.inventory, device, now, self.rng, plan=params.get("servicePlan"))
-        auto_restore = self.limits.suspend_auto_restore
-        if action == "suspend" and auto_restore is not None:
-            self._schedule(now + auto_restore, _RestoreJob(device, now))
-        response = {
-            _RESPONSE_KEYS[action]: {
-                "deviceIds": ids_json(device_ids(device)),
-                "state": device.state,
-                "servicePlan": device.plan,
-            }
-        }
-        return _Outcome(before, device, response=response)
-
-    def new_device_fault(self, selector: DeviceIdList) -> Fault | None:
-        kinds = {kind for kind, _ in selector}
-        if not {"iccid", "imei"} <= kinds and not {"iccid", "eid"} <= kinds:
-            return _NOT_FOUND
-        return new_ids_fault(self.inventory, selector, strict_spares=self.options.strict_spares)
-
-    def _apply_change(self, request: AsyncRequest, result: DeviceResult) -> _Outcome:
-        params = request.params
-        option = params["option"]
-        device = self.resolve(result.selector, params.get("accountName"))
-        if device is None:
-            return _Outcome(result.selector, fault=_NOT_FOUND)
-        before = device_ids(device)
-        extra = {"Change4GOption": option}
-        new_ids: DeviceIdList = params["deviceIdsTo"]
-        fault = change_device_fault(device) or new_ids_fault(
-            self.inventory, new_ids, strict_spares=self.options.strict_spares
-        )
-        plan = params.get("servicePlan")
-        if fault is None and plan is not None and plan not in self.account(device.account).plans:
-            fault = Codes.SERVICE_PLAN_INVALID, f"Unknown service plan {plan!r}"
-        if fault is not None:
-            return _Outcome(before, device, fault, extra=extra)
-        old = dict(before)
-        changed = apply_change(
-            self.inventory, device, option, new_ids, self.rng, npa_nxx=params.get("npaNxx")
-        )
-        for kind, value in old.items():
-            if device.identifiers.get(kind) != value:
-                self.former[(kind, value)] = device
-        if plan is not None:
-            device.plan = plan
-        for kind, value in changed:
-            if kind in old:
-                extra[f"Old{kind.upper()}"] = old[kind]
-            extra[f"New{kind.upper()}"] = value
-        response = {
-            "changeIdentifierResponse": {"deviceIds": ids_json(changed), "servicePlan": device.plan}
-        }
-        return _Outcome(before, device, response=response, extra=extra)

@@ -32,9 +32,10 @@ from ._faults import FaultInjector, FaultRecord, Faults, RequestPlan, ResponseLo
 from ._identifiers import identifier_problem
 from ._inventory import Account, Device, Plan
 from ._populate import Population, populate
+from ._requests import AsyncRequest, CoreOptions
 from ._routes import Router
 from ._rules import SimulatorLimits
-from ._sim_core import AsyncRequest, CoreOptions, SimulatorCore
+from ._sim_core import SimulatorCore
 from ._stats import ReceivedRequest, SimulatorStats
 
 __all__ = ["DeliverFn", "ThingSpaceSimulator"]
@@ -460,7 +461,9 @@ class ThingSpaceSimulator:
                 ids["eid"] = eid
             if validate:
                 _check_identifiers(ids)
-            device = self._engine.create_device(acct, ids, state=state, plan=plan)
+            device = self._engine.inventory.create(
+                acct, ids, state=state, plan=plan, created_at=self._engine.now()
+            )
             device.groups = [group] if group else []
             device.custom_fields = dict(custom_fields or {})
             if state in ("active", "suspend"):
@@ -511,10 +514,12 @@ class ThingSpaceSimulator:
             rng = random.Random(seed) if seed is not None else self._rng
             spares = max(4, n_devices // 10)
             return populate(
-                self._engine,
+                self._engine.inventory,
                 self._account(name),
                 n_devices,
                 rng,
+                now=self._engine.now(),
+                event_by=self._engine.auth.credentials.username,
                 n_spare_sims=spares if n_spare_sims is None else n_spare_sims,
                 n_spare_imeis=spares if n_spare_imeis is None else n_spare_imeis,
             )
