@@ -20,19 +20,18 @@ from ._errors import Codes
 from ._faults import FaultKind, FaultRecord, Faults, ResponseLost
 from ._identifiers import luhn_check_digit, luhn_valid
 from ._inventory import Account, CallbackRegistration, Device, HistoryEntry, Plan
+from ._listener import (
+    CallbackListener,
+    HttpDeliver,
+    ReceivedCallback,
+    callback_listener,
+    http_deliver,
+)
 from ._populate import Population
 from ._requests import AsyncRequest, DeviceResult
 from ._rules import CHANGE_OPTIONS, SimulatorLimits
 from ._stats import ReceivedRequest, SimulatorStats
-from .server import (
-    CallbackListener,
-    HttpDeliver,
-    ReceivedCallback,
-    SimulatorServer,
-    callback_listener,
-    http_deliver,
-    serve,
-)
+from .server import SimulatorServer, serve
 from .simulator import DeliverFn, ThingSpaceSimulator
 
 __all__ = [
