@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from ._callbacks import Delivery
-from ._faults import FaultInjector
 from ._sim_core import SimulatorCore
 
 __all__ = ["CallbackPump", "DeliverFn"]
@@ -26,18 +25,14 @@ class CallbackPump:
     def __init__(
         self,
         core: SimulatorCore,
-        injector: FaultInjector,
         lock: threading.RLock,
         deliver: DeliverFn | None,
-        max_outbox: int | None,
     ) -> None:
         self.deliver = deliver
         #: Exceptions raised by ``deliver`` (each counted as a failed attempt).
         self.delivery_errors: list[BaseException] = []
         self._core = core
-        self._injector = injector
         self._lock = lock
-        self._max_outbox = max_outbox
         self._local = threading.local()
 
     def run_due(self) -> None:
@@ -67,7 +62,7 @@ class CallbackPump:
             while True:
                 with self._lock:
                     self._core.run_due()
-                    batch = self._injector.reorder(self._core.take_ready())
+                    batch = self._core.outbox.take_ready()
                 if not batch:
                     return
                 for delivery in batch:
@@ -77,12 +72,9 @@ class CallbackPump:
 
     def _attempt(self, delivery: Delivery) -> None:
         body = delivery.next_body()
+        outbox = self._core.outbox
         with self._lock:
-            outbox = self._core.outbox
-            outbox.append((delivery.url, body))
-            if self._max_outbox is not None and len(outbox) > self._max_outbox:
-                del outbox[: len(outbox) - self._max_outbox]
-            self._core.stats.callback_attempts += 1
+            outbox.attempting(delivery.url, body)
         status = 200
         if self.deliver is not None:
             try:
@@ -91,4 +83,4 @@ class CallbackPump:
                 self.delivery_errors.append(error)
                 status = 0
         with self._lock:
-            self._core.delivery_done(delivery, status)
+            outbox.done(delivery, status, self._core.now())

@@ -74,3 +74,5 @@ class CoreOptions:
     max_requests: int | None = None
     #: Provisioning-history events kept per device (the latest); None keeps all.
     max_history: int | None = None
+    #: Callback attempts kept in the outbox (the latest); None keeps all.
+    max_outbox: int | None = None

@@ -4,7 +4,7 @@ Endpoints live in ``_commands`` (state changes), ``_queries`` and ``_registratio
 into the core. The core is not thread-safe: ``ThingSpaceSimulator`` wraps it in a lock.
 Applying requests, auto-restores and callback redeliveries are jobs on a ``JobQueue``;
 :meth:`SimulatorCore.run_due` runs the due ones (their effects carry the time at which they
-run), applying requests with an ``Applier``.
+run), applying requests with an ``Applier``; their callbacks go to the ``Outbox``.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Any
 
 from ._apply import Applier
 from ._auth import AuthState, Session, SimulatorCredentials
-from ._callbacks import Delivery, callback_body
 from ._clock import VirtualClock
 from ._errors import Codes, M2MError
 from ._faults import FaultInjector, Faults
 from ._inventory import Account, Device, Inventory
-from ._jobs import ApplyJob, DeliverJob, JobQueue, RestoreJob
-from ._requests import AsyncRequest, CoreOptions, DeviceResult, Origin, Outcome
+from ._jobs import ApplyJob, JobQueue, RestoreJob
+from ._outbox import Outbox
+from ._requests import AsyncRequest, CoreOptions, DeviceResult, Origin
 from ._stats import SimulatorStats
 from ._wire import DeviceIdList
 
@@ -68,10 +68,9 @@ class SimulatorCore:
         self.former: dict[tuple[str, str], Device] = {}
         self.requests: dict[str, AsyncRequest] = {}
         self._finished: deque[str] = deque()  # finished request ids, oldest first
-        self.outbox: list[tuple[str, dict[str, Any]]] = []
-        self._ready: list[Delivery] = []
         self._jobs = JobQueue()
         self.applier = Applier(self.inventory, rng, options, self.former)
+        self.outbox = Outbox(self._jobs, self.faults, options, stats)
 
     # Helpers -------------------------------------------------------------------------------
 
@@ -125,25 +124,11 @@ class SimulatorCore:
                     extra = {"Reason": "AutoRestore"}
                     self.applier.record(device, "restore", "Success", "system", extra, self.now())
             else:
-                self._ready.append(job.delivery)
+                self.outbox.queue(job.delivery)
 
     def next_due(self) -> float | None:
         """When the next job is due, if any."""
         return self._jobs.next_due()
-
-    def take_ready(self) -> list[Delivery]:
-        """Deliveries to attempt now (removed from the queue)."""
-        ready, self._ready = self._ready, []
-        return ready
-
-    def delivery_done(self, delivery: Delivery, status: int) -> None:
-        """Record one attempt; schedule a redelivery when it failed and attempts remain."""
-        delivery.attempts += 1
-        delivery.statuses.append(status)
-        ok = 200 <= status < 300
-        if not ok and delivery.attempts < self.options.max_callback_threshold:
-            due = self.now() + self.options.callback_retry_interval
-            self._jobs.schedule(due, DeliverJob(delivery))
 
     # Asynchronous requests -----------------------------------------------------------------
 
@@ -190,7 +175,10 @@ class SimulatorCore:
             result.status = "Failed" if outcome.fault else "Success"
             if outcome.restore_at is not None and outcome.device is not None:
                 self._jobs.schedule(outcome.restore_at, RestoreJob(outcome.device, now))
-            self._callback(request, position, outcome)
+            account = self.inventory.accounts.get(request.account)
+            registration = None if account is None else account.callbacks.get("CarrierService")
+            if registration is not None:
+                self.outbox.emit(registration, request, position, outcome, self.now())
         failed = any(r.fault for r in request.results)
         request.status = "Failure" if failed else "Success"
         keep = self.options.max_requests
@@ -198,36 +186,3 @@ class SimulatorCore:
             self._finished.append(request.request_id)
             while len(self._finished) > keep:
                 self.requests.pop(self._finished.popleft(), None)
-
-    def _callback(self, request: AsyncRequest, position: int, outcome: Outcome) -> None:
-        account = self.inventory.accounts.get(request.account)
-        registration = None if account is None else account.callbacks.get("CarrierService")
-        if registration is None:
-            return
-        body = callback_body(
-            registration,
-            request.request_id,
-            outcome.before,
-            max_threshold=self.options.max_callback_threshold,
-            response=outcome.response,
-            fault=outcome.fault,
-        )
-        origin = None
-        if request.request_index is not None and request.route is not None:
-            origin = request.request_index, request.route
-        drop, duplicate, delay = self.faults.callback_fate(
-            origin, position, early=request.callbacks_early
-        )
-        if drop:
-            return
-        for _ in range(2 if duplicate else 1):
-            delivery = Delivery(
-                registration.url,
-                dict(body),
-                request_index=request.request_index,
-                route=request.route,
-            )
-            if delay > 0:
-                self._jobs.schedule(self.now() + delay, DeliverJob(delivery))
-            else:
-                self._ready.append(delivery)

@@ -114,6 +114,7 @@ class ThingSpaceSimulator:
             limits=limits if limits is not None else SimulatorLimits(),
             max_requests=max_requests,
             max_history=max_history,
+            max_outbox=max_outbox,
         )
         rng = random.Random(seed)
         self._injector = FaultInjector(seed, Faults(), self.stats)
@@ -126,7 +127,7 @@ class ThingSpaceSimulator:
             self._check_scope(faults)
             self._injector.replace(faults)
         self._lock = threading.RLock()
-        self._pump = CallbackPump(self._engine, self._injector, self._lock, deliver, max_outbox)
+        self._pump = CallbackPump(self._engine, self._lock, deliver)
         self._exchange = Exchange(
             self._engine, self._router, self._injector, self._lock, self._pump.flush, max_received
         )
@@ -191,7 +192,7 @@ class ThingSpaceSimulator:
     def outbox(self) -> list[tuple[str, dict[str, Any]]]:
         """Every callback attempt so far (the latest ``max_outbox``), as ``(url, body)``,
         oldest first."""
-        return self._engine.outbox
+        return self._engine.outbox.attempts
 
     # Faults and introspection -------------------------------------------------------------
 
