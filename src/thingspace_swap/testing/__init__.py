@@ -16,23 +16,22 @@ The simulator never imports the client: it exists to catch the client's wire mis
 from ._auth import SimulatorCredentials
 from ._callbacks import SERVICE_NAMES
 from ._clock import DEFAULT_EPOCH, VirtualClock, WallClock
-from ._engine import AsyncRequest, DeviceResult
 from ._errors import Codes
 from ._faults import FaultKind, FaultRecord, Faults, ResponseLost
 from ._identifiers import luhn_check_digit, luhn_valid
 from ._inventory import Account, CallbackRegistration, Device, HistoryEntry, Plan
-from ._populate import Population
-from ._rules import CHANGE_OPTIONS, SimulatorLimits
-from ._stats import ReceivedRequest, SimulatorStats
-from .server import (
+from ._listener import (
     CallbackListener,
     HttpDeliver,
     ReceivedCallback,
-    SimulatorServer,
     callback_listener,
     http_deliver,
-    serve,
 )
+from ._populate import Population
+from ._requests import AsyncRequest, DeviceResult
+from ._rules import CHANGE_OPTIONS, SimulatorLimits
+from ._stats import ReceivedRequest, SimulatorStats
+from .server import SimulatorServer, serve
 from .simulator import DeliverFn, ThingSpaceSimulator
 
 __all__ = [

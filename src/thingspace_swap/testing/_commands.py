@@ -1,4 +1,4 @@
-"""State-changing device requests: validate synchronously (400s), then queue on the engine.
+"""State-changing device requests: validate synchronously (400s), then queue on the core.
 
 Checks that depend on the whole request are answered at once; per-device rules are re-checked
 when the request is applied, so a device that changed in between fails asynchronously.
@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from ._auth import Session
-from ._engine import Engine
 from ._errors import Codes, M2MError
 from ._identifiers import identifier_problem
 from ._inventory import Account, Device
-from ._rules import CHANGE_OPTIONS, change_device_fault, new_ids_fault
+from ._rules import CHANGE_OPTIONS, change_device_fault, new_device_fault, new_ids_fault
+from ._sim_core import SimulatorCore
 from ._wire import DeviceIdList, ids_json, opt_str, parse_device_ids, req_str
 
 __all__ = ["change_identifier", "delete_devices", "provision"]
@@ -22,20 +22,20 @@ _SERVICE_TYPES = ("3g", "4g", "5g")
 
 
 def change_identifier(
-    engine: Engine, session: Session, service_type: str, body: dict[str, Any]
+    core: SimulatorCore, session: Session, service_type: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     """``PUT /devices/{serviceType}/actions/deviceId``: validate, then queue the swap.
 
     Every call is counted against the line its ``deviceIds`` name (by current or former
     identifiers) before any check, so ``sim.submissions`` sees rejected resubmissions too.
     """
-    engine.count_submission(_selector_or_none(body))
+    core.count_submission(_selector_or_none(body))
     if service_type.lower() not in _SERVICE_TYPES:
         raise M2MError(Codes.SERVICE_TYPE_INVALID, f"Unknown service type {service_type!r}")
     option = _change_option(body)
     account_name = opt_str(body, "accountName")
     if account_name is not None:
-        engine.account(account_name)
+        core.account(account_name)
     selector = parse_device_ids(body.get("deviceIds"), "deviceIds")
     new_ids = parse_device_ids(body.get("deviceIdsTo"), "deviceIdsTo", required=False)
     params: dict[str, Any] = {"option": option, "accountName": account_name, "deviceIdsTo": new_ids}
@@ -45,19 +45,19 @@ def change_identifier(
         _check_new_hardware(option, new_ids)
     if CHANGE_OPTIONS[option].needs_smsr_oid:
         params["smsrOid"] = req_str(body, "smsrOid", Codes.SMSR_OID_INVALID)
-    device = engine.resolve(selector, account_name)
+    device = core.inventory.resolve(selector, account_name)
     if device is None:
         raise M2MError(Codes.DEVICE_NOT_FOUND, "The device was not found")
     plan = opt_str(body, "servicePlan")
-    if plan is not None and plan not in engine.account(device.account).plans:
+    if plan is not None and plan not in core.account(device.account).plans:
         raise M2MError(Codes.SERVICE_PLAN_INVALID, f"Unknown service plan {plan!r}")
     params["servicePlan"] = plan
     fault = change_device_fault(device) or new_ids_fault(
-        engine.inventory, new_ids, strict_spares=engine.options.strict_spares
+        core.inventory, new_ids, strict_spares=core.options.strict_spares
     )
     if fault is not None:
         raise M2MError(*fault)
-    return engine.submit(session, device.account, "changeIdentifier", [selector], params)
+    return core.submit(session, device.account, "changeIdentifier", [selector], params)
 
 
 def _selector_or_none(body: dict[str, Any]) -> DeviceIdList | None:
@@ -119,20 +119,20 @@ def _check_new_hardware(option: str, new_ids: DeviceIdList) -> None:
 
 
 def provision(
-    engine: Engine, session: Session, action: str, body: dict[str, Any]
+    core: SimulatorCore, session: Session, action: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     """``/devices/actions/{activate,suspend,restore,deactivate,plan}``."""
     account_name = opt_str(body, "accountName")
     if action in ("activate", "deactivate") and account_name is None:
         raise M2MError(Codes.REQUEST_INVALID, f"accountName is required to {action}")
-    account = None if account_name is None else engine.account(account_name)
+    account = None if account_name is None else core.account(account_name)
     raw = body.get("devices")
     if not isinstance(raw, list) or not raw:
         raise M2MError(Codes.REQUEST_INVALID, "devices must be a non-empty array")
-    if len(raw) > engine.limits.max_devices_per_request:
+    if len(raw) > core.limits.max_devices_per_request:
         raise M2MError(
             Codes.TOO_MANY_DEVICES,
-            f"At most {engine.limits.max_devices_per_request} devices per request",
+            f"At most {core.limits.max_devices_per_request} devices per request",
         )
     selectors = []
     for index, item in enumerate(raw):
@@ -151,43 +151,45 @@ def provision(
     if action == "deactivate":
         params["reasonCode"] = req_str(body, "reasonCode")
     devices: list[Device | None] = []
+    strict = core.options.strict_spares
     for selector in selectors:
-        device = engine.resolve(selector, account_name)
+        device = core.inventory.resolve(selector, account_name)
         if device is None and not (
-            action == "activate" and engine.new_device_fault(selector) is None
+            action == "activate"
+            and new_device_fault(core.inventory, selector, strict_spares=strict) is None
         ):
             raise M2MError(
                 Codes.DEVICE_NOT_FOUND,
                 f"Device {selector[0][0]} {selector[0][1]} was not found",
             )
         devices.append(device)
-    owner = account or engine.account(next(d.account for d in devices if d is not None))
+    owner = account or core.account(next(d.account for d in devices if d is not None))
     if "servicePlan" in params and params["servicePlan"] not in owner.plans:
         raise M2MError(
             Codes.SERVICE_PLAN_INVALID, f"Unknown service plan {params['servicePlan']!r}"
         )
     if action == "activate":
-        _count_activate_request(engine, owner)
-    return engine.submit(session, owner.name, action, selectors, params)
+        _count_activate_request(core, owner)
+    return core.submit(session, owner.name, action, selectors, params)
 
 
-def _count_activate_request(engine: Engine, account: Account) -> None:
-    now = engine.now()
+def _count_activate_request(core: SimulatorCore, account: Account) -> None:
+    now = core.now()
     recent = [ts for ts in account.activate_requests if now - ts < 60.0]
-    if len(recent) >= engine.limits.activate_requests_per_minute:
+    if len(recent) >= core.limits.activate_requests_per_minute:
         account.activate_requests = recent
         raise M2MError(
             Codes.MAX_REQUESTS_EXCEEDED,
-            f"At most {engine.limits.activate_requests_per_minute} activate requests per minute",
+            f"At most {core.limits.activate_requests_per_minute} activate requests per minute",
         )
     account.activate_requests = [*recent, now]
 
 
-def delete_devices(engine: Engine, body: dict[str, Any]) -> list[dict[str, Any]]:
+def delete_devices(core: SimulatorCore, body: dict[str, Any]) -> list[dict[str, Any]]:
     """``POST /devices/actions/delete``: synchronous, one result per device."""
     account_name = opt_str(body, "accountName")
     if account_name is not None:
-        engine.account(account_name)
+        core.account(account_name)
     raw = body.get("devicesToDelete", body.get("devices"))
     if not isinstance(raw, list) or not raw:
         raise M2MError(Codes.REQUEST_INVALID, "devicesToDelete must be a non-empty array")
@@ -196,14 +198,14 @@ def delete_devices(engine: Engine, body: dict[str, Any]) -> list[dict[str, Any]]
         if not isinstance(item, dict):
             raise M2MError(Codes.REQUEST_INVALID, f"devicesToDelete[{index}] must be an object")
         selector = parse_device_ids(item.get("deviceIds"), f"devicesToDelete[{index}]")
-        device = engine.resolve(selector, account_name)
+        device = core.inventory.resolve(selector, account_name)
         entry: dict[str, Any] = {"deviceIds": ids_json(selector)}
         if device is None:
             entry.update(status="Failed", message="The device was not found.")
         elif device.state != "deactive":
             entry.update(status="Failed", message="The device is not in deactivate state.")
         else:
-            engine.inventory.remove(device)
+            core.inventory.remove(device)
             entry["status"] = "Success"
         results.append(entry)
     return results

@@ -115,6 +115,13 @@ class HttpServer:
             self._thread.join()
             raise
 
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:54321`` (a wildcard host as its loopback)."""
+        host, port = self.address
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 (mapped, not bound)
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
     # The loop's thread ----------------------------------------------------------------------
 
     def _run(self, started: concurrent.futures.Future[None]) -> None:

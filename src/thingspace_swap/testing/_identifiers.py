@@ -13,6 +13,7 @@ __all__ = [
     "random_iccid",
     "random_imei",
     "random_imsi",
+    "random_ip_address",
     "random_mdn",
 ]
 
@@ -116,3 +117,8 @@ def random_eid(rng: random.Random) -> str:
     body = "89049032" + _digits(rng, 22)
     check = 98 - (int(body + "00") % 97)
     return f"{body}{check:02d}"
+
+
+def random_ip_address(rng: random.Random) -> str:
+    """A private IPv4 address (10.x.y.z) for a device's data session."""
+    return f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"

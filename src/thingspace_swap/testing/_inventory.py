@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ._identifiers import KINDS
@@ -175,6 +175,34 @@ class Inventory:
         self.next_device_id = max(self.next_device_id, device.device_id + 1)
         return device
 
+    def create(
+        self,
+        account: Account,
+        identifiers: dict[str, str],
+        *,
+        state: str,
+        plan: str,
+        created_at: float,
+        id_step: int = 1,
+    ) -> Device:
+        """Insert a new device with the next ``DeviceId`` (``id_step`` - 1 ids skipped)."""
+        if state not in DEVICE_STATES:
+            raise ValueError(f"unknown device state {state!r}; use one of {DEVICE_STATES}")
+        if plan not in account.plans:
+            raise ValueError(f"account {account.name} has no plan {plan!r}")
+        for kind in identifiers:
+            if kind not in KINDS:
+                raise ValueError(f"unknown identifier kind {kind!r}")
+        device = Device(
+            device_id=self.next_device_id + max(0, id_step - 1),
+            account=account.name,
+            identifiers=dict(identifiers),
+            state=state,
+            plan=plan,
+            created_at=created_at,
+        )
+        return self.add(device)
+
     def remove(self, device: Device) -> None:
         """Delete ``device``: its identifiers become free again."""
         self._devices.pop(device.device_id, None)
@@ -198,6 +226,21 @@ class Inventory:
     def find(self, kind: str, value: str) -> Device | None:
         """The device that has identifier ``value`` of ``kind`` (lower-case), if any."""
         return self._index.get((kind, value))
+
+    def resolve(
+        self, selector: Iterable[tuple[str, str]], account: str | None = None
+    ) -> Device | None:
+        """The device every ``(kind, value)`` of ``selector`` names, inside ``account`` if
+        given."""
+        found: Device | None = None
+        for kind, value in selector:
+            device = self.find(kind, value)
+            if device is None or (found is not None and device is not found):
+                return None
+            found = device
+        if found is not None and account is not None and found.account != account:
+            return None
+        return found
 
     def find_any(self, value: str) -> Device | None:
         """The device that has ``value`` as an identifier of any kind, if any."""

@@ -6,9 +6,14 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._engine import Engine
-from ._identifiers import random_iccid, random_imei, random_imsi, random_mdn
-from ._inventory import Account, Device, HistoryEntry, Plan
+from ._identifiers import (
+    random_iccid,
+    random_imei,
+    random_imsi,
+    random_ip_address,
+    random_mdn,
+)
+from ._inventory import Account, Device, HistoryEntry, Inventory, Plan
 
 __all__ = ["DEFAULT_PLANS", "Population", "populate"]
 
@@ -19,7 +24,9 @@ DEFAULT_PLANS = (
 )
 
 _GROUPS = ("southwest", "northeast", "midwest", "fleet-a", "fleet-b")
-_STATES = (("active", 85), ("suspend", 6), ("deactive", 5), ("preactive", 4))
+#: Device states and how many in a hundred devices are in each.
+_STATE_NAMES = ("active", "suspend", "deactive", "preactive")
+_STATE_WEIGHTS = (85, 6, 5, 4)
 
 
 @dataclass(frozen=True)
@@ -35,80 +42,82 @@ class Population:
     spare_imeis: list[str]
 
 
-def _unique(engine: Engine, make: Callable[[], str]) -> str:
+def _unique(inventory: Inventory, make: Callable[[], str]) -> str:
     while True:
         value = make()
-        if engine.inventory.is_free_value(value):
+        if inventory.is_free_value(value):
             return value
 
 
 def populate(
-    engine: Engine,
+    inventory: Inventory,
     account: Account,
     n_devices: int,
     rng: random.Random,
     *,
+    now: float,
+    event_by: str,
     n_spare_sims: int,
     n_spare_imeis: int,
 ) -> Population:
-    """Fill ``account`` with ``n_devices`` devices drawn from ``rng``."""
+    """Fill ``account`` with ``n_devices`` devices drawn from ``rng``.
+
+    ``now`` is the current time and ``event_by`` the user named by their activations.
+    """
     for plan in DEFAULT_PLANS:
         account.plans.setdefault(plan.code, plan)
     plans = list(account.plans.values())
-    now = engine.now()
-    states = [state for state, _ in _STATES]
-    weights = [weight for _, weight in _STATES]
-    devices = []
-    for _ in range(n_devices):
-        state = rng.choices(states, weights)[0]
-        ids = {
-            "iccid": _unique(engine, lambda: random_iccid(rng)),
-            "imei": _unique(engine, lambda: random_imei(rng)),
-        }
-        if state in ("active", "suspend"):
-            mdn = _unique(engine, lambda: random_mdn(rng))
-            ids.update(mdn=mdn, msisdn="1" + mdn, imsi=_unique(engine, lambda: random_imsi(rng)))
-        plan = rng.choice(plans)
-        created = now - rng.uniform(30, 900) * 86400
-        device = engine.create_device(
-            account,
-            ids,
-            state=state,
-            plan=plan.code,
-            created_at=round(created),
-            id_step=rng.randint(1, 7),
-        )
-        device.groups = [rng.choice(_GROUPS)] if rng.random() < 0.7 else []
-        device.custom_fields = {"CustomField1": f"CF{rng.randrange(1000)}"}
-        if state != "preactive":
-            activated = round(created + rng.uniform(0, 5) * 86400)
-            device.last_activation_at = activated
-            device.history.append(
-                HistoryEntry(
-                    activated,
-                    "Activate",
-                    "Success",
-                    engine.auth.credentials.username,
-                    plan.code,
-                    ids.get("mdn", ""),
-                    ids.get("msisdn", ""),
-                )
-            )
-        if state == "active":
-            device.connected = rng.random() < 0.6
-            device.ip_address = (
-                f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-            )
-        if state == "suspend":
-            device.suspended_at = now
-        devices.append(device)
-    spare_iccids = [_add_spare(engine, account, "iccid", rng) for _ in range(n_spare_sims)]
-    spare_imeis = [_add_spare(engine, account, "imei", rng) for _ in range(n_spare_imeis)]
+    devices = [_device(inventory, account, plans, rng, now, event_by) for _ in range(n_devices)]
+    spare_iccids = [_add_spare(inventory, account, "iccid", rng) for _ in range(n_spare_sims)]
+    spare_imeis = [_add_spare(inventory, account, "imei", rng) for _ in range(n_spare_imeis)]
     return Population(account.name, devices, plans, spare_iccids, spare_imeis)
 
 
-def _add_spare(engine: Engine, account: Account, kind: str, rng: random.Random) -> str:
+def _device(
+    inventory: Inventory,
+    account: Account,
+    plans: list[Plan],
+    rng: random.Random,
+    now: float,
+    event_by: str,
+) -> Device:
+    """One device in a random state, created 30 to 900 days ago."""
+    state = rng.choices(_STATE_NAMES, _STATE_WEIGHTS)[0]
+    ids = {
+        "iccid": _unique(inventory, lambda: random_iccid(rng)),
+        "imei": _unique(inventory, lambda: random_imei(rng)),
+    }
+    if state in ("active", "suspend"):
+        mdn = _unique(inventory, lambda: random_mdn(rng))
+        ids.update(mdn=mdn, msisdn="1" + mdn, imsi=_unique(inventory, lambda: random_imsi(rng)))
+    plan = rng.choice(plans)
+    created = now - rng.uniform(30, 900) * 86400
+    device = inventory.create(
+        account,
+        ids,
+        state=state,
+        plan=plan.code,
+        created_at=round(created),
+        id_step=rng.randint(1, 7),
+    )
+    device.groups = [rng.choice(_GROUPS)] if rng.random() < 0.7 else []
+    device.custom_fields = {"CustomField1": f"CF{rng.randrange(1000)}"}
+    if state != "preactive":
+        activated = round(created + rng.uniform(0, 5) * 86400)
+        device.last_activation_at = activated
+        mdn, msisdn = ids.get("mdn", ""), ids.get("msisdn", "")
+        entry = HistoryEntry(activated, "Activate", "Success", event_by, plan.code, mdn, msisdn)
+        device.history.append(entry)
+    if state == "active":
+        device.connected = rng.random() < 0.6
+        device.ip_address = random_ip_address(rng)
+    if state == "suspend":
+        device.suspended_at = now
+    return device
+
+
+def _add_spare(inventory: Inventory, account: Account, kind: str, rng: random.Random) -> str:
     make = random_iccid if kind == "iccid" else random_imei
-    value = _unique(engine, lambda: make(rng))
-    engine.inventory.spares[(kind, value)] = account.name
+    value = _unique(inventory, lambda: make(rng))
+    inventory.spares[(kind, value)] = account.name
     return value

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._engine import Engine
 from ._errors import Codes, M2MError
 from ._identifiers import KINDS
 from ._inventory import Device
+from ._sim_core import SimulatorCore
 from ._wire import (
     account_json,
     device_json,
@@ -25,11 +25,11 @@ __all__ = ["account_info", "history", "list_devices", "plans", "request_status"]
 _STATUS_ACTIONS = ("activate", "suspend", "restore", "deactivate")
 
 
-def list_devices(engine: Engine, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def list_devices(core: SimulatorCore, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """``POST /devices/actions/list``: filtered, cursor-paged by ``DeviceId``."""
     account_name = opt_str(body, "accountName")
     if account_name is not None:
-        engine.account(account_name)
+        core.account(account_name)
     raw_id = body.get("deviceId")
     selector = None if raw_id is None else [parse_device_id(raw_id, "deviceId")]
     filters = _identifier_filters(body.get("filter"))
@@ -39,15 +39,15 @@ def list_devices(engine: Engine, body: dict[str, Any]) -> tuple[int, dict[str, A
     custom = _custom_fields(body.get("customFields"))
     earliest = None if body.get("earliest") is None else parse_time(body["earliest"], "earliest")
     latest = None if body.get("latest") is None else parse_time(body["latest"], "latest")
-    size = opt_int(body, "maxNumberOfDevices", minimum=1) or engine.limits.default_page_size
-    size = min(size, engine.limits.max_page_size)
+    size = opt_int(body, "maxNumberOfDevices", minimum=1) or core.limits.default_page_size
+    size = min(size, core.limits.max_page_size)
     cursor = opt_int(body, "largestDeviceIdSeen") or 0
 
     if selector is not None:
-        one = engine.resolve(selector, account_name)
+        one = core.inventory.resolve(selector, account_name)
         candidates = [] if one is None else [one]
     else:
-        candidates = list(engine.inventory.devices())
+        candidates = list(core.inventory.devices())
     page: list[Device] = []
     more = False
     for device in candidates:
@@ -73,8 +73,8 @@ def list_devices(engine: Engine, body: dict[str, Any]) -> tuple[int, dict[str, A
             more = True
             break
         page.append(device)
-    now = engine.now()
-    devices = [device_json(d, engine.inventory.accounts[d.account], now, engine.tz) for d in page]
+    now = core.now()
+    devices = [device_json(d, core.inventory.accounts[d.account], now, core.tz) for d in page]
     return (202 if more else 200), {"hasMoreData": more, "devices": devices}
 
 
@@ -116,14 +116,14 @@ def _custom_fields(raw: object) -> list[tuple[str, str]]:
     return fields
 
 
-def history(engine: Engine, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def history(core: SimulatorCore, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """``POST /devices/history/actions/list``: one device's provisioning events."""
     raw = body.get("deviceId")
     if raw is None:
         raise M2MError(Codes.REQUEST_INVALID, "deviceId is required")
     selector = [parse_device_id(raw, "deviceId")]
     account_name = opt_str(body, "accountName")
-    device = engine.resolve(selector, account_name)
+    device = core.inventory.resolve(selector, account_name)
     if device is None:
         raise M2MError(Codes.DEVICE_NOT_FOUND, "The device was not found")
     earliest = None if body.get("earliest") is None else parse_time(body["earliest"], "earliest")
@@ -134,32 +134,32 @@ def history(engine: Engine, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if (earliest is None or e.occurred_at >= earliest)
         and (latest is None or e.occurred_at <= latest)
     ]
-    size = engine.limits.history_page_size
+    size = core.limits.history_page_size
     more = len(entries) > size
     return (202 if more else 200), {
-        "provisioningHistory": [history_json(e, engine.tz) for e in entries[:size]],
+        "provisioningHistory": [history_json(e, core.tz) for e in entries[:size]],
         "hasMoreData": more,
     }
 
 
-def plans(engine: Engine, account_name: str) -> list[dict[str, Any]]:
+def plans(core: SimulatorCore, account_name: str) -> list[dict[str, Any]]:
     """``GET /plans/{accountName}``."""
-    return [plan_json(p) for p in engine.account(account_name).plans.values()]
+    return [plan_json(p) for p in core.account(account_name).plans.values()]
 
 
-def account_info(engine: Engine, account_name: str) -> dict[str, Any]:
+def account_info(core: SimulatorCore, account_name: str) -> dict[str, Any]:
     """``GET /accounts/{accountName}``."""
-    return account_json(engine.account(account_name))
+    return account_json(core.account(account_name))
 
 
-def request_status(engine: Engine, account_name: str, request_id: str) -> dict[str, Any]:
+def request_status(core: SimulatorCore, account_name: str, request_id: str) -> dict[str, Any]:
     """``GET /accounts/{accountName}/requests/{requestId}/status``."""
-    engine.account(account_name)
-    request = engine.requests.get(request_id)
+    core.account(account_name)
+    request = core.requests.get(request_id)
     if (
         request is None
         or request.account != account_name
-        or (not engine.options.request_status_for_all and request.action not in _STATUS_ACTIONS)
+        or (not core.options.request_status_for_all and request.action not in _STATUS_ACTIONS)
     ):
         raise M2MError(Codes.REQUEST_NOT_FOUND, f"Request {request_id} was not found")
     return {"requestId": request.request_id, "status": request.status}

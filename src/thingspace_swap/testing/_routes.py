@@ -1,4 +1,4 @@
-"""HTTP routing: ``httpx.Request`` in, ``httpx.Response`` out, on top of the engine.
+"""HTTP routing: ``httpx.Request`` in, ``httpx.Response`` out, on top of the core.
 
 Only the path is routed, so any base URL works. Unknown paths get the gateway's ``900906``
 fault (404, or 405 for a known path with another method). Every M2M route checks the bearer
@@ -20,14 +20,14 @@ from . import _commands as commands
 from . import _queries as queries
 from . import _registrations as registrations
 from ._auth import Session
-from ._engine import Engine
 from ._errors import Codes, GatewayFault, M2MError, SimulatorHTTPError
+from ._sim_core import SimulatorCore
 
 __all__ = ["Router"]
 
 _M2M = "/api/m2m/v1"
 _Result = tuple[int, Any]
-_Handler = Callable[[Engine, "_Call"], _Result]
+_Handler = Callable[[SimulatorCore, "_Call"], _Result]
 
 
 @dataclass
@@ -91,60 +91,60 @@ class _Route:
 # Handlers ------------------------------------------------------------------------------------
 
 
-def _token(e: Engine, c: _Call) -> _Result:
-    return 200, e.auth.issue_token(c.request.headers.get("authorization"), c.form())
+def _token(core: SimulatorCore, c: _Call) -> _Result:
+    return 200, core.auth.issue_token(c.request.headers.get("authorization"), c.form())
 
 
-def _login(e: Engine, c: _Call) -> _Result:
-    return 200, e.auth.login(c.json())
+def _login(core: SimulatorCore, c: _Call) -> _Result:
+    return 200, core.auth.login(c.json())
 
 
-def _logout(e: Engine, c: _Call) -> _Result:
-    return 200, e.auth.logout(c.session)
+def _logout(core: SimulatorCore, c: _Call) -> _Result:
+    return 200, core.auth.logout(c.session)
 
 
-def _change_identifier(e: Engine, c: _Call) -> _Result:
-    return 200, commands.change_identifier(e, c.session, c.params["serviceType"], c.json())
+def _change_identifier(core: SimulatorCore, c: _Call) -> _Result:
+    return 200, commands.change_identifier(core, c.session, c.params["serviceType"], c.json())
 
 
 def _provisioner(action: str) -> _Handler:
-    return lambda e, c: (200, commands.provision(e, c.session, action, c.json()))
+    return lambda core, c: (200, commands.provision(core, c.session, action, c.json()))
 
 
-def _delete(e: Engine, c: _Call) -> _Result:
-    return 200, commands.delete_devices(e, c.json())
+def _delete(core: SimulatorCore, c: _Call) -> _Result:
+    return 200, commands.delete_devices(core, c.json())
 
 
-def _list(e: Engine, c: _Call) -> _Result:
-    return queries.list_devices(e, c.json())
+def _list(core: SimulatorCore, c: _Call) -> _Result:
+    return queries.list_devices(core, c.json())
 
 
-def _history(e: Engine, c: _Call) -> _Result:
-    return queries.history(e, c.json())
+def _history(core: SimulatorCore, c: _Call) -> _Result:
+    return queries.history(core, c.json())
 
 
-def _plans(e: Engine, c: _Call) -> _Result:
-    return 200, queries.plans(e, c.account)
+def _plans(core: SimulatorCore, c: _Call) -> _Result:
+    return 200, queries.plans(core, c.account)
 
 
-def _account(e: Engine, c: _Call) -> _Result:
-    return 200, queries.account_info(e, c.account)
+def _account(core: SimulatorCore, c: _Call) -> _Result:
+    return 200, queries.account_info(core, c.account)
 
 
-def _status(e: Engine, c: _Call) -> _Result:
-    return 200, queries.request_status(e, c.account, c.params["requestId"])
+def _status(core: SimulatorCore, c: _Call) -> _Result:
+    return 200, queries.request_status(core, c.account, c.params["requestId"])
 
 
-def _register(e: Engine, c: _Call) -> _Result:
-    return 200, registrations.register_callback(e, c.account, c.json())
+def _register(core: SimulatorCore, c: _Call) -> _Result:
+    return 200, registrations.register_callback(core, c.account, c.json())
 
 
-def _callbacks(e: Engine, c: _Call) -> _Result:
-    return 200, registrations.list_callbacks(e, c.account)
+def _callbacks(core: SimulatorCore, c: _Call) -> _Result:
+    return 200, registrations.list_callbacks(core, c.account)
 
 
-def _deregister(e: Engine, c: _Call) -> _Result:
-    return 200, registrations.deregister_callback(e, c.account, c.params["serviceName"])
+def _deregister(core: SimulatorCore, c: _Call) -> _Result:
+    return 200, registrations.deregister_callback(core, c.account, c.params["serviceName"])
 
 
 def _routes() -> list[_Route]:
@@ -179,10 +179,10 @@ def _routes() -> list[_Route]:
 
 
 class Router:
-    """Maps requests to engine operations and results to responses."""
+    """Maps requests to core operations and results to responses."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, core: SimulatorCore) -> None:
+        self.core = core
         self.routes = [(route, route.pattern) for route in _routes()]
 
     # Dispatch ------------------------------------------------------------------------------
@@ -220,7 +220,7 @@ class Router:
 
     def answer(self, request: httpx.Request) -> tuple[int, Any]:
         """Answer one request as ``(status, JSON body)``."""
-        stats = self.engine.stats
+        stats = self.core.stats
         try:
             matched = self.match(request.method.upper(), request.url.path)
             if matched is None:
@@ -232,10 +232,10 @@ class Router:
             stats.routes[route.name] += 1
             session = None
             if route.m2m:
-                self.engine.auth.check_bearer(request.headers.get("authorization"))
+                self.core.auth.check_bearer(request.headers.get("authorization"))
                 if route.session:
-                    session = self.engine.auth.check_session(request.headers.get("vz-m2m-token"))
-            status, body = route.handler(self.engine, _Call(request, params, session))
+                    session = self.core.auth.check_session(request.headers.get("vz-m2m-token"))
+            status, body = route.handler(self.core, _Call(request, params, session))
         except SimulatorHTTPError as error:
             status, body = error.status, error.body
         return status, body

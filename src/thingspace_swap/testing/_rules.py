@@ -14,11 +14,12 @@ from types import MappingProxyType
 
 from ._callbacks import LISTENER_PORTS
 from ._errors import Codes
-from ._identifiers import identifier_problem, random_imsi, random_mdn
+from ._identifiers import identifier_problem, random_imsi, random_ip_address, random_mdn
 from ._inventory import NO_IP_ADDRESS, Device, Inventory
 
 __all__ = [
     "CHANGE_OPTIONS",
+    "NOT_FOUND",
     "PROVISIONING_ACTIONS",
     "ChangeOption",
     "Fault",
@@ -27,10 +28,14 @@ __all__ = [
     "apply_action",
     "apply_change",
     "change_device_fault",
+    "new_device_fault",
     "new_ids_fault",
 ]
 
 Fault = tuple[str, str]
+
+#: The fault of a request that names no device (or a device of another account).
+NOT_FOUND: Fault = (Codes.DEVICE_NOT_FOUND, "The device was not found")
 
 #: Actions that count toward the per-line daily provisioning limit.
 PROVISIONING_ACTIONS = ("activate", "suspend", "restore", "deactivate")
@@ -183,6 +188,17 @@ def new_ids_fault(
     return None
 
 
+def new_device_fault(
+    inventory: Inventory, selector: list[tuple[str, str]], *, strict_spares: bool
+) -> Fault | None:
+    """Why ``activate`` cannot create a device from ``selector``: it needs an ICCID with an
+    IMEI or an EID, all new."""
+    kinds = {kind for kind, _ in selector}
+    if not {"iccid", "imei"} <= kinds and not {"iccid", "eid"} <= kinds:
+        return NOT_FOUND
+    return new_ids_fault(inventory, selector, strict_spares=strict_spares)
+
+
 # Effects -------------------------------------------------------------------------------------
 
 
@@ -198,10 +214,6 @@ def _new_imsi(inventory: Inventory, rng: random.Random) -> str:
         imsi = random_imsi(rng)
         if not inventory.is_taken("imsi", imsi):
             return imsi
-
-
-def _ip_address(rng: random.Random) -> str:
-    return f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
 
 
 def assign_number(
@@ -234,7 +246,7 @@ def apply_action(
         if not device.imsi:
             inventory.set_identifier(device, "imsi", _new_imsi(inventory, rng))
         device.last_activation_at = now
-        device.ip_address = _ip_address(rng)
+        device.ip_address = random_ip_address(rng)
     elif action == "suspend":
         device.state = "suspend"
         device.suspended_at = now

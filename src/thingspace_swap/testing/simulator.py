@@ -15,32 +15,28 @@ is in ``sim.received``, ``sim.fault_log``, ``sim.submission_counts()`` and ``sim
 
 from __future__ import annotations
 
-import json
 import random
 import threading
-from collections import deque
-from collections.abc import Callable
 from datetime import timedelta, timezone, tzinfo
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
 from ._auth import SimulatorCredentials
-from ._callbacks import Delivery
 from ._clock import VirtualClock
-from ._engine import AsyncRequest, Engine, EngineOptions
-from ._faults import FaultInjector, FaultRecord, Faults, RequestPlan, ResponseLost, lost_body
-from ._identifiers import identifier_problem
+from ._desk import InventoryDesk, identifiers
+from ._exchange import Exchange
+from ._faults import FaultInjector, FaultRecord, Faults
 from ._inventory import Account, Device, Plan
-from ._populate import Population, populate
+from ._populate import Population
+from ._pump import CallbackPump, DeliverFn
+from ._requests import AsyncRequest, CoreOptions
 from ._routes import Router
 from ._rules import SimulatorLimits
+from ._sim_core import SimulatorCore
 from ._stats import ReceivedRequest, SimulatorStats
 
 __all__ = ["DeliverFn", "ThingSpaceSimulator"]
-
-#: Delivers one callback: ``deliver(url, body) -> HTTP status``; non-2xx means redeliver.
-DeliverFn = Callable[[str, dict[str, Any]], int]
 
 #: US Eastern daylight time, the offset of Verizon's documentation examples.
 _EDT = timezone(timedelta(hours=-4))
@@ -100,21 +96,16 @@ class ThingSpaceSimulator:
         max_history: int | None = None,
         max_outbox: int | None = None,
     ) -> None:
-        for name, bound in (
-            ("max_received", max_received),
-            ("max_requests", max_requests),
-            ("max_history", max_history),
-            ("max_outbox", max_outbox),
-        ):
-            if bound is not None and bound < 0:
-                raise ValueError(f"{name} must be None or >= 0, not {bound}")
+        _check_bounds(
+            max_received=max_received,
+            max_requests=max_requests,
+            max_history=max_history,
+            max_outbox=max_outbox,
+        )
         self.clock = clock if clock is not None else VirtualClock()
         self.credentials = credentials if credentials is not None else SimulatorCredentials()
         self.stats = SimulatorStats()
-        self.deliver = deliver
-        #: Exceptions raised by ``deliver`` (each counted as a failed attempt).
-        self.delivery_errors: list[BaseException] = []
-        options = EngineOptions(
+        options = CoreOptions(
             request_delay=request_delay,
             strict_spares=strict_spares,
             request_status_for_all=request_status_for_all,
@@ -123,21 +114,24 @@ class ThingSpaceSimulator:
             limits=limits if limits is not None else SimulatorLimits(),
             max_requests=max_requests,
             max_history=max_history,
+            max_outbox=max_outbox,
         )
-        self._rng = random.Random(seed)
+        rng = random.Random(seed)
         self._injector = FaultInjector(seed, Faults(), self.stats)
-        self._engine = Engine(
-            self.clock, self._rng, self.credentials, options, self.stats, tz, self._injector
+        # The attribute keeps its old name: tests read the core as ``sim._engine``.
+        self._engine = SimulatorCore(
+            self.clock, rng, self.credentials, options, self.stats, tz, self._injector
         )
         self._router = Router(self._engine)
         if faults is not None:
             self._check_scope(faults)
             self._injector.replace(faults)
-        self._received: deque[ReceivedRequest] = deque(maxlen=max_received)
-        self._max_outbox = max_outbox
-        self._next_index = 0
         self._lock = threading.RLock()
-        self._local = threading.local()
+        self._pump = CallbackPump(self._engine, self._lock, deliver)
+        self._exchange = Exchange(
+            self._engine, self._router, self._injector, self._lock, self._pump.flush, max_received
+        )
+        self._desk = InventoryDesk(self._engine, self._lock)
         self._unsubscribe = self.clock.subscribe(self.run_due) if auto_run else None
 
     # HTTP ----------------------------------------------------------------------------------
@@ -149,52 +143,7 @@ class ThingSpaceSimulator:
             ResponseLost: The request was processed but ``Faults.lost_response_rate`` lost
                 its response (an ``httpx.ReadTimeout``).
         """
-        method, path = request.method.upper(), request.url.path
-        with self._lock:
-            self._engine.run_due()
-            index = self._next_index
-            self._next_index += 1
-            self.stats.requests_received += 1
-            route = self._router.route_of(method, path)
-            name = "UNMATCHED" if route is None else route.name
-            plan = self._injector.plan(index, name, oauth=route is not None and not route.m2m)
-        if plan.latency > 0:
-            self.clock.sleep(plan.latency)  # outside the lock: a wall clock really sleeps
-        headers: dict[str, str] = {}
-        with self._lock:
-            self._engine.run_due()
-            if plan.expire_token:
-                self._engine.auth.expire_access_token()
-            if plan.expire_sessions:
-                self._engine.auth.expire_sessions()
-            if plan.reject is not None:
-                self.stats.routes[name] += 1
-                status, body, headers = plan.reject
-            else:
-                self._engine.origin = (index, name)
-                try:
-                    status, body = self._router.answer(request)
-                finally:
-                    self._engine.origin = None
-            seen: int | Literal["lost"] = status
-            if plan.lost:
-                seen = "lost" if plan.lost_status is None else plan.lost_status
-            self._received.append(
-                ReceivedRequest(
-                    index=index,
-                    time=self.clock.time(),
-                    method=method,
-                    path=path,
-                    route=name,
-                    status=seen,
-                    request_id=_request_id(status, body),
-                    body=_json_body(request) if route is not None and route.mutating else None,
-                    faults=plan.kinds,
-                )
-            )
-            self._engine.run_due()
-        self._flush()
-        return _respond(request, plan, status, body, headers)
+        return self._exchange.handle(request)
 
     def transport(self) -> httpx.MockTransport:
         """A transport for both ``httpx.Client`` and ``httpx.AsyncClient``."""
@@ -212,11 +161,23 @@ class ThingSpaceSimulator:
         with self._lock:
             self._engine.options.request_delay = seconds
 
+    @property
+    def deliver(self) -> DeliverFn | None:
+        """Called for every callback attempt (settable; None: every attempt succeeds)."""
+        return self._pump.deliver
+
+    @deliver.setter
+    def deliver(self, deliver: DeliverFn | None) -> None:
+        self._pump.deliver = deliver
+
+    @property
+    def delivery_errors(self) -> list[BaseException]:
+        """Exceptions raised by ``deliver`` (each counted as a failed attempt)."""
+        return self._pump.delivery_errors
+
     def run_due(self) -> None:
         """Apply due requests and deliver due callbacks (also runs on every clock advance)."""
-        with self._lock:
-            self._engine.run_due()
-        self._flush()
+        self._pump.run_due()
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward and run everything that became due."""
@@ -225,54 +186,13 @@ class ThingSpaceSimulator:
 
     def run_until_idle(self, max_seconds: float = 86400.0) -> None:
         """Advance job by job until nothing is due within ``max_seconds`` from now."""
-        deadline = self.clock.time() + max_seconds
-        while True:
-            with self._lock:
-                due = self._engine.next_due()
-            if due is None or due > deadline:
-                return
-            self.clock.advance(max(0.0, due - self.clock.time()))
-            self.run_due()
+        self._pump.run_until_idle(max_seconds)
 
     @property
     def outbox(self) -> list[tuple[str, dict[str, Any]]]:
         """Every callback attempt so far (the latest ``max_outbox``), as ``(url, body)``,
         oldest first."""
-        return self._engine.outbox
-
-    def _flush(self) -> None:
-        if getattr(self._local, "flushing", False):
-            return  # a deliver() that calls back into the simulator: the outer loop continues
-        self._local.flushing = True
-        try:
-            while True:
-                with self._lock:
-                    self._engine.run_due()
-                    batch = self._injector.reorder(self._engine.take_ready())
-                if not batch:
-                    return
-                for delivery in batch:
-                    self._attempt(delivery)
-        finally:
-            self._local.flushing = False
-
-    def _attempt(self, delivery: Delivery) -> None:
-        body = delivery.next_body()
-        with self._lock:
-            outbox = self._engine.outbox
-            outbox.append((delivery.url, body))
-            if self._max_outbox is not None and len(outbox) > self._max_outbox:
-                del outbox[: len(outbox) - self._max_outbox]
-            self.stats.callback_attempts += 1
-        status = 200
-        if self.deliver is not None:
-            try:
-                status = self.deliver(delivery.url, body)
-            except Exception as error:  # a failing listener is a failed delivery
-                self.delivery_errors.append(error)
-                status = 0
-        with self._lock:
-            self._engine.delivery_done(delivery, status)
+        return self._engine.outbox.attempts
 
     # Faults and introspection -------------------------------------------------------------
 
@@ -307,8 +227,7 @@ class ThingSpaceSimulator:
     @property
     def received(self) -> list[ReceivedRequest]:
         """Every request received (the latest ``max_received``), oldest first."""
-        with self._lock:
-            return list(self._received)
+        return self._exchange.received
 
     def submissions(self, line: int | str | Device) -> int:
         """Change-identifier submissions that reached processing for one line.
@@ -317,19 +236,11 @@ class ThingSpaceSimulator:
         MDN). Every PUT counts, including those rejected, failed later or whose response was
         lost, and those naming the line by an identifier it had before a swap.
         """
-        with self._lock:
-            if isinstance(line, Device):
-                key = line.device_id
-            elif isinstance(line, int):
-                key = line
-            else:
-                key = self.device(line).device_id
-            return self._engine.submissions[key]
+        return self._desk.submissions(line)
 
     def submission_counts(self) -> dict[int, int]:
         """Change-identifier submissions per line: ``device_id -> count`` (lines with any)."""
-        with self._lock:
-            return dict(sorted(self._engine.submissions.items()))
+        return self._desk.submission_counts()
 
     # Test hooks ----------------------------------------------------------------------------
 
@@ -378,32 +289,15 @@ class ThingSpaceSimulator:
 
     # Inventory -----------------------------------------------------------------------------
 
-    def _account(self, account: str | Account) -> Account:
-        name = account.name if isinstance(account, Account) else account
-        try:
-            return self._engine.inventory.accounts[name]
-        except KeyError:
-            raise KeyError(f"no account {name!r}; call add_account first") from None
-
     def add_account(
         self, name: str, *, organization_name: str = "Simulated Organization"
     ) -> Account:
         """Create a billing account such as ``"0000123456-00001"``."""
-        with self._lock:
-            accounts = self._engine.inventory.accounts
-            if name in accounts:
-                raise ValueError(f"account {name!r} already exists")
-            account = Account(
-                name,
-                organization_name=organization_name,
-                billing_cycle_day=self._rng.randint(1, 28),
-            )
-            accounts[name] = account
-            return account
+        return self._desk.add_account(name, organization_name=organization_name)
 
     def account(self, name: str) -> Account:
         """The account called ``name``."""
-        return self._account(name)
+        return self._desk.account(name)
 
     def add_plan(
         self,
@@ -415,10 +309,7 @@ class ThingSpaceSimulator:
         carrier_service_plan_code: str = "",
     ) -> Plan:
         """Add a service plan; devices refer to plans by ``code``."""
-        with self._lock:
-            plan = Plan(name, code, size_kb, carrier_service_plan_code)
-            self._account(account).plans[code] = plan
-            return plan
+        return self._desk.add_plan(account, Plan(name, code, size_kb, carrier_service_plan_code))
 
     def add_device(
         self,
@@ -442,52 +333,29 @@ class ThingSpaceSimulator:
         ``msisdn`` defaults to ``"1" + mdn``. Identifiers are checked (Luhn, lengths) unless
         ``validate`` is false. Returns the live device the simulator mutates.
         """
-        with self._lock:
-            acct = self._account(account)
-            if plan is None:
-                if not acct.plans:
-                    acct.plans["M2M4G"] = Plan("M2M 4G", "M2M4G", 5120, "84777")
-                plan = next(iter(acct.plans))
-            ids = {"iccid": iccid, "imei": imei}
-            if mdn is not None:
-                ids["mdn"] = mdn
-                ids["msisdn"] = msisdn if msisdn is not None else "1" + mdn
-            elif msisdn is not None:
-                ids["msisdn"] = msisdn
-            if imsi is not None:
-                ids["imsi"] = imsi
-            if eid is not None:
-                ids["eid"] = eid
-            if validate:
-                _check_identifiers(ids)
-            device = self._engine.create_device(acct, ids, state=state, plan=plan)
-            device.groups = [group] if group else []
-            device.custom_fields = dict(custom_fields or {})
-            if state in ("active", "suspend"):
-                device.last_activation_at = device.created_at
-            return device
+        ids = identifiers(iccid=iccid, imei=imei, mdn=mdn, msisdn=msisdn, imsi=imsi, eid=eid)
+        return self._desk.add_device(
+            account,
+            ids,
+            state=state,
+            plan=plan,
+            group=group,
+            custom_fields=custom_fields,
+            validate=validate,
+        )
 
     def add_spare_sim(self, account: str | Account, iccid: str) -> None:
         """Register an ICCID Verizon knows but no account holds (a valid ChangeICCID target)."""
-        self._add_spare(account, "iccid", iccid)
+        self._desk.add_spare(account, "iccid", iccid)
 
     def add_spare_device(self, account: str | Account, imei: str) -> None:
         """Register an IMEI no account holds (a valid ChangeIMEI target)."""
-        self._add_spare(account, "imei", imei)
-
-    def _add_spare(self, account: str | Account, kind: str, value: str) -> None:
-        with self._lock:
-            acct = self._account(account)
-            _check_identifiers({kind: value})
-            if self._engine.inventory.is_taken(kind, value):
-                raise ValueError(f"{kind} {value} already belongs to a device")
-            self._engine.inventory.spares[(kind, value)] = acct.name
+        self._desk.add_spare(account, "imei", imei)
 
     @property
     def spares(self) -> dict[tuple[str, str], str]:
         """Unused spare identifiers: ``(kind, value) -> account name``."""
-        with self._lock:
-            return dict(self._engine.inventory.spares)
+        return self._desk.spares()
 
     def populate(
         self,
@@ -504,43 +372,25 @@ class ThingSpaceSimulator:
         are mostly active with some suspended, deactivated and pre-active lines. ``seed``
         makes the content independent of anything else done with the simulator.
         """
+        name = account.name if isinstance(account, Account) else account
         with self._lock:
-            name = account.name if isinstance(account, Account) else account
-            if name not in self._engine.inventory.accounts:
+            if not self._desk.has_account(name):
                 self.add_account(name)
-            rng = random.Random(seed) if seed is not None else self._rng
-            spares = max(4, n_devices // 10)
-            return populate(
-                self._engine,
-                self._account(name),
-                n_devices,
-                rng,
-                n_spare_sims=spares if n_spare_sims is None else n_spare_sims,
-                n_spare_imeis=spares if n_spare_imeis is None else n_spare_imeis,
+            return self._desk.populate(
+                name, n_devices, seed=seed, n_spare_sims=n_spare_sims, n_spare_imeis=n_spare_imeis
             )
 
     def find_device(self, identifier: str, kind: str | None = None) -> Device | None:
         """The device that currently has ``identifier`` (of ``kind``, if given), or None."""
-        with self._lock:
-            inventory = self._engine.inventory
-            if kind is not None:
-                return inventory.find(kind.lower(), identifier)
-            return inventory.find_any(identifier)
+        return self._desk.find_device(identifier, kind)
 
     def device(self, identifier: str, kind: str | None = None) -> Device:
         """Like :meth:`find_device`, but raises KeyError when no device has ``identifier``."""
-        device = self.find_device(identifier, kind)
-        if device is None:
-            raise KeyError(f"no device has identifier {identifier!r}")
-        return device
+        return self._desk.device(identifier, kind)
 
     def devices(self, account: str | Account | None = None) -> list[Device]:
         """All devices (of ``account``, if given) in ``DeviceId`` order."""
-        with self._lock:
-            name = None if account is None else self._account(account).name
-            return [
-                d for d in self._engine.inventory.devices() if name is None or d.account == name
-            ]
+        return self._desk.devices(account)
 
     def close(self) -> None:
         """Stop following the clock."""
@@ -549,36 +399,7 @@ class ThingSpaceSimulator:
             self._unsubscribe = None
 
 
-def _request_id(status: int, body: object) -> str | None:
-    if status == 200 and isinstance(body, dict):
-        value = body.get("requestId")
-        if isinstance(value, str):
-            return value
-    return None
-
-
-def _json_body(request: httpx.Request) -> object:
-    try:
-        return json.loads(request.content)
-    except ValueError:  # UnicodeDecodeError included
-        return None
-
-
-def _respond(
-    request: httpx.Request, plan: RequestPlan, status: int, body: object, headers: dict[str, str]
-) -> httpx.Response:
-    if plan.lost:
-        if plan.lost_status is None:
-            raise ResponseLost(
-                "simulated fault: the request was processed but its response was lost",
-                request=request,
-            )
-        return httpx.Response(plan.lost_status, json=lost_body())
-    return httpx.Response(status, json=body, headers=headers)
-
-
-def _check_identifiers(ids: dict[str, str]) -> None:
-    for kind, value in ids.items():
-        problem = identifier_problem(kind, value)
-        if problem is not None:
-            raise ValueError(f"invalid {kind} {value!r}: {problem}")
+def _check_bounds(**bounds: int | None) -> None:
+    for name, bound in bounds.items():
+        if bound is not None and bound < 0:
+            raise ValueError(f"{name} must be None or >= 0, not {bound}")
