@@ -477,7 +477,7 @@ def _wait_for_batches(store: Any, drain: float, result: KillRun) -> None:
 def _check(result: KillRun, sim: ThingSpaceSimulator, reader: Reader) -> None:
     """The invariants (see the module notes)."""
     store = reader.store
-    engine = sim._engine
+    engine = sim._core
     by_line: dict[int, list[Any]] = {}
     for request in list(engine.requests.values()):
         if request.action not in ("changeIdentifier", "plan"):

@@ -255,7 +255,7 @@ def test_a_retry_never_resubmits_while_thingspace_is_still_processing() -> None:
 
 def test_a_pending_request_status_refuses_the_retry() -> None:
     h = Harness()
-    h.sim._engine.options.request_status_for_all = True
+    h.sim._core.options.request_status_for_all = True
     h.sim.request_delay = 5000
     h.sim.faults = Faults(drop_callback_rate=1.0)  # response seen, callback never comes
     submission = h.orchestrator.submit(h.request(h.sim_swaps(1)))

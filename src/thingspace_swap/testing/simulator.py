@@ -118,20 +118,19 @@ class ThingSpaceSimulator:
         )
         rng = random.Random(seed)
         self._injector = FaultInjector(seed, Faults(), self.stats)
-        # The attribute keeps its old name: tests read the core as ``sim._engine``.
-        self._engine = SimulatorCore(
+        self._core = SimulatorCore(
             self.clock, rng, self.credentials, options, self.stats, tz, self._injector
         )
-        self._router = Router(self._engine)
+        self._router = Router(self._core)
         if faults is not None:
             self._check_scope(faults)
             self._injector.replace(faults)
         self._lock = threading.RLock()
-        self._pump = CallbackPump(self._engine, self._lock, deliver)
+        self._pump = CallbackPump(self._core, self._lock, deliver)
         self._exchange = Exchange(
-            self._engine, self._router, self._injector, self._lock, self._pump.flush, max_received
+            self._core, self._router, self._injector, self._lock, self._pump.flush, max_received
         )
-        self._desk = InventoryDesk(self._engine, self._lock)
+        self._desk = InventoryDesk(self._core, self._lock)
         self._unsubscribe = self.clock.subscribe(self.run_due) if auto_run else None
 
     # HTTP ----------------------------------------------------------------------------------
@@ -154,12 +153,12 @@ class ThingSpaceSimulator:
     @property
     def request_delay(self) -> float:
         """Virtual seconds new requests stay Pending (settable)."""
-        return self._engine.options.request_delay
+        return self._core.options.request_delay
 
     @request_delay.setter
     def request_delay(self, seconds: float) -> None:
         with self._lock:
-            self._engine.options.request_delay = seconds
+            self._core.options.request_delay = seconds
 
     @property
     def deliver(self) -> DeliverFn | None:
@@ -192,7 +191,7 @@ class ThingSpaceSimulator:
     def outbox(self) -> list[tuple[str, dict[str, Any]]]:
         """Every callback attempt so far (the latest ``max_outbox``), as ``(url, body)``,
         oldest first."""
-        return self._engine.outbox.attempts
+        return self._core.outbox.attempts
 
     # Faults and introspection -------------------------------------------------------------
 
@@ -247,45 +246,45 @@ class ThingSpaceSimulator:
     def expire_access_token(self) -> None:
         """Make the current OAuth token invalid now (the next token request gets a new one)."""
         with self._lock:
-            self._engine.auth.expire_access_token()
+            self._core.auth.expire_access_token()
 
     def expire_session(self, token: str | None = None) -> None:
         """Expire one session token, or every session."""
         with self._lock:
-            self._engine.auth.expire_sessions(token)
+            self._core.auth.expire_sessions(token)
 
     def unlock_user(self) -> None:
         """Clear the login lockout, as Verizon support would."""
         with self._lock:
-            self._engine.auth.unlock()
+            self._core.auth.unlock()
 
     @property
     def user_locked(self) -> bool:
         """True after too many consecutive failed logins."""
-        return self._engine.auth.locked
+        return self._core.auth.locked
 
     @property
     def access_token(self) -> str | None:
         """The access token currently issued (valid or not)."""
-        return self._engine.auth.access_token
+        return self._core.auth.access_token
 
     @property
     def session_tokens(self) -> list[str]:
         """Session tokens issued and not logged out (expired ones included)."""
         with self._lock:
-            return list(self._engine.auth.sessions)
+            return list(self._core.auth.sessions)
 
     def request(self, request_id: str) -> AsyncRequest:
         """The asynchronous request ``request_id`` (KeyError when unknown or forgotten, see
         ``max_requests``)."""
-        return self._engine.requests[request_id]
+        return self._core.requests[request_id]
 
     @property
     def requests(self) -> list[AsyncRequest]:
         """Every asynchronous request (finished ones: the latest ``max_requests``), oldest
         first."""
         with self._lock:
-            return list(self._engine.requests.values())
+            return list(self._core.requests.values())
 
     # Inventory -----------------------------------------------------------------------------
 
