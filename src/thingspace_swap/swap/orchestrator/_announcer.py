@@ -95,24 +95,33 @@ class Announcer:
     def _batch(
         self, event_type: str, batch: Batch, seq: int, severity: str, payload: Mapping[str, Any]
     ) -> None:
-        attributes = {
-            "state": batch.state.value,
-            "account": batch.account_name,
-            "batch_id": batch.batch_id,
-            "severity": severity,
-        }
-        self._publish(event_type, batch_subject(batch.batch_id), seq, attributes, payload)
+        subject, state = batch_subject(batch.batch_id), batch.state.value
+        self._record(event_type, subject, batch, state, seq, severity, payload)
 
     def _change(
         self, event_type: str, change: Change, seq: int, severity: str, payload: Mapping[str, Any]
     ) -> None:
+        subject, state = change_subject(change.change_id), change.phase.value
+        self._record(event_type, subject, change, state, seq, severity, payload)
+
+    def _record(
+        self,
+        event_type: str,
+        subject: str,
+        record: Batch | Change,
+        state: str,
+        seq: int,
+        severity: str,
+        payload: Mapping[str, Any],
+    ) -> None:
+        """A notification about a batch or a change, with the attributes filters match."""
         attributes = {
-            "state": change.phase.value,
-            "account": change.account_name,
-            "batch_id": change.batch_id,
+            "state": state,
+            "account": record.account_name,
+            "batch_id": record.batch_id,
             "severity": severity,
         }
-        self._publish(event_type, change_subject(change.change_id), seq, attributes, payload)
+        self._publish(event_type, subject, seq, attributes, payload)
 
     def _publish(
         self,
