@@ -24,8 +24,8 @@ Check digits are verified by default; pass ``check_digit=False`` to accept a val
 digit is wrong (length and characters are still checked). Types without a check digit accept and
 ignore the flag.
 
-Every failure raises :class:`~thingspace_swap.errors.IdentifierError` (a ``ValueError``) whose
-message says exactly what is wrong, e.g. ``ICCID check digit should be 7, got 3``. Character
+Every failure raises [IdentifierError][thingspace_swap.errors.IdentifierError] (a ``ValueError``)
+whose message says exactly what is wrong, e.g. ``ICCID check digit should be 7, got 3``. Character
 positions in messages count from 1.
 
 Equality and hashing are those of ``str``: ``Imei(x) == Imsi(x) == x`` for the same 15 digits.
@@ -117,7 +117,8 @@ def _rebuild(cls: type[_I], value: str) -> _I:
 class Identifier(str):
     """Common base of all identifier types; a validated, immutable ``str``.
 
-    Not instantiable itself: use a concrete type or :func:`parse_identifier`.
+    Not instantiable itself: use a concrete type or
+    [parse_identifier][thingspace_swap.identifiers.parse_identifier].
     """
 
     __slots__ = ()
@@ -368,8 +369,9 @@ _TYPES_BY_KIND: Mapping[str, type[Identifier]] = MappingProxyType(
 def parse_identifier(kind: str, value: str, *, check_digit: bool = True) -> Identifier:
     """Validate ``value`` as the identifier ``kind`` names (case-insensitive, e.g. ``iccId``).
 
-    Kind ``imei`` gives an :class:`ImeiSv` for 16 digits and an :class:`Imei` otherwise.
-    ``check_digit=False`` skips check-digit verification as in the constructors.
+    Kind ``imei`` gives an [ImeiSv][thingspace_swap.identifiers.ImeiSv] for 16 digits and an
+    [Imei][thingspace_swap.identifiers.Imei] otherwise. ``check_digit=False`` skips check-digit
+    verification as in the constructors.
     """
     if not isinstance(kind, str):
         raise IdentifierError(f"identifier kind must be a string, got {type(kind).__name__}")

@@ -1,4 +1,4 @@
-"""What the lifecycle's state machine (:mod:`.machine`) is told, the events, and what it asks
+"""What the lifecycle's state machine (``machine``) is told, the events, and what it asks
 its driver to do, the effects; with the settings that time it. Records only, no rules."""
 
 from __future__ import annotations
@@ -163,20 +163,19 @@ Event = (
 
 @attrs.frozen
 class ReadDevice:
-    """Read the device on the change's line and answer with :class:`DeviceSeen`."""
+    """Read the device on the change's line and answer with ``DeviceSeen``."""
 
 
 @attrs.frozen
 class Submit:
-    """Send ``step``'s request to ThingSpace; answer with :class:`Accepted` or
-    :class:`SubmitFailed`."""
+    """Send ``step``'s request to ThingSpace; answer with ``Accepted`` or ``SubmitFailed``."""
 
     step: Step
 
 
 @attrs.frozen
 class Schedule:
-    """Deliver a :class:`Timeout` at ``at`` (a delayed queue message)."""
+    """Deliver a ``Timeout`` at ``at`` (a delayed queue message)."""
 
     at: float
 
