@@ -4,20 +4,17 @@ Each type is a ``str`` subclass checked once, in ``__new__``: an instance can be
 string can (it JSON-encodes as a plain string and compares equal to the same text), cannot be
 changed, and carries its ThingSpace wire kind as the class attribute ``kind``.
 
-==========  ==========  ===================================================  ====================
-type        ``kind``    format                                               check
-==========  ==========  ===================================================  ====================
-``Iccid``   ``iccid``   19 or 20 digits (telecom ICCIDs start with 89, but   Luhn (last digit)
-                        other prefixes are accepted)
-``Imei``    ``imei``    15 digits: 8-digit TAC, 6-digit serial, check digit  Luhn (last digit)
-``ImeiSv``  ``imei``    16 digits: 8-digit TAC, serial, 2-digit SVN          none
-``Eid``     ``eid``     32 digits starting with 89                           ISO 7064 MOD 97-10
-``Meid``    ``meid``    14 hex digits, upper-cased                           none
-``Esn``     ``esn``     11 decimal digits, or 8 hex digits (upper-cased)     none
-``Mdn``     ``mdn``     10 digits                                            none
-``Msisdn``  ``msisdn``  11 to 15 digits (US: 11 digits with a leading 1)     none
-``Imsi``    ``imsi``    15 digits                                            none
-==========  ==========  ===================================================  ====================
+| type       | kind       | format                                           | check              |
+| ---------- | ---------- | ------------------------------------------------ | ------------------ |
+| ``Iccid``  | ``iccid``  | 19 or 20 digits, any prefix (telecom ICCIDs: 89) | Luhn (last digit)  |
+| ``Imei``   | ``imei``   | 15 digits: TAC (8), serial (6), check digit      | Luhn (last digit)  |
+| ``ImeiSv`` | ``imei``   | 16 digits: 8-digit TAC, serial, 2-digit SVN      | none               |
+| ``Eid``    | ``eid``    | 32 digits starting with 89                       | ISO 7064 MOD 97-10 |
+| ``Meid``   | ``meid``   | 14 hex digits, upper-cased                       | none               |
+| ``Esn``    | ``esn``    | 11 decimal digits, or 8 hex digits (upper-cased) | none               |
+| ``Mdn``    | ``mdn``    | 10 digits                                        | none               |
+| ``Msisdn`` | ``msisdn`` | 11 to 15 digits (US: 11 digits with a leading 1) | none               |
+| ``Imsi``   | ``imsi``   | 15 digits                                        | none               |
 
 Surrounding whitespace is stripped; nothing else is normalised apart from upper-casing hex digits.
 Check digits are verified by default; pass ``check_digit=False`` to accept a value whose check

@@ -48,7 +48,8 @@ class LifecycleSettings:
         verify_timeout: How long a change confirmed by its callback may wait for a worker to
             verify it on the device before the sweep does.
         max_retries: Retries of failures that provably changed nothing, per attempt.
-        retry_initial / retry_max: Backoff between those retries.
+        retry_initial: The first backoff between those retries (doubled for each next one).
+        retry_max: The longest backoff between those retries.
     """
 
     lease: float = 120.0
