@@ -25,8 +25,8 @@ _POOLS = (httpcore.ConnectionPool, httpcore.AsyncConnectionPool)
 
 
 def refuse_clear_text(http: httpx.Client | httpx.AsyncClient, base_url: str) -> None:
-    """Raise :class:`InsecureTransportError` when ``http`` would carry the credentials of
-    requests to ``base_url`` in clear text beyond this machine.
+    """Raise [InsecureTransportError][thingspace_swap.errors.InsecureTransportError] when ``http``
+    would carry the credentials of requests to ``base_url`` in clear text beyond this machine.
 
     Every request carries a credential (the app secret, the password or the tokens), so a plain
     ``http`` base URL is allowed only to a loopback host, sent directly: never through a proxy,

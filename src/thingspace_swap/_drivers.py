@@ -1,4 +1,4 @@
-"""The two drivers: the only code that does I/O. Each runs flows from :mod:`._core` against an
+"""The two drivers: the only code that does I/O. Each runs flows from ``_core`` against an
 httpx client, sleeping on the injected clock and holding the auth lock for ``Exclusive``."""
 
 from __future__ import annotations

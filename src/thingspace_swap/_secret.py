@@ -8,7 +8,8 @@ from typing import Any, final
 
 @final
 class Secret:
-    """Holds a secret value; ``repr``/``str`` print asterisks. Read it with :meth:`reveal`."""
+    """Holds a secret value; ``repr``/``str`` print asterisks. Read it with
+    [reveal][thingspace_swap.Secret.reveal]."""
 
     __slots__ = ("_value",)
 

@@ -1,5 +1,6 @@
-"""What the token caches that write outside the process share: an :class:`AuthRecord` as flat
-fields, tokens that expire by themselves, and optional encryption of the tokens."""
+"""What the token caches that write outside the process share: an
+[AuthRecord][thingspace_swap.tokens.AuthRecord] as flat fields, tokens that expire by themselves,
+and optional encryption of the tokens."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ class RecordCodec:
         self, record: AuthRecord, previous: AuthRecord, expires_at: float | None, now: float
     ) -> dict[str, Any]:
         """``record`` as fields; the tokens keep ``expires_at`` (the stored one) when they are
-        ``previous``'s, else expire at the bearer's expiry or in :data:`MAX_TOKEN_AGE`."""
+        ``previous``'s, else expire at the bearer's expiry or in ``MAX_TOKEN_AGE``."""
         tokens = record.tokens
         if tokens == Tokens():
             expiry = None

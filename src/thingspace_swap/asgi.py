@@ -81,8 +81,9 @@ def _declared_length(headers: Mapping[str, str]) -> int:
 
 
 def asgi_app(intake: CallbackIntake, *, path: str = "/thingspace/callbacks") -> ASGIApp:
-    """A framework-free ASGI 3 app: ``POST path`` -> :meth:`CallbackIntake.handle`,
-    ``GET /healthz`` -> 200, other paths 404, other methods 405.
+    """A framework-free ASGI 3 app: ``POST path`` ->
+    [CallbackIntake.handle][thingspace_swap.swap.CallbackIntake.handle], ``GET /healthz`` -> 200,
+    other paths 404, other methods 405.
 
     The source address is ``scope["client"]`` (behind a proxy, that is the proxy: configure
     the server's forwarded-address handling or leave the allow-list off). The body is read

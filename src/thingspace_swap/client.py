@@ -260,7 +260,8 @@ def _limiter(rate_limit: float | RateLimiter | None, clock: Clock) -> RateLimite
 
 
 def _checked_cache(cache: TokenCache | None) -> TokenCache:
-    """``cache``, or a new in-memory one; refuses an object that is not a :class:`TokenCache`."""
+    """``cache``, or a new in-memory one; refuses an object that is not a
+    [TokenCache][thingspace_swap.tokens.TokenCache]."""
     if cache is None:
         return InMemoryTokenCache()
     missing = [name for name in ("get", "update") if not callable(getattr(cache, name, None))]

@@ -45,7 +45,8 @@ class Credentials:
     """What ThingSpace needs to let the client in.
 
     ``app_key``/``app_secret`` obtain the OAuth2 bearer token; ``username``/``password`` (the UWS
-    user) open the M2M session. The secrets are held as :class:`Secret` and never printed.
+    user) open the M2M session. The secrets are held as [Secret][thingspace_swap.Secret] and never
+    printed.
     """
 
     app_key: str = attrs.field(validator=_non_empty)
@@ -56,7 +57,8 @@ class Credentials:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials:
         """Read ``THINGSPACE_APP_KEY``, ``THINGSPACE_APP_SECRET``, ``THINGSPACE_USERNAME`` and
-        ``THINGSPACE_PASSWORD``; a missing one raises :class:`ConfigurationError` naming it."""
+        ``THINGSPACE_PASSWORD``; a missing one raises
+        [ConfigurationError][thingspace_swap.errors.ConfigurationError] naming it."""
         env = os.environ if environ is None else environ
         missing = [name for name in _ENV_NAMES.values() if not env.get(name)]
         if missing:
@@ -66,9 +68,10 @@ class Credentials:
 
 def default_base_url(environ: Mapping[str, str] | None = None) -> str:
     """The base URL a client uses when given none: ``THINGSPACE_BASE_URL`` when set (staging,
-    a simulator), else :data:`PRODUCTION_URL`.
+    a simulator), else ``PRODUCTION_URL``.
 
-    The variable must pass :func:`check_base_url`, else :class:`ConfigurationError`.
+    The variable must pass ``check_base_url``, else
+    [ConfigurationError][thingspace_swap.errors.ConfigurationError].
     """
     env = os.environ if environ is None else environ
     url = env.get(BASE_URL_ENV, "").strip()
@@ -79,8 +82,9 @@ def check_base_url(url: str, *, name: str = "the base URL") -> str:
     """``url`` without its trailing ``/``, if it is an ``https`` URL or plain ``http`` to a
     loopback host (a local simulator): credentials never cross a network unencrypted.
 
-    Anything else raises :class:`ConfigurationError` naming ``name``, where the URL came from
-    (``THINGSPACE_BASE_URL``, ``--base-url``...), and never the URL: it may carry a password.
+    Anything else raises [ConfigurationError][thingspace_swap.errors.ConfigurationError] naming
+    ``name``, where the URL came from (``THINGSPACE_BASE_URL``, ``--base-url``...), and never the
+    URL: it may carry a password.
     """
     try:
         parts = urlsplit(url)

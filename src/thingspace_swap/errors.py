@@ -1,9 +1,10 @@
 """The exception tree, and the one pure mapping from a ThingSpace error response to it.
 
-Every error the library raises derives from :class:`ThingSpaceError`. Errors that come from a
-ThingSpace response carry the HTTP status, the ThingSpace error code (``code`` as received and
-``short_code`` without the service prefix), the message, whether retrying can help, and
-``retry_after``. Match on codes, never on messages.
+Every error the library raises derives from
+[ThingSpaceError][thingspace_swap.errors.ThingSpaceError]. Errors that come from a ThingSpace
+response carry the HTTP status, the ThingSpace error code (``code`` as received and ``short_code``
+without the service prefix), the message, whether retrying can help, and ``retry_after``. Match on
+codes, never on messages.
 
 No error text ever contains a credential: the mapping reads only the status, a few headers and the
 error body, and bodies ThingSpace echoes are cut to a short excerpt.

@@ -4,28 +4,25 @@ Each type is a ``str`` subclass checked once, in ``__new__``: an instance can be
 string can (it JSON-encodes as a plain string and compares equal to the same text), cannot be
 changed, and carries its ThingSpace wire kind as the class attribute ``kind``.
 
-==========  ==========  ===================================================  ====================
-type        ``kind``    format                                               check
-==========  ==========  ===================================================  ====================
-``Iccid``   ``iccid``   19 or 20 digits (telecom ICCIDs start with 89, but   Luhn (last digit)
-                        other prefixes are accepted)
-``Imei``    ``imei``    15 digits: 8-digit TAC, 6-digit serial, check digit  Luhn (last digit)
-``ImeiSv``  ``imei``    16 digits: 8-digit TAC, serial, 2-digit SVN          none
-``Eid``     ``eid``     32 digits starting with 89                           ISO 7064 MOD 97-10
-``Meid``    ``meid``    14 hex digits, upper-cased                           none
-``Esn``     ``esn``     11 decimal digits, or 8 hex digits (upper-cased)     none
-``Mdn``     ``mdn``     10 digits                                            none
-``Msisdn``  ``msisdn``  11 to 15 digits (US: 11 digits with a leading 1)     none
-``Imsi``    ``imsi``    15 digits                                            none
-==========  ==========  ===================================================  ====================
+| type       | kind       | format                                           | check              |
+| ---------- | ---------- | ------------------------------------------------ | ------------------ |
+| ``Iccid``  | ``iccid``  | 19 or 20 digits, any prefix (telecom ICCIDs: 89) | Luhn (last digit)  |
+| ``Imei``   | ``imei``   | 15 digits: TAC (8), serial (6), check digit      | Luhn (last digit)  |
+| ``ImeiSv`` | ``imei``   | 16 digits: 8-digit TAC, serial, 2-digit SVN      | none               |
+| ``Eid``    | ``eid``    | 32 digits starting with 89                       | ISO 7064 MOD 97-10 |
+| ``Meid``   | ``meid``   | 14 hex digits, upper-cased                       | none               |
+| ``Esn``    | ``esn``    | 11 decimal digits, or 8 hex digits (upper-cased) | none               |
+| ``Mdn``    | ``mdn``    | 10 digits                                        | none               |
+| ``Msisdn`` | ``msisdn`` | 11 to 15 digits (US: 11 digits with a leading 1) | none               |
+| ``Imsi``   | ``imsi``   | 15 digits                                        | none               |
 
 Surrounding whitespace is stripped; nothing else is normalised apart from upper-casing hex digits.
 Check digits are verified by default; pass ``check_digit=False`` to accept a value whose check
 digit is wrong (length and characters are still checked). Types without a check digit accept and
 ignore the flag.
 
-Every failure raises :class:`~thingspace_swap.errors.IdentifierError` (a ``ValueError``) whose
-message says exactly what is wrong, e.g. ``ICCID check digit should be 7, got 3``. Character
+Every failure raises [IdentifierError][thingspace_swap.errors.IdentifierError] (a ``ValueError``)
+whose message says exactly what is wrong, e.g. ``ICCID check digit should be 7, got 3``. Character
 positions in messages count from 1.
 
 Equality and hashing are those of ``str``: ``Imei(x) == Imsi(x) == x`` for the same 15 digits.
@@ -117,7 +114,8 @@ def _rebuild(cls: type[_I], value: str) -> _I:
 class Identifier(str):
     """Common base of all identifier types; a validated, immutable ``str``.
 
-    Not instantiable itself: use a concrete type or :func:`parse_identifier`.
+    Not instantiable itself: use a concrete type or
+    [parse_identifier][thingspace_swap.identifiers.parse_identifier].
     """
 
     __slots__ = ()
@@ -368,8 +366,9 @@ _TYPES_BY_KIND: Mapping[str, type[Identifier]] = MappingProxyType(
 def parse_identifier(kind: str, value: str, *, check_digit: bool = True) -> Identifier:
     """Validate ``value`` as the identifier ``kind`` names (case-insensitive, e.g. ``iccId``).
 
-    Kind ``imei`` gives an :class:`ImeiSv` for 16 digits and an :class:`Imei` otherwise.
-    ``check_digit=False`` skips check-digit verification as in the constructors.
+    Kind ``imei`` gives an [ImeiSv][thingspace_swap.identifiers.ImeiSv] for 16 digits and an
+    [Imei][thingspace_swap.identifiers.Imei] otherwise. ``check_digit=False`` skips check-digit
+    verification as in the constructors.
     """
     if not isinstance(kind, str):
         raise IdentifierError(f"identifier kind must be a string, got {type(kind).__name__}")

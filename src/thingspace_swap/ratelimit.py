@@ -13,13 +13,13 @@ __all__ = ["RateLimiter"]
 class RateLimiter:
     """At most ``rate`` requests in any ``per``-second window (a sliding log of sends).
 
-    :meth:`acquire` takes a slot only when one is free *now* and records that moment; otherwise
-    it says how long to wait, records nothing, and the caller asks again after waiting. So the
-    log holds the moments requests actually went out, and no two waits that overran can push
-    more than ``rate`` sends into one window. A slot is reused only ``margin`` seconds after its
-    window ended, covering the moment between the grant and the request leaving the machine.
-    Bursts up to ``rate`` go out at once. Share one instance between clients of the same
-    account. Thread-safe; no lock is held while waiting.
+    [acquire][thingspace_swap.ratelimit.RateLimiter.acquire] takes a slot only when one is free
+    *now* and records that moment; otherwise it says how long to wait, records nothing, and the
+    caller asks again after waiting. So the log holds the moments requests actually went out, and no
+    two waits that overran can push more than ``rate`` sends into one window. A slot is reused only
+    ``margin`` seconds after its window ended, covering the moment between the grant and the request
+    leaving the machine. Bursts up to ``rate`` go out at once. Share one instance between clients of
+    the same account. Thread-safe; no lock is held while waiting.
     """
 
     def __init__(

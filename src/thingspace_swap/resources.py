@@ -1,8 +1,8 @@
 """The operations, grouped as the client's attributes (``client.devices.change_identifier``).
 
-Each method is written once and serves both clients (see :mod:`._core.endpoint`). Identifier
-arguments accept a :class:`~thingspace_swap.models.DeviceId`, an identifier value type such as
-:class:`~thingspace_swap.identifiers.Iccid`, or a ``(value, kind)`` pair.
+Each method is written once and serves both clients (see ``_core.endpoint``). Identifier
+arguments accept a [DeviceId][thingspace_swap.models.DeviceId], an identifier value type such as
+[Iccid][thingspace_swap.identifiers.Iccid], or a ``(value, kind)`` pair.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ DeviceRef = DeviceId | str | tuple[str, str]
 
 
 def device_id(ref: DeviceRef) -> DeviceId:
-    """Normalise a :data:`DeviceRef` to a :class:`DeviceId`."""
+    """Normalise a ``DeviceRef`` to a [DeviceId][thingspace_swap.models.DeviceId]."""
     if isinstance(ref, DeviceId):
         return ref
     if isinstance(ref, tuple):

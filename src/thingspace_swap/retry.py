@@ -1,9 +1,10 @@
 """The retry policy: a value object deciding whether and when to try again.
 
-Whether an error is retryable is decided once, where the error is made (:mod:`.errors`): reads
-retry connection failures, timeouts, 429 and 5xx; state-changing calls retry only what provably
-was not processed (nothing sent, or 429). The policy adds how often and how long to wait, using
-``backoff``'s exponential sequence with full jitter from an injected random source.
+Whether an error is retryable is decided once, where the error is made
+([errors][thingspace_swap.errors]): reads retry connection failures, timeouts, 429 and 5xx;
+state-changing calls retry only what provably was not processed (nothing sent, or 429). The policy
+adds how often and how long to wait, using ``backoff``'s exponential sequence with full jitter from
+an injected random source.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The SQLite token cache's old home: it lives in :mod:`thingspace_swap.backends.sqlite.tokens`."""
+"""The SQLite token cache's old home: it lives in ``thingspace_swap.backends.sqlite.tokens``."""
 
 from .backends.sqlite.tokens import SqliteTokenCache
 

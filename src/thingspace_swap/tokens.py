@@ -2,15 +2,17 @@
 guard, between clients and processes.
 
 Five failed M2M logins lock the ThingSpace user for every process of the customer, so the
-"logins are blocked" state must be shared as widely as the user is. A :class:`TokenCache` keeps,
-under one key per app key and user, an :class:`AuthRecord`: the tokens, the :class:`LoginBlock`
-set after a refused login (or too many logins of unknown outcome), and the :class:`LoginLease`
-held by the one client logging in. Every client sharing the cache refuses to log in while the
-block is set, and waits for the holder of a live lease instead of logging in too.
+"logins are blocked" state must be shared as widely as the user is. A
+[TokenCache][thingspace_swap.tokens.TokenCache] keeps, under one key per app key and user, an
+[AuthRecord][thingspace_swap.tokens.AuthRecord]: the tokens, the
+[LoginBlock][thingspace_swap.tokens.LoginBlock] set after a refused login (or too many logins of
+unknown outcome), and the [LoginLease][thingspace_swap.tokens.LoginLease] held by the one client
+logging in. Every client sharing the cache refuses to log in while the block is set, and waits for
+the holder of a live lease instead of logging in too.
 
-Implementations: :class:`InMemoryTokenCache` (one process),
-:class:`~thingspace_swap.backends.sqlite.tokens.SqliteTokenCache` (processes of one machine) and
-:class:`~thingspace_swap.aws.DynamoTokenCache` (AWS).
+Implementations: [InMemoryTokenCache][thingspace_swap.tokens.InMemoryTokenCache] (one process),
+[SqliteTokenCache][thingspace_swap.backends.sqlite.tokens.SqliteTokenCache] (processes of one
+machine) and [DynamoTokenCache][thingspace_swap.backends.aws.tokens.DynamoTokenCache] (AWS).
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ class LoginBlock:
     """Why automatic logins are blocked for every client sharing the cache.
 
     Attributes:
-        reason: What ThingSpace answered (the :class:`~thingspace_swap.LoginError` message; it
-            never holds a secret).
+        reason: What ThingSpace answered (the [LoginError][thingspace_swap.errors.LoginError]
+            message; it never holds a secret).
         code: ThingSpace's error code, when there was one.
         status_code: The HTTP status, when there was one.
         since: When the block was set (epoch seconds).
@@ -107,10 +109,11 @@ class TokenCache(Protocol):
     same cache (threads, processes, Lambda containers). Keys name the app key and the user,
     never a secret.
 
-    An implementation needs two methods. :meth:`update` must be atomic across everything that
-    shares the cache (a transaction, or a conditional write retried on conflict): the login
-    guard relies on it so that exactly one client logs in at a time. Tokens are secrets: keep
-    them out of logs and reprs, and let them expire (``bearer_expires_at``) where they are stored.
+    An implementation needs two methods. [update][thingspace_swap.tokens.TokenCache.update] must be
+    atomic across everything that shares the cache (a transaction, or a conditional write retried on
+    conflict): the login guard relies on it so that exactly one client logs in at a time. Tokens are
+    secrets: keep them out of logs and reprs, and let them expire (``bearer_expires_at``) where they
+    are stored.
     """
 
     def get(self, key: str) -> AuthRecord:
@@ -130,20 +133,21 @@ class InMemoryTokenCache:
     """A process-local cache: share one between the clients of a process (threads, tasks), or
     keep one at module level in a Lambda handler to reuse tokens across warm invocations. It
     does not reach other processes: use
-    :class:`~thingspace_swap.backends.sqlite.tokens.SqliteTokenCache` or
-    :class:`~thingspace_swap.aws.DynamoTokenCache` for them."""
+    [SqliteTokenCache][thingspace_swap.backends.sqlite.tokens.SqliteTokenCache] or
+    [DynamoTokenCache][thingspace_swap.backends.aws.tokens.DynamoTokenCache] for them."""
 
     def __init__(self) -> None:
         self._records: dict[str, AuthRecord] = {}
         self._lock = threading.Lock()
 
     def get(self, key: str) -> AuthRecord:
-        """The record under ``key`` (see :class:`TokenCache`)."""
+        """The record under ``key`` (see [TokenCache][thingspace_swap.tokens.TokenCache])."""
         with self._lock:
             return self._records.get(key) or AuthRecord()
 
     def update(self, key: str, change: Callable[[AuthRecord], AuthRecord]) -> AuthRecord:
-        """Apply ``change`` under the cache's lock (see :class:`TokenCache`)."""
+        """Apply ``change`` under the cache's lock (see
+        [TokenCache][thingspace_swap.tokens.TokenCache])."""
         with self._lock:
             record = change(self._records.get(key) or AuthRecord())
             self._records[key] = record

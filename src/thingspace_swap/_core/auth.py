@@ -2,13 +2,14 @@
 rejection, and logins guarded through the token cache that every client sharing it sees.
 
 Five failed logins lock the ThingSpace user for every process of the customer, so the guard
-lives in the :class:`~thingspace_swap.tokens.TokenCache`, not in the client:
+lives in the [TokenCache][thingspace_swap.tokens.TokenCache], not in the client:
 
-* a login is made only by the holder of the cache's lease (:class:`LoginLease`); the other
-  clients wait, then pick up the session it stored, or the block it set;
-* a refused login sets the block (:class:`LoginBlock`): every client sharing the cache then
-  raises :class:`LoginBlockedError` instead of logging in, until ``unblock()`` or an explicit
-  ``login()``;
+* a login is made only by the holder of the cache's lease
+  ([LoginLease][thingspace_swap.tokens.LoginLease]); the other clients wait, then pick up the
+  session it stored, or the block it set;
+* a refused login sets the block ([LoginBlock][thingspace_swap.tokens.LoginBlock]): every client
+  sharing the cache then raises [LoginBlockedError][thingspace_swap.errors.LoginBlockedError]
+  instead of logging in, until ``unblock()`` or an explicit ``login()``;
 * logins of unknown outcome (a timeout, a 5xx, a lease whose holder vanished) count in the
   cache too: two in a row set the block.
 """
@@ -103,7 +104,7 @@ def _owner_id() -> str:
 @attrs.define(repr=False)
 class AuthState:
     """The tokens of one client and its view of the shared guard. Renewals run inside
-    :class:`Exclusive`, so concurrent callers of one client wait for one renewal instead of
+    ``Exclusive``, so concurrent callers of one client wait for one renewal instead of
     each doing their own (single-flight); the cache's lease does the same across clients."""
 
     credentials: Credentials

@@ -28,11 +28,11 @@ Page = TypeVar("Page")
 
 
 class Sync:
-    """Marks resources of :class:`~thingspace_swap.ThingSpaceClient`."""
+    """Marks resources of [ThingSpaceClient][thingspace_swap.ThingSpaceClient]."""
 
 
 class Async:
-    """Marks resources of :class:`~thingspace_swap.AsyncThingSpaceClient`."""
+    """Marks resources of [AsyncThingSpaceClient][thingspace_swap.AsyncThingSpaceClient]."""
 
 
 Mode = TypeVar("Mode", Sync, Async)
@@ -124,7 +124,7 @@ class endpoint(Generic[P, T]):
 
 class paginated(Generic[P, Item]):
     """Turns a pager-building method into an iterator (sync) or async iterator (async); made
-    once per resource, like :class:`endpoint`'s methods."""
+    once per resource, like ``endpoint``'s methods."""
 
     _name: str | None = None
 

@@ -65,7 +65,7 @@ class Engine:
 
     def call(self, call: Call[T], *, retry: bool = True, tokens: Tokens | None = None) -> Flow[T]:
         """Run ``call``: with both credentials (renewed once each on rejection), the rate limit,
-        and retries where :class:`RetryPolicy` allows them.
+        and retries where [RetryPolicy][thingspace_swap.retry.RetryPolicy] allows them.
 
         With ``tokens`` given, the call uses exactly those and never renews them (the auth code's
         own calls, which already hold the auth lock)."""

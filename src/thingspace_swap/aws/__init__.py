@@ -1,24 +1,28 @@
 """The swap lifecycle deployed on AWS Lambda (the ``thingspace-swap[aws]`` extra).
 
-* :mod:`.lambda_handlers`: the Lambda entry points ``deploy/template.yaml`` names
+* ``lambda_handlers``: the Lambda entry points ``deploy/template.yaml`` names
   (``intake_handler``, ``worker_handler``, ``callback_handler``, ``reconciler_handler``) and
-  the :class:`~thingspace_swap.aws.lambda_handlers.Handlers` behind them;
-* :mod:`.config`: :class:`~thingspace_swap.aws.config.LambdaConfig`, read from the
-  environment; :mod:`.runtime`: the :class:`~thingspace_swap.aws.runtime.LambdaRuntime` the
-  handlers work with, wired by :func:`~thingspace_swap.aws.runtime.build_runtime`;
-* :mod:`.apigateway` (API Gateway events and answers), :mod:`.routes` and :mod:`.answers`
-  (the intake API) and :mod:`.limits` (what the intake takes and answers);
-* :mod:`.dynamodb` and :mod:`.tokens`: the documented paths of the store and the token cache,
+  the ``Handlers`` behind them;
+* ``config``: ``LambdaConfig``, read from the environment; ``runtime``: the ``LambdaRuntime`` the
+  handlers work with, wired by ``build_runtime``;
+* ``apigateway`` (API Gateway events and answers), ``routes`` and ``answers`` (the intake API) and
+  ``limits`` (what the intake takes and answers);
+* ``dynamodb`` and ``tokens``: the documented paths of the store and the token cache,
   kept as aliases.
 
-The adapters the functions run on live in :mod:`thingspace_swap.backends.aws`
-(:class:`SqsQueue`, :class:`DynamoStore`, :class:`DynamoTokenCache`, :class:`SnsNotifier`,
-:func:`create_queues`, :func:`create_table`, :func:`table_definition`, :class:`Backoff`,
-:class:`BatchSendError`...); this package re-exports every one of them, so
+The adapters the functions run on live in ``thingspace_swap.backends.aws``
+([SqsQueue][thingspace_swap.backends.aws.sqs.queue.SqsQueue],
+[DynamoStore][thingspace_swap.backends.aws.dynamodb.store.DynamoStore],
+[DynamoTokenCache][thingspace_swap.backends.aws.tokens.DynamoTokenCache],
+[SnsNotifier][thingspace_swap.backends.aws.sns.SnsNotifier],
+[create_queues][thingspace_swap.backends.aws.sqs.admin.create_queues],
+[create_table][thingspace_swap.backends.aws.dynamodb.table.create_table],
+[table_definition][thingspace_swap.backends.aws.dynamodb.table.table_definition], ``Backoff``,
+``BatchSendError``...); this package re-exports every one of them, so
 ``from thingspace_swap.aws import DynamoStore`` works as before.
 
 Names are imported on first use: importing this package does not import boto3. Nothing in
-:mod:`thingspace_swap` imports this package.
+``thingspace_swap`` imports this package.
 """
 
 from __future__ import annotations

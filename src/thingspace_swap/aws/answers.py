@@ -1,5 +1,5 @@
-"""The intake's answers that carry records: a validation report (:func:`with_report`) and a
-page of a batch's status (:func:`status_payload`), each cut to the answer's budget."""
+"""The intake's answers that carry records: a validation report (``with_report``) and a
+page of a batch's status (``status_payload``), each cut to the answer's budget."""
 
 from __future__ import annotations
 

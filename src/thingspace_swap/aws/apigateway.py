@@ -1,6 +1,6 @@
-"""API Gateway proxy events: the request in an event (REST v1 or HTTP API v2), the answer
-(built to fit :data:`~thingspace_swap.aws.limits.RESPONSE_BUDGET`) and the checks of a JSON
-body whose failures are 4xx answers (:class:`HttpError`)."""
+"""API Gateway proxy events: the request in an event (REST v1 or HTTP API v2), the answer (built to
+fit ``RESPONSE_BUDGET``) and the checks of a JSON body whose failures are 4xx answers
+(``HttpError``)."""
 
 from __future__ import annotations
 

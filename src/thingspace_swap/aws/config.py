@@ -1,4 +1,4 @@
-"""What the Lambda functions read from their environment: :class:`LambdaConfig`, the
+"""What the Lambda functions read from their environment: ``LambdaConfig``, the
 package's log level and the boto3 clients they make."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _SECRET_KEYS = ("app_key", "app_secret", "username", "password")
 
 @attrs.frozen
 class LambdaConfig:
-    """Everything the handlers read from the environment (see :meth:`from_env`)."""
+    """Everything the handlers read from the environment (see ``from_env``)."""
 
     credentials: Credentials
     queue_url: str
@@ -62,7 +62,8 @@ class LambdaConfig:
         Optional: ``THINGSPACE_ACCOUNT``, ``THINGSPACE_BASE_URL`` (production),
         ``SWAP_HIGH_QUEUE_URL``, ``SWAP_TOPIC_ARN``, ``SWAP_MAX_RECEIVES``, ``SWAP_MAX_ITEMS``
         (1000), ``CALLBACK_ALLOWED_SOURCES`` (comma-separated addresses or networks) and
-        ``SWAP_<FIELD>`` for each :class:`LifecycleSettings` field (``SWAP_LEASE=120``).
+        ``SWAP_<FIELD>`` for each [LifecycleSettings][thingspace_swap.swap.LifecycleSettings] field
+        (``SWAP_LEASE=120``).
 
         Args:
             environ: The variables (``os.environ`` by default).

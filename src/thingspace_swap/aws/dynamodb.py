@@ -1,5 +1,5 @@
 """The documented path of the DynamoDB store, kept as an alias: the store lives in
-:mod:`thingspace_swap.backends.aws.dynamodb`."""
+``thingspace_swap.backends.aws.dynamodb``."""
 
 from __future__ import annotations
 

@@ -5,19 +5,18 @@
 * ``worker_handler`` (SQS events, with ``ReportBatchItemFailures``): ``orchestrator.process``
   for each record.
 * ``callback_handler`` (API Gateway): ThingSpace's CarrierService callbacks, through
-  :class:`~thingspace_swap.swap.callbacks.CallbackIntake`.
+  [CallbackIntake][thingspace_swap.swap.CallbackIntake].
 * ``reconciler_handler`` (EventBridge schedule): ``orchestrator.sweep()``.
 
-Each module-level handler delegates to :class:`Handlers`, built once per process by
-:meth:`Handlers.from_env` and kept for the life of the execution environment (a
-``functools.cache``: the accepted Lambda pattern, and the one deliberate module-level cache of
-this package), so boto3 clients, the ThingSpace client and its tokens are reused across warm
-invocations. Tests build ``Handlers(runtime)`` with a runtime of their own
-(:func:`build_runtime`).
+Each module-level handler delegates to ``Handlers``, built once per process by ``Handlers.from_env``
+and kept for the life of the execution environment (a ``functools.cache``: the accepted Lambda
+pattern, and the one deliberate module-level cache of this package), so boto3 clients, the
+ThingSpace client and its tokens are reused across warm invocations. Tests build
+``Handlers(runtime)`` with a runtime of their own (``build_runtime``).
 
-The pieces: :mod:`.config` (:class:`LambdaConfig`, the environment), :mod:`.runtime`
-(:class:`LambdaRuntime`, :func:`build_runtime`), :mod:`.apigateway` (events and answers),
-:mod:`.routes` and :mod:`.answers` (the intake API) and :mod:`.limits`.
+The pieces: ``config`` (``LambdaConfig``, the environment), ``runtime`` (``LambdaRuntime``,
+``build_runtime``), ``apigateway`` (events and answers), ``routes`` and ``answers`` (the intake API)
+and ``limits``.
 
 The worker answers ``{"batchItemFailures": [...]}`` (as AWS Lambda Powertools' batch processor
 does): a record is a failure when its change was busy, it was not due yet or processing it
@@ -26,7 +25,7 @@ failed; every such message was already made visible again when it should be retr
 queue the first failure of a message group stops that group: its later records of the batch are
 put back unprocessed and reported too. A poison record is dead-lettered with its reason by
 ``process`` and counts as a success, so it never blocks its batch. The invocation raises
-:class:`BatchFailedError` only when every record failed with an *error*; records that were
+``BatchFailedError`` only when every record failed with an *error*; records that were
 merely deferred (busy or not due) are normal flow control, and failing the invocation for them
 would raise Lambda's error metrics and make the event source back off for nothing.
 
@@ -35,7 +34,7 @@ limit), 404, 405, 409 (a line was taken meanwhile), 413 (too many items, too lar
 (nothing valid, with the report), 502 (ThingSpace failed), 503 with ``Retry-After`` (ThingSpace
 throttled) or 500, never with a traceback or a secret. The intake's input is bounded and every
 answer is built to fit ``RESPONSE_BUDGET``, well below Lambda's 6 MB (``MAX_ITEMS`` and the
-other limits in :mod:`.limits`; docs/aws.md, "Limits").
+other limits in ``limits``; docs/aws.md, "Limits").
 Events are never logged: a callback's body carries its password.
 """
 
@@ -81,7 +80,7 @@ __all__ = [
 ]
 
 Runtime = LambdaRuntime
-"""The former name of :class:`LambdaRuntime` (the CLI has a ``Runtime`` of its own)."""
+"""The former name of ``LambdaRuntime`` (the CLI has a ``Runtime`` of its own)."""
 
 
 class BatchFailedError(RuntimeError):
@@ -93,7 +92,7 @@ _Outcome = Literal["done", "dead_lettered", "busy", "not_due", "errors"]
 
 
 class Handlers:
-    """The four entry points over one :class:`LambdaRuntime` (each method takes the event and
+    """The four entry points over one ``LambdaRuntime`` (each method takes the event and
     the Lambda context, which may be None)."""
 
     def __init__(self, runtime: LambdaRuntime, *, time_margin: float = 10.0) -> None:
@@ -111,7 +110,7 @@ class Handlers:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Handlers:
-        """Handlers configured by :meth:`LambdaConfig.from_env` (``LOG_LEVEL`` sets the
+        """Handlers configured by ``LambdaConfig.from_env`` (``LOG_LEVEL`` sets the
         package's log level, INFO by default)."""
         env = os.environ if environ is None else environ
         configure_logging(env)
@@ -194,7 +193,7 @@ class Handlers:
 
     def callback(self, event: Mapping[str, Any], context: Any = None) -> Response:
         """A CarrierService callback through
-        :class:`~thingspace_swap.swap.callbacks.CallbackIntake` (200 once kept)."""
+        [CallbackIntake][thingspace_swap.swap.CallbackIntake] (200 once kept)."""
         try:
             request = parse_request(event)
         except HttpError as refused:

@@ -1,7 +1,6 @@
-"""The intake API's routes (:class:`Intake`): ``POST /batches``, ``GET /batches/{id}``,
+"""The intake API's routes (``Intake``): ``POST /batches``, ``GET /batches/{id}``,
 ``POST /batches/{id}/retry`` and ``POST /batches/{id}/cancel``, each checking its input against
-:mod:`~thingspace_swap.aws.limits` and answering through
-:mod:`~thingspace_swap.aws.apigateway`."""
+``limits`` and answering through ``apigateway``."""
 
 from __future__ import annotations
 
@@ -47,7 +46,7 @@ _Route = Callable[[Request, str], Response]
 
 
 class Intake:
-    """The intake's routes over one runtime; a refusal raises :class:`HttpError`."""
+    """The intake's routes over one runtime; a refusal raises ``HttpError``."""
 
     def __init__(self, runtime: LambdaRuntime) -> None:
         self.runtime = runtime
@@ -182,7 +181,8 @@ def _created(submission: Submission) -> Response:
 
 
 def _item(index: int, raw: object) -> SwapItem:
-    """Item ``index`` of a batch request (:meth:`SwapItem.from_fields`, each field bounded)."""
+    """Item ``index`` of a batch request
+    ([SwapItem.from_fields][thingspace_swap.swap.SwapItem.from_fields], each field bounded)."""
     where = f"items[{index}]."
     if not isinstance(raw, dict):
         raise HttpError(400, f"items[{index}] must be an object")

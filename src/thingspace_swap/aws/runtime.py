@@ -1,5 +1,5 @@
-"""What the Lambda handlers work with: :class:`LambdaRuntime`, wired from a
-:class:`~thingspace_swap.aws.config.LambdaConfig` by :func:`build_runtime`."""
+"""What the Lambda handlers work with: ``LambdaRuntime``, wired from a ``LambdaConfig`` by
+``build_runtime``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The documented path of the DynamoDB token cache, kept as an alias: the cache lives in
-:mod:`thingspace_swap.backends.aws.tokens`."""
+``thingspace_swap.backends.aws.tokens``."""
 
 from __future__ import annotations
 

@@ -153,8 +153,8 @@ class Context:
         return Connection(credentials, account, self._base_url(config, config_path))
 
     def _base_url(self, config: Mapping[str, str], config_path: str | None) -> str:
-        """``--base-url``, else the config file's, else :func:`default_base_url`; each checked
-        by :func:`check_base_url` (its error names where the URL came from)."""
+        """``--base-url``, else the config file's, else ``default_base_url``; each checked
+        by ``check_base_url`` (its error names where the URL came from)."""
         flag = getattr(self.options, "base_url", None)
         if flag:
             return check_base_url(flag, name="--base-url")

@@ -1,4 +1,5 @@
-"""A small stdlib HTTP server that hands ThingSpace's callbacks to a :class:`CallbackIntake`."""
+"""A small stdlib HTTP server that hands ThingSpace's callbacks to a
+[CallbackIntake][thingspace_swap.swap.CallbackIntake]."""
 
 from __future__ import annotations
 
@@ -75,9 +76,10 @@ class _Server(ThreadingHTTPServer):
 
 
 class CallbackServer:
-    """``intake`` served over HTTP at ``path`` on a background thread, until :meth:`close`.
+    """``intake`` served over HTTP at ``path`` on a background thread, until ``close``.
 
-    ``POST path`` answers what :meth:`CallbackIntake.handle` answers; ``GET /healthz`` 200.
+    ``POST path`` answers what [CallbackIntake.handle][thingspace_swap.swap.CallbackIntake.handle]
+    answers; ``GET /healthz`` 200.
     """
 
     def __init__(

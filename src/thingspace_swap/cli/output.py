@@ -146,7 +146,7 @@ class Output:
         self.stdout.flush()
 
     def csv(self, records: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> None:
-        """``records`` as CSV with a header row on stdout, every cell through :func:`csv_cell`
+        """``records`` as CSV with a header row on stdout, every cell through ``csv_cell``
         (text that a spreadsheet would run as a formula gets a leading single quote)."""
         writer = csv.writer(self.stdout, lineterminator="\n")
         writer.writerow([csv_cell(name) for name in fields])

@@ -81,7 +81,8 @@ converter = make_converter()
 
 
 def structure(data: Any, cls: type[T]) -> T:
-    """Structure decoded JSON into ``cls``; a mismatch raises :class:`DecodeError`."""
+    """Structure decoded JSON into ``cls``; a mismatch raises
+    [DecodeError][thingspace_swap.errors.DecodeError]."""
     try:
         return converter.structure(data, cls)
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:

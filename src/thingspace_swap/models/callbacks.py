@@ -119,7 +119,8 @@ class CarrierServiceCallback:
 def parse_callback(
     body: bytes | str | dict[str, Any], *, max_bytes: int = 64_000
 ) -> CarrierServiceCallback:
-    """Parse a callback body; anything malformed or oversize raises :class:`CallbackError`."""
+    """Parse a callback body; anything malformed or oversize raises
+    [CallbackError][thingspace_swap.errors.CallbackError]."""
     if isinstance(body, (bytes, str)):
         raw = body.encode() if isinstance(body, str) else body
         if len(raw) > max_bytes:

@@ -1,9 +1,10 @@
 """JSON for the swap records kept by durable backends (SQLite now, DynamoDB later).
 
 A converter of its own, separate from the wire converter (which speaks ThingSpace's camelCase):
-keys are the attribute names (snake_case), enums are stored by value, a :class:`DeviceId` is
-``{"id", "kind"}``, tuples become lists, and every field is written, defaults included, so a
-record reads back equal. Unknown keys are ignored when reading (a newer writer may add fields).
+keys are the attribute names (snake_case), enums are stored by value, a
+[DeviceId][thingspace_swap.models.DeviceId] is ``{"id", "kind"}``, tuples become lists, and every
+field is written, defaults included, so a record reads back equal. Unknown keys are ignored when
+reading (a newer writer may add fields).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def unstructure(obj: Any) -> Any:
 
 
 def structure(data: Any, cls: type[T]) -> T:
-    """Rebuild a ``cls`` from :func:`unstructure` output; :class:`CodecError` if it does not fit."""
+    """Rebuild a ``cls`` from ``unstructure`` output; ``CodecError`` if it does not fit."""
     try:
         return converter.structure(data, cls)
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
@@ -57,7 +58,7 @@ def encode(obj: Any) -> str:
 
 
 def decode(text: str | bytes, cls: type[T]) -> T:
-    """The ``cls`` that :func:`encode` wrote as ``text``."""
+    """The ``cls`` that ``encode`` wrote as ``text``."""
     try:
         data = json.loads(text)
     except ValueError as exc:

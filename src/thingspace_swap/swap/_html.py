@@ -46,7 +46,7 @@ class Raw(str):
 
 
 def esc(value: object) -> str:
-    """``value`` as escaped text (``None`` as empty); :class:`Raw` is kept as is."""
+    """``value`` as escaped text (``None`` as empty); ``Raw`` is kept as is."""
     if value is None:
         return ""
     if isinstance(value, Raw):

@@ -55,7 +55,7 @@ def chain_entry(
 
 @attrs.frozen
 class AuditReport:
-    """The result of :func:`verify_chain` (or ``verify_audit`` over a whole batch)."""
+    """The result of ``verify_chain`` (or ``verify_audit`` over a whole batch)."""
 
     ok: bool
     entries: int

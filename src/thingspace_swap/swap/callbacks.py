@@ -1,10 +1,11 @@
 """Receiving ThingSpace's CarrierService callbacks: the checks, and registration (the ASGI app
-that serves the intake is :func:`thingspace_swap.asgi.asgi_app`).
+that serves the intake is [thingspace_swap.asgi.asgi_app][thingspace_swap.asgi.asgi_app]).
 
 ThingSpace signs nothing: the username/password given at registration come back as plain fields
-of every callback body. :class:`CallbackIntake` checks them in constant time (and optionally the
-source address), hands the callback to the orchestrator, which keeps it durably, and only then
-answers 200. Anything else gets a non-2xx answer, so ThingSpace delivers again.
+of every callback body. [CallbackIntake][thingspace_swap.swap.CallbackIntake] checks them in
+constant time (and optionally the source address), hands the callback to the orchestrator, which
+keeps it durably, and only then answers 200. Anything else gets a non-2xx answer, so ThingSpace
+delivers again.
 
 ```python
 intake = CallbackIntake(orchestrator.accept_callback, username="u", password=secret)
@@ -71,7 +72,8 @@ def _network(source: str) -> _Network:
 
 
 def _candidate(value: object) -> str | None:
-    """A credential field as text :meth:`Secret.matches` can compare, else None."""
+    """A credential field as text [Secret.matches][thingspace_swap.Secret.matches] can compare, else
+    None."""
     if not isinstance(value, str):
         return None
     try:
@@ -264,7 +266,8 @@ def register_listener(
     account_name: str | None = None,
 ) -> RegisteredCallback | Awaitable[RegisteredCallback]:
     """Register ``url`` as the account's CarrierService listener with these credentials
-    (they come back in every callback; give the same ones to :class:`CallbackIntake`).
+    (they come back in every callback; give the same ones to
+    [CallbackIntake][thingspace_swap.swap.CallbackIntake]).
 
     Returns the registration (sync client) or an awaitable of it (async client). Replaces any
     earlier CarrierService registration of the account.

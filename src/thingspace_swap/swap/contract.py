@@ -1,8 +1,8 @@
-"""The contract suite's old home: it lives in :mod:`thingspace_swap.testing.contract`.
+"""The contract suite's old home: it lives in ``thingspace_swap.testing.contract``.
 
 ``ContractClock``, the suite's clock here, is now the simulator's
-:class:`~thingspace_swap.testing.VirtualClock` (which starts at ``DEFAULT_EPOCH`` unless given a
-start; the suite starts its own at ``T0``).
+[VirtualClock][thingspace_swap.testing.VirtualClock] (which starts at ``DEFAULT_EPOCH`` unless given
+a start; the suite starts its own at ``T0``).
 """
 
 from ..testing import VirtualClock as ContractClock

@@ -1,4 +1,4 @@
-"""What the lifecycle's state machine (:mod:`.machine`) is told, the events, and what it asks
+"""What the lifecycle's state machine (``machine``) is told, the events, and what it asks
 its driver to do, the effects; with the settings that time it. Records only, no rules."""
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ class LifecycleSettings:
         verify_timeout: How long a change confirmed by its callback may wait for a worker to
             verify it on the device before the sweep does.
         max_retries: Retries of failures that provably changed nothing, per attempt.
-        retry_initial / retry_max: Backoff between those retries.
+        retry_initial: The first backoff between those retries (doubled for each next one).
+        retry_max: The longest backoff between those retries.
     """
 
     lease: float = 120.0
@@ -163,20 +164,19 @@ Event = (
 
 @attrs.frozen
 class ReadDevice:
-    """Read the device on the change's line and answer with :class:`DeviceSeen`."""
+    """Read the device on the change's line and answer with ``DeviceSeen``."""
 
 
 @attrs.frozen
 class Submit:
-    """Send ``step``'s request to ThingSpace; answer with :class:`Accepted` or
-    :class:`SubmitFailed`."""
+    """Send ``step``'s request to ThingSpace; answer with ``Accepted`` or ``SubmitFailed``."""
 
     step: Step
 
 
 @attrs.frozen
 class Schedule:
-    """Deliver a :class:`Timeout` at ``at`` (a delayed queue message)."""
+    """Deliver a ``Timeout`` at ``at`` (a delayed queue message)."""
 
     at: float
 

@@ -2,10 +2,10 @@
 
 A retry of a change whose last request has no known outcome (``Change.in_doubt``) may send a
 second request only when ThingSpace provably did not apply the first and is not processing
-it. :func:`weigh` decides from what ThingSpace shows: the device, the request's status (when
-its id is known; ThingSpace documents the status call for some actions only) and the line's
-provisioning history since the request was sent. It does no I/O; the orchestrator gathers the
-evidence.
+it. [weigh][thingspace_swap.swap.evidence.weigh] decides from what ThingSpace shows: the device, the
+request's status (when its id is known; ThingSpace documents the status call for some actions only)
+and the line's provisioning history since the request was sent. It does no I/O; the orchestrator
+gathers the evidence.
 
 Only a reported failure proves that nothing was applied: no trace at all does not (a request
 whose response was lost may still be queued at ThingSpace). History entries count from the

@@ -1,4 +1,4 @@
-"""The in-memory adapters' old home: they live in :mod:`thingspace_swap.backends.memory`."""
+"""The in-memory adapters' old home: they live in ``thingspace_swap.backends.memory``."""
 
 from ..backends.memory import MemoryMetrics, MemoryNotifier, MemoryQueue, MemoryStore
 

@@ -1,6 +1,6 @@
 """The orchestrator's default metrics: counters, observations and gauges kept in memory, to
 read in process (tests, notebooks, the CLI's summary). Any other
-:class:`~thingspace_swap.swap.ports.Metrics` replaces it; :mod:`thingspace_swap.backends.memory`
+[Metrics][thingspace_swap.swap.ports.Metrics] replaces it; ``thingspace_swap.backends.memory``
 re-exports it beside the other in-memory adapters."""
 
 from __future__ import annotations

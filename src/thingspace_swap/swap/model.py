@@ -210,13 +210,15 @@ class Change:
         )
 
     def names(self, device_id: DeviceId) -> bool:
-        """Whether ``device_id`` is one of this change's :attr:`identifiers`."""
+        """Whether ``device_id`` is one of this change's
+        [identifiers][thingspace_swap.swap.Change.identifiers]."""
         return device_id in self.identifiers
 
 
 @attrs.frozen
 class Batch:
-    """A bulk change: its devices are :class:`Change` records sharing ``batch_id``.
+    """A bulk change: its devices are [Change][thingspace_swap.swap.Change] records sharing
+    ``batch_id``.
 
     ``terminal`` counts its finished changes and ``summary`` their phases once it completes;
     both are derived from the changes (and corrected from them), never the other way round.
@@ -264,11 +266,11 @@ def _evolver(cls: type[_T]) -> Callable[..., _T]:
     namespace: dict[str, Any] = {"cls": cls, "known": frozenset(names)}
     exec(compile(source, f"<evolve {cls.__qualname__}>", "exec"), namespace)  # noqa: S102
     evolve = namespace["evolve"]
-    evolve.__doc__ = f"``attrs.evolve`` for :class:`{cls.__name__}` (precomputed)."
+    evolve.__doc__ = f"``attrs.evolve`` for ``{cls.__name__}`` (precomputed)."
     return cast("Callable[..., _T]", evolve)
 
 
-#: ``attrs.evolve(change, **changes)``, precomputed for :class:`Change`.
+#: ``attrs.evolve(change, **changes)``, precomputed for [Change][thingspace_swap.swap.Change].
 evolve_change: Callable[..., Change] = _evolver(Change)
-#: ``attrs.evolve(batch, **changes)``, precomputed for :class:`Batch`.
+#: ``attrs.evolve(batch, **changes)``, precomputed for [Batch][thingspace_swap.swap.Batch].
 evolve_batch: Callable[..., Batch] = _evolver(Batch)

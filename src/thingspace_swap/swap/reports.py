@@ -35,7 +35,8 @@ __all__ = [
     "change_html",
 ]
 
-#: The columns of :meth:`ValidationReport.to_records` (and its DataFrame).
+#: The columns of [ValidationReport.to_records][thingspace_swap.swap.ValidationReport.to_records]
+#: (and its DataFrame).
 VALIDATION_COLUMNS = (
     "index",
     "device",
@@ -47,7 +48,8 @@ VALIDATION_COLUMNS = (
     "ok",
     "problems",
 )
-#: The columns of :meth:`BatchStatus.to_records` (and its DataFrame).
+#: The columns of [BatchStatus.to_records][thingspace_swap.swap.BatchStatus.to_records] (and its
+#: DataFrame).
 STATUS_COLUMNS = (
     "change_id",
     "line",
@@ -61,7 +63,7 @@ STATUS_COLUMNS = (
     "error",
     "duration",
 )
-#: The columns of :func:`audit_records` (and :func:`audit_dataframe`).
+#: The columns of ``audit_records`` (and ``audit_dataframe``).
 AUDIT_COLUMNS = (
     "subject",
     "seq",
@@ -177,7 +179,8 @@ class ValidationReport:
         ]
 
     def to_dataframe(self) -> pandas.DataFrame:
-        """:meth:`to_records` as a pandas DataFrame (needs the ``notebook`` extra)."""
+        """[to_records][thingspace_swap.swap.ValidationReport.to_records] as a pandas DataFrame
+        (needs the ``notebook`` extra)."""
         return dataframe(self.to_records(), VALIDATION_COLUMNS)
 
     def _repr_html_(self) -> str:
@@ -253,7 +256,8 @@ class BatchStatus:
         ]
 
     def to_dataframe(self) -> pandas.DataFrame:
-        """:meth:`to_records` as a pandas DataFrame (needs the ``notebook`` extra)."""
+        """[to_records][thingspace_swap.swap.BatchStatus.to_records] as a pandas DataFrame (needs
+        the ``notebook`` extra)."""
         return dataframe(self.to_records(), STATUS_COLUMNS)
 
     def _repr_html_(self) -> str:
@@ -305,7 +309,7 @@ def audit_records(entries: Iterable[AuditEntry]) -> list[dict[str, Any]]:
 
 
 def audit_dataframe(entries: Iterable[AuditEntry]) -> pandas.DataFrame:
-    """:func:`audit_records` as a pandas DataFrame, ``at`` as UTC datetimes (needs the
+    """``audit_records`` as a pandas DataFrame, ``at`` as UTC datetimes (needs the
     ``notebook`` extra)."""
     frame = dataframe(audit_records(entries), AUDIT_COLUMNS)
     import pandas

@@ -43,15 +43,17 @@ def infer_option(new: Iterable[DeviceId]) -> ChangeOption | None:
 
 def normalize_id(ref: DeviceId) -> DeviceId:
     """The canonical form of an identifier a swap names: the one rule, applied by
-    :class:`SwapItem` to every identifier that enters (code, CSV, CLI, the Lambda intake).
+    [SwapItem][thingspace_swap.swap.SwapItem] to every identifier that enters (code, CSV, CLI, the
+    Lambda intake).
 
     The kind is stripped and lower-cased; the value is stripped and, when it is a valid
     identifier of its kind (check digit aside), put in the form
-    :mod:`thingspace_swap.identifiers` keeps (hex digits upper-cased). A value that is not valid
-    is only stripped: validation reports it. Applying the rule twice changes nothing.
+    [thingspace_swap.identifiers][thingspace_swap.identifiers] keeps (hex digits upper-cased). A
+    value that is not valid is only stripped: validation reports it. Applying the rule twice changes
+    nothing.
 
     Raises:
-        TypeError: ``ref`` is not a :class:`~thingspace_swap.models.DeviceId`.
+        TypeError: ``ref`` is not a [DeviceId][thingspace_swap.models.DeviceId].
     """
     given: object = ref  # checked at run time: callers are not always typed
     if not isinstance(given, DeviceId):
@@ -75,8 +77,9 @@ ITEM_FIELDS = ("device", "device_kind", "new_iccid", "new_imei", "plan")
 
 
 class ItemError(ValueError):
-    """Text fields that make no :class:`SwapItem` (:meth:`SwapItem.from_fields`); ``field``
-    names the one to fix."""
+    """Text fields that make no [SwapItem][thingspace_swap.swap.SwapItem]
+    ([SwapItem.from_fields][thingspace_swap.swap.SwapItem.from_fields]); ``field`` names the one to
+    fix."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -100,7 +103,7 @@ class SwapItem:
 
     ``option`` is inferred from the new identifiers' kinds when not given (an ICCID: a SIM swap;
     an IMEI: a device swap; both: both). ``target_plan`` overrides the request's. Every
-    identifier is put in canonical form here (:func:`normalize_id`), once, so validation,
+    identifier is put in canonical form here (``normalize_id``), once, so validation,
     duplicate detection, the stored change and device matching all see the same text.
     """
 
@@ -122,7 +125,7 @@ class SwapItem:
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str | None], *, source: str = "") -> SwapItem:
-        """An item from its text fields (:data:`ITEM_FIELDS`; blank ones count as absent):
+        """An item from its text fields (``ITEM_FIELDS``; blank ones count as absent):
         ``device`` (required), ``device_kind`` (told from the device's length when absent:
         19-20 characters ICCID, 15-16 IMEI, 10 MDN), ``new_iccid``, ``new_imei`` and ``plan``
         (the target plan, taken as given). The one parser of CSV rows and the Lambda intake.
@@ -226,8 +229,8 @@ def read_csv(source: str | Path | TextIO) -> tuple[list[SwapItem], list[CsvProbl
     """Read pairs from CSV: columns ``device`` (required), ``device_kind`` (inferred from the
     length when absent: 19-20 digits ICCID, 15-16 IMEI, 10 MDN), ``new_iccid``, ``new_imei``
     and ``plan``. Header names are case-insensitive; other columns are ignored. Identifiers
-    are normalised by :class:`SwapItem`; their formats are checked by validation, so they
-    appear in its per-device report."""
+    are normalised by [SwapItem][thingspace_swap.swap.SwapItem]; their formats are checked by
+    validation, so they appear in its per-device report."""
     if isinstance(source, Path):
         text: TextIO = io.StringIO(source.read_text(encoding="utf-8-sig"), newline="")
     elif isinstance(source, str):

@@ -1,4 +1,4 @@
-"""The SQLite backend's old home: it lives in :mod:`thingspace_swap.backends.sqlite`."""
+"""The SQLite backend's old home: it lives in ``thingspace_swap.backends.sqlite``."""
 
 from ..backends.sqlite import SCHEMA_VERSION, SqliteBackend, SqliteQueue, SqliteStore
 

@@ -1,5 +1,5 @@
-"""The ThingSpace operations the lifecycle uses (the :class:`~.ports.ThingSpace` port), as
-flows it composes with ``yield from``.
+"""The ThingSpace operations the lifecycle uses (the
+[ThingSpace][thingspace_swap.swap.ports.ThingSpace] port), as flows it composes with ``yield from``.
 
 They come from the client's own resources, through their public descriptors
 (``Devices.get.flow``, ``Devices.iter.collect``), so the orchestrator runs on whichever client it

@@ -2,7 +2,8 @@
 
 It speaks ThingSpace's documented wire format: OAuth tokens, M2M sessions,
 device listing with cursor pagination, swaps and other asynchronous requests, request status,
-provisioning history and CarrierService callbacks, all on a :class:`VirtualClock`::
+provisioning history and CarrierService callbacks, all on a
+[VirtualClock][thingspace_swap.testing.VirtualClock]::
 
     from thingspace_swap.testing import ThingSpaceSimulator
 

@@ -1,6 +1,6 @@
 """Applying a due asynchronous request to one device: the rules' checks, then their effects.
 
-An :class:`Applier` turns one ``DeviceResult`` into an ``Outcome`` (what changed, the fault,
+An ``Applier`` turns one ``DeviceResult`` into an ``Outcome`` (what changed, the fault,
 the callback's response) and writes the device's provisioning history. It knows nothing of
 time beyond the ``now`` it is given, nor of callbacks or HTTP.
 """

@@ -19,7 +19,8 @@ class VirtualClock:
 
     ``sleep`` and ``sleep_async`` return at once after moving the clock forward, so a test that
     waits an hour runs in microseconds. All methods are thread-safe. Listeners registered with
-    :meth:`subscribe` run after every advance, outside the clock's lock.
+    [subscribe][thingspace_swap.testing.VirtualClock.subscribe] run after every advance, outside the
+    clock's lock.
     """
 
     def __init__(self, start: float = DEFAULT_EPOCH, *, monotonic_start: float = 0.0) -> None:
@@ -30,12 +31,12 @@ class VirtualClock:
         self._listeners: list[Callable[[], None]] = []
 
     def time(self) -> float:
-        """Epoch seconds, like :func:`time.time`."""
+        """Epoch seconds, like ``time.time``."""
         with self._lock:
             return self._start + self._elapsed
 
     def monotonic(self) -> float:
-        """``monotonic_start`` plus the seconds advanced so far, like :func:`time.monotonic`."""
+        """``monotonic_start`` plus the seconds advanced so far, like ``time.monotonic``."""
         with self._lock:
             return self._monotonic_start + self._elapsed
 
@@ -80,11 +81,12 @@ def _no_op() -> None:
 
 
 class WallClock(VirtualClock):
-    """Real time with the :class:`VirtualClock` interface, for a simulator served over HTTP.
+    """Real time with the [VirtualClock][thingspace_swap.testing.VirtualClock] interface, for a
+    simulator served over HTTP.
 
     ``time``, ``monotonic`` and the sleeps are the system's; time cannot be advanced, so
-    :meth:`advance` (and with it ``ThingSpaceSimulator.advance``/``run_until_idle``) raises.
-    Nothing is ever notified: :meth:`subscribe` returns a no-op, and due work runs when a
+    ``advance`` (and with it ``ThingSpaceSimulator.advance``/``run_until_idle``) raises.
+    Nothing is ever notified: ``subscribe`` returns a no-op, and due work runs when a
     request arrives or when something (``SimulatorServer``'s ticker) calls ``run_due()``.
     It subclasses ``VirtualClock`` only so it fits wherever a simulator clock is expected.
     """
@@ -93,11 +95,11 @@ class WallClock(VirtualClock):
         super().__init__(_time.time(), monotonic_start=_time.monotonic())
 
     def time(self) -> float:
-        """Epoch seconds (:func:`time.time`)."""
+        """Epoch seconds (``time.time``)."""
         return _time.time()
 
     def monotonic(self) -> float:
-        """:func:`time.monotonic`."""
+        """``time.monotonic``."""
         return _time.monotonic()
 
     def advance(self, seconds: float) -> None:

@@ -138,7 +138,7 @@ class InventoryDesk:
             return inventory.find_any(identifier)
 
     def device(self, identifier: str, kind: str | None) -> Device:
-        """Like :meth:`find_device`, but raises KeyError when no device has ``identifier``."""
+        """Like ``find_device``, but raises KeyError when no device has ``identifier``."""
         device = self.find_device(identifier, kind)
         if device is None:
             raise KeyError(f"no device has identifier {identifier!r}")

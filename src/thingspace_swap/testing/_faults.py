@@ -104,7 +104,7 @@ class Faults:
             ``request_delay`` were 0, and without ``callback_delay``), so its callbacks are
             delivered before its synchronous response returns.
         lost_response_rate: Chance a processed request's response is lost: the request takes
-            effect, then ``handle`` raises :class:`ResponseLost` (an ``httpx.ReadTimeout``).
+            effect, then ``handle`` raises ``ResponseLost`` (an ``httpx.ReadTimeout``).
         lost_response_status: Answer a lost response with this status (e.g. 504) and the
             gateway's ``101504`` "Send timeout" fault instead of raising.
         only: Route names (``"PUT /api/m2m/v1/devices/{serviceType}/actions/deviceId"``,
@@ -206,7 +206,8 @@ def _server_error(choice: float, *, oauth: bool) -> tuple[int, dict[str, Any]]:
 
 
 class FaultInjector:
-    """Applies a :class:`Faults` policy; every method runs under the simulator's lock."""
+    """Applies a [Faults][thingspace_swap.testing.Faults] policy; every method runs under the
+    simulator's lock."""
 
     def __init__(self, seed: int, faults: Faults, stats: SimulatorStats) -> None:
         self.seed = seed

@@ -87,7 +87,7 @@ def error_response(status: int, message: str, *, close: bool = False) -> HttpRes
 
 
 class HttpServer:
-    """Serves ``handler`` on ``(host, port)`` from a thread ``{name}:{port}``, until :meth:`stop`.
+    """Serves ``handler`` on ``(host, port)`` from a thread ``{name}:{port}``, until ``stop``.
 
     The socket is bound before the constructor returns (an ``OSError`` such as "address in
     use" is raised there). ``accepted`` and ``served`` count connections and requests.

@@ -80,7 +80,7 @@ def http_deliver(timeout: float = 5.0) -> HttpDeliver:
 
 @dataclass(frozen=True)
 class ReceivedCallback:
-    """One POST a :class:`CallbackListener` received, and the status it answered."""
+    """One POST a ``CallbackListener`` received, and the status it answered."""
 
     path: str
     headers: dict[str, str]
@@ -89,9 +89,9 @@ class ReceivedCallback:
 
 
 class CallbackListener:
-    """A loopback HTTP server that records the JSON bodies POSTed to it, until :meth:`close`.
+    """A loopback HTTP server that records the JSON bodies POSTed to it, until ``close``.
 
-    Every path is accepted and answered 200 (empty body), unless :meth:`answer_next` queued
+    Every path is accepted and answered 200 (empty body), unless ``answer_next`` queued
     other statuses. Everything is thread-safe.
     """
 
@@ -190,6 +190,6 @@ class CallbackListener:
 
 @contextlib.contextmanager
 def callback_listener(*, host: str = "127.0.0.1", port: int = 0) -> Iterator[CallbackListener]:
-    """A :class:`CallbackListener` for the ``with`` block."""
+    """A ``CallbackListener`` for the ``with`` block."""
     with CallbackListener(host=host, port=port) as listener:
         yield listener

@@ -31,7 +31,8 @@ _STATE_WEIGHTS = (85, 6, 5, 4)
 
 @dataclass(frozen=True)
 class Population:
-    """What :meth:`ThingSpaceSimulator.populate` created."""
+    """What [ThingSpaceSimulator.populate][thingspace_swap.testing.ThingSpaceSimulator.populate]
+    created."""
 
     account: str
     devices: list[Device]

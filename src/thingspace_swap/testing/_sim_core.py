@@ -3,7 +3,7 @@
 Endpoints live in ``_commands`` (state changes), ``_queries`` and ``_registrations``; they call
 into the core. The core is not thread-safe: ``ThingSpaceSimulator`` wraps it in a lock.
 Applying requests, auto-restores and callback redeliveries are jobs on a ``JobQueue``;
-:meth:`SimulatorCore.run_due` runs the due ones (their effects carry the time at which they
+``SimulatorCore.run_due`` runs the due ones (their effects carry the time at which they
 run), applying requests with an ``Applier``; their callbacks go to the ``Outbox``.
 """
 

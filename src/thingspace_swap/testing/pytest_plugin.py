@@ -13,7 +13,8 @@ def test_with_a_bigger_fleet(thingspace_simulator, make_thingspace_client): ...
 ```
 
 The marker's keywords: ``devices`` (default 20), ``seed`` (0), ``account``
-(``0000123456-00001``), and any :class:`ThingSpaceSimulator` keyword.
+(``0000123456-00001``), and any [ThingSpaceSimulator][thingspace_swap.testing.ThingSpaceSimulator]
+keyword.
 """
 
 from __future__ import annotations

@@ -74,13 +74,14 @@ _HOP_BY_HOP = frozenset(
 
 
 class SimulatorServer:
-    """``sim`` served over HTTP/1.1 on a background thread, until :meth:`close`.
+    """``sim`` served over HTTP/1.1 on a background thread, until
+    [close][thingspace_swap.testing.SimulatorServer.close].
 
     Each request becomes an ``httpx.Request`` for ``sim.handle``. An ``httpx.TransportError``
     from it (a "response lost" fault) closes the connection without a response; any other
     exception answers 500 with a JSON ``UnexpectedError`` and the server keeps going. A ticker
     thread calls ``sim.run_due()`` every ``tick`` seconds (None: never), so on a
-    :class:`WallClock` pending requests complete and callbacks go out in real time.
+    ``WallClock`` pending requests complete and callbacks go out in real time.
 
     ``sim.handle`` runs on the server's event loop, except while it may block: when ``sim``
     delivers callbacks (``sim.deliver`` is set) or its faults add latency, it runs on a worker
@@ -270,7 +271,7 @@ def serve(
     """Serve ``sim`` over HTTP for the ``with`` block.
 
     Without ``sim``, serves (and afterwards closes) a new ``ThingSpaceSimulator`` on a
-    :class:`WallClock` that delivers callbacks with :func:`http_deliver` to any port.
+    ``WallClock`` that delivers callbacks with ``http_deliver`` to any port.
     """
     with contextlib.ExitStack() as stack:
         if sim is None:

@@ -384,7 +384,8 @@ class ThingSpaceSimulator:
         return self._desk.find_device(identifier, kind)
 
     def device(self, identifier: str, kind: str | None = None) -> Device:
-        """Like :meth:`find_device`, but raises KeyError when no device has ``identifier``."""
+        """Like [find_device][thingspace_swap.testing.ThingSpaceSimulator.find_device], but raises
+        KeyError when no device has ``identifier``."""
         return self._desk.device(identifier, kind)
 
     def devices(self, account: str | Account | None = None) -> list[Device]:

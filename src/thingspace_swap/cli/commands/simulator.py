@@ -11,7 +11,7 @@ PROG = "thingspace-swap simulator"
 
 def register(commands: Commands, p: Parents) -> None:
     """Add ``simulator`` to the list of commands (its arguments go to the simulator as they
-    are: see :func:`run_simulator`)."""
+    are: see ``run_simulator``)."""
     commands.add_parser(
         "simulator",
         help="serve the ThingSpace simulator on loopback HTTP (see simulator --help)",

@@ -2,8 +2,8 @@
 
 An inventory is generated, N devices are swapped (ICCID, IMEI or both, some with a plan change)
 through validation, the durable SQLite queue and store, workers, CarrierService callbacks
-(checked by a :class:`~thingspace_swap.swap.CallbackIntake`), settling and verification. A few
-devices are designed to fail validation and a few to fail on ThingSpace; the exit code is 0 only
+(checked by a [CallbackIntake][thingspace_swap.swap.CallbackIntake]), settling and verification. A
+few devices are designed to fail validation and a few to fail on ThingSpace; the exit code is 0 only
 when every device ended where it should, nothing was submitted twice and the audit trail holds.
 """
 

@@ -1,10 +1,11 @@
-"""The swap orchestrator: :class:`SwapOrchestrator` and :class:`AsyncSwapOrchestrator`, one face
-over parts that each do one thing.
+"""The swap orchestrator: [SwapOrchestrator][thingspace_swap.swap.SwapOrchestrator] and
+[AsyncSwapOrchestrator][thingspace_swap.swap.AsyncSwapOrchestrator], one face over parts that each
+do one thing.
 
 =================  ==========================================================================
 ``_submissions``   validation, batch creation, rollback
 ``_worker``        queue messages and the periodic sweep
-``_runner``        one change through the pure lifecycle (:mod:`..machine`): write, then act
+``_runner``        one change through the pure lifecycle (``machine``): write, then act
 ``_ledger``        batch records: creation, finished counts, completion, operator commands
 ``_commands``      cancel and retry, recorded on the batch first and resumable
 ``_inbox``         callbacks kept durably and matched to their change

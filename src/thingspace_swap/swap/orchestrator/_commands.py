@@ -107,7 +107,7 @@ class Commands:
 
     def _settle(self, change: Change) -> Flow[Verdict]:
         """What ThingSpace shows about the change's request in doubt, weighed
-        (:func:`~thingspace_swap.swap.evidence.weigh`)."""
+        ([weigh][thingspace_swap.swap.evidence.weigh])."""
         api, line = self._context.api, DeviceId(change.line, "mdn")
         try:
             device: Device | str | None = yield from api.device(line, change.account_name)

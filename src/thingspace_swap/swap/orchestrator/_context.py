@@ -43,8 +43,9 @@ def retry_conflicts(
     first: R | None = None,
 ) -> T | None:
     """``write(record)`` with the record ``read`` returns (``first`` the first time); when the
-    write loses (:class:`ConflictError`), read again and write again. None when there is no
-    record; ConflictError when it kept changing for :data:`CONFLICT_RETRIES` tries.
+    write loses ([ConflictError][thingspace_swap.swap.ports.ConflictError]), read again and write
+    again. None when there is no record; ConflictError when it kept changing for
+    ``CONFLICT_RETRIES`` tries.
 
     ``write`` must raise ConflictError before any other effect, so a repeat is safe."""
     record = first if first is not None else read()

@@ -1,6 +1,6 @@
 """The batch ledger: a batch's record and its audit trail. It creates batches, counts their
 finished changes, completes them, and records operator commands on them. Every write is a
-read-decide-write retried on a conflict (:func:`._context.retry_conflicts`)."""
+read-decide-write retried on a conflict (``_context.retry_conflicts``)."""
 
 from __future__ import annotations
 

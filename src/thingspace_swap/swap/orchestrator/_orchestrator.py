@@ -45,7 +45,8 @@ class BatchNotFoundError(ThingSpaceError, KeyError):
 
 
 class _Orchestrator(Faced[Mode]):
-    """What :class:`SwapOrchestrator` and :class:`AsyncSwapOrchestrator` share."""
+    """What [SwapOrchestrator][thingspace_swap.swap.SwapOrchestrator] and
+    [AsyncSwapOrchestrator][thingspace_swap.swap.AsyncSwapOrchestrator] share."""
 
     def __init__(
         self,
@@ -138,7 +139,7 @@ class _Orchestrator(Faced[Mode]):
     def select_devices(self, /, account_name: str, **filters: object) -> Flow[list[Device]]:
         """Devices of the account matching ThingSpace's list filters (``current_state``,
         ``service_plan``, ``group_name``, ``filter``...), to pair with new identifiers
-        (:meth:`SwapRequest.pair`)."""
+        ([SwapRequest.pair][thingspace_swap.swap.SwapRequest.pair])."""
         return (yield from self._context.api.select(account_name, filters))
 
     @endpoint
@@ -168,7 +169,8 @@ class _Orchestrator(Faced[Mode]):
         """Process one delivered queue message and settle it with the queue: acked when done,
         released for later when its change is busy or processing failed, dead-lettered (with
         the reason) when it is poison. For drivers that receive messages themselves (a Lambda
-        SQS event); :meth:`work` receives and processes in a loop."""
+        SQS event); [work][thingspace_swap.swap.SwapOrchestrator.work] receives and processes in a
+        loop."""
         return (yield from self._worker.handle(message))
 
     @endpoint
@@ -208,7 +210,7 @@ class _Orchestrator(Faced[Mode]):
         Callbacks are matched by requestId, or by device while the requestId is not stored yet
         (the callback arrived first: it is kept and applied when the worker stores the id).
         Each (requestId, device) is handled once however often it arrives. Credentials are the
-        intake's job (see :mod:`thingspace_swap.swap.callbacks`)."""
+        intake's job (see ``thingspace_swap.swap.callbacks``)."""
         if not isinstance(callback, CarrierServiceCallback):
             callback = parse_callback(dict(callback))
         change, fresh = self._inbox.keep(callback)
@@ -223,7 +225,7 @@ class _Orchestrator(Faced[Mode]):
     # What users ask of a batch ------------------------------------------------------------
 
     def batch(self, batch_id: str) -> Batch:
-        """The batch record; :class:`BatchNotFoundError` when there is none."""
+        """The batch record; ``BatchNotFoundError`` when there is none."""
         found = self._context.store.get_batch(batch_id)
         if found is None:
             raise BatchNotFoundError(f"no batch {batch_id}")
@@ -286,7 +288,7 @@ class _Orchestrator(Faced[Mode]):
 
 
 class SwapOrchestrator(_Orchestrator[Sync]):
-    """The swap lifecycle over a :class:`~thingspace_swap.ThingSpaceClient`.
+    """The swap lifecycle over a [ThingSpaceClient][thingspace_swap.ThingSpaceClient].
 
     Example:
         ```python
@@ -298,5 +300,5 @@ class SwapOrchestrator(_Orchestrator[Sync]):
 
 
 class AsyncSwapOrchestrator(_Orchestrator[Async]):
-    """The same lifecycle over an :class:`~thingspace_swap.AsyncThingSpaceClient`: methods that
-    talk to ThingSpace are awaited; the others are plain calls."""
+    """The same lifecycle over an [AsyncThingSpaceClient][thingspace_swap.AsyncThingSpaceClient]:
+    methods that talk to ThingSpace are awaited; the others are plain calls."""

@@ -1,7 +1,7 @@
-"""The lifecycle runner: applies an event to a change with the pure machine
-(:func:`~thingspace_swap.swap.machine.advance`), writes the outcome with its audit entry and
-the queue messages that follow from it, and carries out the outcome's effects (read the device,
-submit a request, schedule a check, count the change as finished)."""
+"""The lifecycle runner: applies an event to a change with the pure machine (``advance``), writes
+the outcome with its audit entry and the queue messages that follow from it, and carries out the
+outcome's effects (read the device, submit a request, schedule a check, count the change as
+finished)."""
 
 from __future__ import annotations
 

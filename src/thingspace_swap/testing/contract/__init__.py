@@ -17,15 +17,15 @@ class TestMyStore(StoreContract):
 
 A store whose messages go into a queue of its own (as SQLite's do) overrides the
 ``relay_queue`` fixture with that queue; by default ``relay`` is tested with a
-:class:`~thingspace_swap.backends.memory.MemoryQueue`.
+[MemoryQueue][thingspace_swap.backends.memory.MemoryQueue].
 
-Queues are driven by the simulator's :class:`~thingspace_swap.testing.VirtualClock`, started at
-:data:`T0` (time moves only when a test advances it), and need ``send_raw`` besides the
-:class:`~thingspace_swap.swap.ports.Queue` methods. The helpers :func:`new_batch`,
-:func:`next_change` and :func:`next_batch` build valid records whose audit entries are chained
-with :func:`~thingspace_swap.swap.audit.chain_entry`; :func:`outgoing` and :func:`numbers` make
-and read the numbered messages the queue tests send (for an adapter's own versions of them).
-Needs pytest (``import thingspace_swap.testing`` does not import this package).
+Queues are driven by the simulator's [VirtualClock][thingspace_swap.testing.VirtualClock], started
+at ``T0`` (time moves only when a test advances it), and need ``send_raw`` besides the
+[Queue][thingspace_swap.swap.ports.Queue] methods. The helpers ``new_batch``, ``next_change`` and
+``next_batch`` build valid records whose audit entries are chained with ``chain_entry``;
+``outgoing`` and ``numbers`` make and read the numbered messages the queue tests send (for an
+adapter's own versions of them). Needs pytest (``import thingspace_swap.testing`` does not import
+this package).
 """
 
 from ._records import T0, new_batch, next_batch, next_change, numbers, outgoing

@@ -143,7 +143,7 @@ def next_change(
 def next_batch(
     batch: Batch, *, at: float = T0, actor: str = "contract", action: str = "update", **fields: Any
 ) -> tuple[Batch, AuditEntry]:
-    """Like :func:`next_change`, for a batch."""
+    """Like ``next_change``, for a batch."""
     after = attrs.evolve(batch, **fields)
     entry = _entry(
         batch,
@@ -175,5 +175,5 @@ def outgoing(
 
 
 def numbers(messages: Sequence[ReceivedMessage]) -> list[int]:
-    """The ``n`` of each message made by :func:`outgoing` (-1 for a body that is not JSON)."""
+    """The ``n`` of each message made by ``outgoing`` (-1 for a body that is not JSON)."""
     return [int(m.body["n"]) if m.body is not None else -1 for m in messages]

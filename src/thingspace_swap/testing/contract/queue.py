@@ -26,7 +26,7 @@ QueueFactory = Callable[..., RawQueue]
 
 
 class QueueContract:
-    """Delivery semantics every :class:`~thingspace_swap.swap.ports.Queue` adapter keeps.
+    """Delivery semantics every [Queue][thingspace_swap.swap.ports.Queue] adapter keeps.
 
     Order is asserted only where the protocol promises it: within a message group, and high
     priority before normal."""
@@ -37,7 +37,7 @@ class QueueContract:
 
     @pytest.fixture
     def clock(self) -> VirtualClock:
-        """The time the queue reads: the simulator's clock, at :data:`T0`, moved by the tests."""
+        """The time the queue reads: the simulator's clock, at ``T0``, moved by the tests."""
         return VirtualClock(T0)
 
     @pytest.fixture

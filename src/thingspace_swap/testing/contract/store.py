@@ -26,7 +26,7 @@ L1, L2, L3, L4 = "5550000001", "5550000002", "5550000003", "5550000004"
 
 class StoreContract:
     """Conditional writes, audit chains, line claims and lookups every
-    :class:`~thingspace_swap.swap.ports.Store` adapter keeps."""
+    [Store][thingspace_swap.swap.ports.Store] adapter keeps."""
 
     @pytest.fixture
     def store(self) -> Store:
