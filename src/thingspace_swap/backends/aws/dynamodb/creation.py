@@ -22,6 +22,7 @@ import attrs
 
 from ....swap.model import Batch, Change
 from ....swap.ports import AuditEntry, ConflictError, OutgoingMessage
+from ....swap.store_rules import change_subject, claimants, holding
 from .calls import DynamoTable
 from .items import batch_item, batch_key, change_item, hints, member_item
 from .outbox import message_op
@@ -60,13 +61,14 @@ class Creation:
         messages: Sequence[OutgoingMessage],
         now: float,
     ) -> Creation:
-        """The writes that create ``batch`` with ``changes``, ``audit`` and ``messages``."""
+        """The writes that create ``batch`` with ``changes``, ``audit`` and ``messages``;
+        ConflictError when two of its changes claim one line."""
         entries: dict[str, list[AuditEntry]] = {}
         for entry in audit:
             entries.setdefault(entry.subject, []).append(entry)
-        claims = [claim_op(c, now) for c in changes if not c.terminal]
+        claims = [claim_op(c, now) for c in claimants(changes)]
         groups = [
-            _change_group(batch.batch_id, c, entries.pop(f"change:{c.change_id}", []))
+            _change_group(batch.batch_id, c, entries.pop(change_subject(c.change_id), []))
             for c in changes
         ]
         groups += [[message_op(m, now, batch.batch_id)] for m in messages]
@@ -101,7 +103,7 @@ class Creation:
 
 def _change_group(batch_id: str, change: Change, entries: Sequence[AuditEntry]) -> list[Op]:
     """A change of a new batch: its record, its place in the batch, its request items, device
-    items while it is live, and its audit entries."""
+    items for what it holds, and its audit entries."""
     group = [
         put_new(change_item(change), f"change {change.change_id} exists"),
         put_new(
@@ -109,9 +111,8 @@ def _change_group(batch_id: str, change: Change, entries: Sequence[AuditEntry]) 
             f"change {change.change_id} is already in batch {batch_id}",
         ),
         *request_ops(change.request_ids, change.change_id),
+        *(device_op(name, change.change_id) for name in hints(holding(change))),
     ]
-    if not change.terminal:
-        group += [device_op(name, change.change_id) for name in hints(change)]
     return group + [audit_op(e) for e in entries]
 
 

@@ -44,6 +44,7 @@ from ....models import DeviceId
 from ....swap._codec import CodecError, encode, structure, unstructure
 from ....swap.model import Batch, Change
 from ....swap.ports import AuditEntry, InboxEntry
+from ....swap.store_rules import Holding, due_at, is_open
 
 __all__ = [
     "Key",
@@ -143,10 +144,12 @@ def etag(record: Batch | Change) -> str:
     return hashlib.sha256(encode(record).encode()).hexdigest()[:32]
 
 
-def hints(change: Change) -> set[DeviceId]:
-    """The names a live change is found by through device items (its line's MDN is found
-    through the line claim)."""
-    return set(change.identifiers - {DeviceId(change.line, "mdn")})
+def hints(held: Holding) -> set[DeviceId]:
+    """The names held (:func:`~thingspace_swap.swap.store_rules.holding`) that device items
+    find; the held line's MDN is found through the line claim."""
+    if held.line is None:
+        return set(held.names)
+    return set(held.names - {DeviceId(held.line, "mdn")})
 
 
 def batch_item(batch: Batch, tag: str | None = None) -> dict[str, Any]:
@@ -159,14 +162,14 @@ def batch_item(batch: Batch, tag: str | None = None) -> dict[str, Any]:
         "version": batch.version,
         "audit_seq": batch.audit_seq,
         "etag": tag or etag(batch),
-        "batch_state": "OPEN" if batch.completed_at is None else "DONE",
+        "batch_state": "OPEN" if is_open(batch) else "DONE",
         "created_key": f"{batch.created_at:017.6f}#{batch.batch_id}",
         "record": to_dynamo(unstructure(batch)),
     }
 
 
 def change_item(change: Change, tag: str | None = None) -> dict[str, Any]:
-    """The change record, in the ``due`` index while it is live and has a deadline."""
+    """The change record, in the ``due`` index while it has a due time (``due_at``)."""
     pk, sk = change_key(change.change_id)
     item = {
         "pk": pk,
@@ -178,9 +181,10 @@ def change_item(change: Change, tag: str | None = None) -> dict[str, Any]:
         "etag": tag or etag(change),
         "record": to_dynamo(unstructure(change)),
     }
-    if not change.terminal and change.deadline is not None:
+    due = due_at(change)
+    if due is not None:
         item["due_pk"] = "DUE"
-        item["due_at"] = to_dynamo(float(change.deadline))
+        item["due_at"] = to_dynamo(float(due))
     return item
 
 

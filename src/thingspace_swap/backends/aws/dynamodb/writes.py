@@ -23,6 +23,7 @@ import attrs
 from ....models import DeviceId
 from ....swap.model import Batch, Change
 from ....swap.ports import AuditEntry, ConflictError
+from ....swap.store_rules import holding
 from .items import (
     Key,
     audit_item,
@@ -193,30 +194,31 @@ def change_ops(
     before: Change, tag: str, change: Change, audit: AuditEntry | None, now: float
 ) -> list[Op]:
     """Replace ``before`` (read with ``tag``) by ``change``: the record first, then its audit
-    entry, line claim or release, new request items and device items added or deleted."""
+    entry, the line it takes or lets go (:func:`~thingspace_swap.swap.store_rules.holding`),
+    new request items and device items added or deleted."""
     new_tag = etag(change)
+    change_id = change.change_id
     ops = [
         put(
             change_item(change, new_tag),
             "version = :v AND etag = :e",
             {":v": before.version, ":e": tag},
-            label=f"change {change.change_id} changed",
+            label=f"change {change_id} changed",
             etag=new_tag,
         )
     ]
     if audit is not None:
         ops.append(audit_op(audit))
-    was, live = not before.terminal, not change.terminal
-    if live and (not was or before.line != change.line):
+    old, new = holding(before), holding(change)
+    if new.without(old).line is not None:
         ops.append(claim_op(change, now))
-    if was and (not live or before.line != change.line):
-        ops.append(release_op(before.line, change.change_id))
+    released = old.without(new).line
+    if released is not None:
+        ops.append(release_op(released, change_id))
     fresh = [r for r in change.request_ids if r not in before.request_ids]
-    ops += request_ops(fresh, change.change_id)
-    old_names = hints(before) if was else set()
-    new_names = hints(change) if live else set()
-    ops += [device_op(name, change.change_id) for name in new_names - old_names]
-    ops += [delete((device_pk(n), f"CHANGE#{change.change_id}")) for n in old_names - new_names]
+    ops += request_ops(fresh, change_id)
+    ops += [device_op(name, change_id) for name in hints(new) - hints(old)]
+    ops += [delete((device_pk(n), f"CHANGE#{change_id}")) for n in hints(old) - hints(new)]
     return ops
 
 
