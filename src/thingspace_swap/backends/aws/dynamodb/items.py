@@ -63,6 +63,7 @@ __all__ = [
     "inbox_item",
     "key_of",
     "line_key",
+    "line_of",
     "member_item",
     "read_record",
     "request_item",
@@ -120,6 +121,11 @@ def change_key(change_id: str) -> Key:
 def line_key(line: str) -> Key:
     """The claim of a line."""
     return f"LINE#{line}", "CLAIM"
+
+
+def line_of(key: Key) -> str:
+    """The line whose claim is at ``key`` (the inverse of :func:`line_key`)."""
+    return key[0].removeprefix("LINE#")
 
 
 def request_key(request_id: str) -> Key:

@@ -26,6 +26,7 @@ from ....swap.ports import (
 )
 from ....swap.store_rules import (
     batch_subject,
+    change_changed,
     change_subject,
     holding,
     is_due,
@@ -179,7 +180,7 @@ class DynamoStore:
             found = known or self._load(change.change_id)
             known = None
             if found is None or found[0].version != expected_version:
-                raise ConflictError(f"change {change.change_id} changed")
+                raise ConflictError(change_changed(change.change_id))
             before, tag = found
             require_follows(subject, before.audit_seq, audit)
             now = self._table.clock.time()
@@ -197,7 +198,7 @@ class DynamoStore:
                 raise
             self._cache.keep(change, ops[0].etag or "")
             return
-        raise ConflictError(f"change {change.change_id} changed")
+        raise ConflictError(change_changed(change.change_id))
 
     def changes(self, batch_id: str) -> Iterable[Change]:
         """The batch's changes in index order, read a page at a time as they are iterated;

@@ -23,7 +23,7 @@ import attrs
 from ....models import DeviceId
 from ....swap.model import Batch, Change
 from ....swap.ports import AuditEntry, ConflictError
-from ....swap.store_rules import holding
+from ....swap.store_rules import audit_exists, batch_changed, change_changed, holding, line_held
 from .items import (
     Key,
     audit_item,
@@ -36,6 +36,7 @@ from .items import (
     hints,
     key_of,
     line_key,
+    line_of,
     request_item,
 )
 
@@ -78,8 +79,7 @@ class Op:
     def conflict(self, old: Mapping[str, Any] | None) -> str:
         """What to say when the condition failed on ``old`` (the stored item, serialised)."""
         if self.claim_owner is not None and old is not None:
-            holder = old.get("owner", {}).get("S", "?")
-            return f"{self.label} is held by change {holder}"
+            return line_held(line_of(self.key), str(old.get("owner", {}).get("S", "?")))
         return self.label
 
 
@@ -172,7 +172,7 @@ def request_ops(request_ids: Iterable[str], change_id: str) -> list[Op]:
 
 
 def audit_op(entry: AuditEntry) -> Op:
-    return put_new(audit_item(entry), f"{entry.subject}: audit entry {entry.seq} exists")
+    return put_new(audit_item(entry), audit_exists(entry.subject, entry.seq))
 
 
 def batch_op(batch: Batch, expected_version: int, audit: AuditEntry | None) -> list[Op]:
@@ -183,7 +183,7 @@ def batch_op(batch: Batch, expected_version: int, audit: AuditEntry | None) -> l
         condition += " AND audit_seq = :prev"
         values[":prev"] = audit.seq - 1
     tag = etag(batch)
-    label = f"batch {batch.batch_id} changed"
+    label = batch_changed(batch.batch_id)
     ops = [put(batch_item(batch, tag), condition, values, label=label, etag=tag)]
     if audit is not None:
         ops.append(audit_op(audit))
@@ -203,7 +203,7 @@ def change_ops(
             change_item(change, new_tag),
             "version = :v AND etag = :e",
             {":v": before.version, ":e": tag},
-            label=f"change {change_id} changed",
+            label=change_changed(change_id),
             etag=new_tag,
         )
     ]
