@@ -433,8 +433,7 @@ class MemoryStore:
             kept = self._inbox[entry.request_id]
             if entry.device_key in kept:
                 return False
-            body = json.dumps(entry.body, separators=(",", ":"))
-            kept[entry.device_key] = (body, entry.received_at)
+            kept[entry.device_key] = (encode_body(entry.body), entry.received_at)
             return True
 
     def inbox(self, request_id: str) -> list[InboxEntry]:

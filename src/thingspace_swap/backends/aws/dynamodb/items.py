@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 from ....models import DeviceId
 from ....swap._codec import CodecError, encode, structure, unstructure
 from ....swap.model import Batch, Change
-from ....swap.ports import AuditEntry, InboxEntry
+from ....swap.ports import AuditEntry, InboxEntry, encode_body
 from ....swap.store_rules import Holding, due_at, is_open
 
 __all__ = [
@@ -235,7 +235,7 @@ def audit_item(entry: AuditEntry) -> dict[str, Any]:
 def inbox_item(entry: InboxEntry) -> dict[str, Any]:
     """A callback, its body kept as JSON text."""
     record = unstructure(entry)
-    body = json.dumps(record.pop("body"), separators=(",", ":"), sort_keys=True)
+    body = encode_body(record.pop("body"))
     return {
         "pk": f"INBOX#{entry.request_id}",
         "sk": f"DEVICE#{entry.device_key}",
