@@ -36,7 +36,10 @@ from ..swap.ports import (
     require_follows,
 )
 from ..swap.store_rules import (
+    batch_changed,
+    batch_exists,
     batch_subject,
+    change_changed,
     change_subject,
     claimants,
     dead_letter_reason,
@@ -300,7 +303,7 @@ class MemoryStore:
     ) -> None:
         with self._lock:
             if batch.batch_id in self._batches:
-                raise ConflictError(f"batch {batch.batch_id} exists")
+                raise ConflictError(batch_exists(batch.batch_id))
             require_free(claimants(changes), self._lines.get)
             self._batches[batch.batch_id] = batch
             for change in changes:
@@ -336,7 +339,7 @@ class MemoryStore:
         with self._lock:
             current = self._batches.get(batch.batch_id)
             if current is None or current.version != expected_version:
-                raise ConflictError(f"batch {batch.batch_id} changed")
+                raise ConflictError(batch_changed(batch.batch_id))
             require_follows(batch_subject(batch.batch_id), current.audit_seq, audit)
             self._batches[batch.batch_id] = batch
             if audit is not None:
@@ -355,7 +358,7 @@ class MemoryStore:
         with self._lock:
             current = self._changes.get(change.change_id)
             if current is None or current.version != expected_version:
-                raise ConflictError(f"change {change.change_id} changed")
+                raise ConflictError(change_changed(change.change_id))
             subject = change_subject(change.change_id)
             require_follows(subject, current.audit_seq, audit)
             require_claimable(holding(current).line, change, self._lines.get)
@@ -430,8 +433,7 @@ class MemoryStore:
             kept = self._inbox[entry.request_id]
             if entry.device_key in kept:
                 return False
-            body = json.dumps(entry.body, separators=(",", ":"))
-            kept[entry.device_key] = (body, entry.received_at)
+            kept[entry.device_key] = (encode_body(entry.body), entry.received_at)
             return True
 
     def inbox(self, request_id: str) -> list[InboxEntry]:

@@ -97,16 +97,10 @@ def decode_body(raw: str) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-# Shared by the adapters (store helper, issue 14): the other half of decode_body. -------------
-
-
 def encode_body(body: Mapping[str, Any]) -> str:
-    """A message body as the text a queue carries (compact JSON, keys sorted), which
-    :func:`decode_body` reads back."""
+    """A message body as the text a queue carries (compact JSON, keys sorted; DynamoDB's outbox
+    keeps it so until it is sent), which :func:`decode_body` reads back."""
     return json.dumps(dict(body), separators=(",", ":"), sort_keys=True)
-
-
-# End of the adapters' block. -----------------------------------------------------------------
 
 
 class Queue(Protocol):

@@ -5,7 +5,9 @@ A change not yet terminal *holds* its line and every identifier naming it
 two changes hold one line: a write that makes a change claim a line (a new batch's changes, a
 retry leaving a terminal phase) fails with :class:`~thingspace_swap.swap.ports.ConflictError`
 while another change holds it. A change is *due* (the sweep takes it up) once its deadline has
-passed, while it is not terminal; a batch is *open* until ``completed_at`` is set.
+passed, while it is not terminal; a batch is *open* until ``completed_at`` is set. A lost
+write's :class:`~thingspace_swap.swap.ports.ConflictError` says the same in every store (the
+texts below).
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from .ports import ConflictError
 __all__ = [
     "Holding",
     "LineOwner",
+    "audit_exists",
+    "batch_changed",
+    "batch_exists",
     "batch_subject",
+    "change_changed",
+    "change_exists",
     "change_subject",
     "claimants",
     "dead_letter_reason",
@@ -29,6 +36,7 @@ __all__ = [
     "holding",
     "is_due",
     "is_open",
+    "line_held",
     "require_claimable",
     "require_free",
 ]
@@ -72,8 +80,8 @@ def require_free(claims: Sequence[Change], owner: LineOwner) -> None:
     taken = []
     for change in claims:
         holder = owner(change.line)
-        if holder not in (None, change.change_id):
-            taken.append(f"line {change.line} is held by change {holder}")
+        if holder is not None and holder != change.change_id:
+            taken.append(line_held(change.line, holder))
     if taken:
         raise ConflictError("; ".join(taken))
 
@@ -119,3 +127,34 @@ def dead_letter_reason(receive_count: int, max_receives: int) -> str | None:
     if receive_count <= max_receives:
         return None
     return f"received {receive_count - 1} times without success"
+
+
+# What a ConflictError says ------------------------------------------------------------------
+
+
+def batch_exists(batch_id: str) -> str:
+    return f"batch {batch_id} exists"
+
+
+def batch_changed(batch_id: str) -> str:
+    """A batch write lost: the stored version is not the expected one (or it is gone)."""
+    return f"batch {batch_id} changed"
+
+
+def change_exists(change_id: str) -> str:
+    return f"change {change_id} exists"
+
+
+def change_changed(change_id: str) -> str:
+    """A change write lost: the stored version is not the expected one (or it is gone)."""
+    return f"change {change_id} changed"
+
+
+def line_held(line: str, holder: str) -> str:
+    """A claim lost: ``holder`` (a change id) holds ``line``."""
+    return f"line {line} is held by change {holder}"
+
+
+def audit_exists(subject: str, seq: int) -> str:
+    """An audit entry lost: the subject's chain already has entry ``seq``."""
+    return f"{subject}: audit entry {seq} exists"

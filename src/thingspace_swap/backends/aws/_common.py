@@ -1,10 +1,9 @@
-"""What the AWS adapters share: jittered backoff, error codes, a message body's JSON text, and
-batch calls whose entries can fail one by one (SQS ``SendMessageBatch``, SNS ``PublishBatch``)."""
+"""What the AWS adapters share: jittered backoff, error codes, and batch calls whose entries can
+fail one by one (SQS ``SendMessageBatch``, SNS ``PublishBatch``)."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -15,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from ...clock import Clock
 
-__all__ = ["Backoff", "BatchSendError", "encode_body", "error_code", "send_batch"]
+__all__ = ["Backoff", "BatchSendError", "error_code", "send_batch"]
 
 
 class BatchSendError(RuntimeError):
@@ -36,13 +35,6 @@ def error_code(error: BaseException) -> str:
     if isinstance(error, ClientError):
         return str(error.response.get("Error", {}).get("Code", ""))
     return ""
-
-
-def encode_body(body: Mapping[str, Any]) -> str:
-    """A message body as the queue carries it (compact JSON, keys sorted), whether sent to SQS
-    or kept in the DynamoDB outbox until then;
-    :func:`~thingspace_swap.swap.ports.decode_body` reads it."""
-    return json.dumps(dict(body), separators=(",", ":"), sort_keys=True)
 
 
 @attrs.frozen

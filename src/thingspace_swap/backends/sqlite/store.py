@@ -19,7 +19,12 @@ from ...swap.ports import (
     require_follows,
 )
 from ...swap.store_rules import (
+    audit_exists,
+    batch_changed,
+    batch_exists,
     batch_subject,
+    change_changed,
+    change_exists,
     change_subject,
     claimants,
     holding,
@@ -68,7 +73,7 @@ class SqliteStore:
             if conn.execute(
                 "SELECT 1 FROM batches WHERE batch_id = ?", (batch.batch_id,)
             ).fetchone():
-                raise ConflictError(f"batch {batch.batch_id} exists")
+                raise ConflictError(batch_exists(batch.batch_id))
             require_free(live, lambda line: _owner(conn, line))
             conn.execute(
                 "INSERT INTO batches (batch_id, open, version, audit_seq, data)"
@@ -89,7 +94,7 @@ class SqliteStore:
                         _change_row(change),
                     )
                 except sqlite3.IntegrityError:
-                    raise ConflictError(f"change {change.change_id} exists") from None
+                    raise ConflictError(change_exists(change.change_id)) from None
                 _index(conn, change)
             for entry in audit:
                 _append(conn, entry)
@@ -109,7 +114,7 @@ class SqliteStore:
                 "SELECT version, audit_seq FROM batches WHERE batch_id = ?", (batch.batch_id,)
             ).fetchone()
             if row is None or row[0] != expected_version:
-                raise ConflictError(f"batch {batch.batch_id} changed")
+                raise ConflictError(batch_changed(batch.batch_id))
             require_follows(batch_subject(batch.batch_id), row[1], audit)
             written = conn.execute(
                 "UPDATE batches SET open = ?, version = ?, audit_seq = ?, data = ?"
@@ -124,7 +129,7 @@ class SqliteStore:
                 ),
             )
             if written.rowcount != 1:
-                raise ConflictError(f"batch {batch.batch_id} changed")
+                raise ConflictError(batch_changed(batch.batch_id))
             if audit is not None:
                 _append(conn, audit)
 
@@ -160,7 +165,7 @@ class SqliteStore:
                 (change.change_id,),
             ).fetchone()
             if row is None or row[0] != expected_version:
-                raise ConflictError(f"change {change.change_id} changed")
+                raise ConflictError(change_changed(change.change_id))
             require_follows(change_subject(change.change_id), row[1], audit)
             require_claimable(row[3] if row[2] else None, change, lambda line: _owner(conn, line))
             written = conn.execute(
@@ -169,7 +174,7 @@ class SqliteStore:
                 (*_change_row(change)[1:], change.change_id, expected_version),
             )
             if written.rowcount != 1:
-                raise ConflictError(f"change {change.change_id} changed")
+                raise ConflictError(change_changed(change.change_id))
             _index(conn, change)
             if audit is not None:
                 _append(conn, audit)
@@ -298,7 +303,7 @@ def _append(conn: sqlite3.Connection, entry: AuditEntry) -> None:
             (entry.subject, entry.seq, encode(entry)),
         )
     except sqlite3.IntegrityError:
-        raise ConflictError(f"{entry.subject}: audit entry {entry.seq} exists") from None
+        raise ConflictError(audit_exists(entry.subject, entry.seq)) from None
 
 
 def _index(conn: sqlite3.Connection, change: Change) -> None:

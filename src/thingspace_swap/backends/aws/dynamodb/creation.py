@@ -22,6 +22,7 @@ import attrs
 
 from ....swap.model import Batch, Change
 from ....swap.ports import AuditEntry, ConflictError, OutgoingMessage
+from ....swap.store_rules import batch_exists, change_exists, change_subject, claimants, holding
 from .calls import DynamoTable
 from .items import batch_item, batch_key, change_item, hints, member_item
 from .outbox import message_op
@@ -60,17 +61,18 @@ class Creation:
         messages: Sequence[OutgoingMessage],
         now: float,
     ) -> Creation:
-        """The writes that create ``batch`` with ``changes``, ``audit`` and ``messages``."""
+        """The writes that create ``batch`` with ``changes``, ``audit`` and ``messages``;
+        ConflictError when two of its changes claim one line."""
         entries: dict[str, list[AuditEntry]] = {}
         for entry in audit:
             entries.setdefault(entry.subject, []).append(entry)
-        claims = [claim_op(c, now) for c in changes if not c.terminal]
+        claims = [claim_op(c, now) for c in claimants(changes)]
         groups = [
-            _change_group(batch.batch_id, c, entries.pop(f"change:{c.change_id}", []))
+            _change_group(batch.batch_id, c, entries.pop(change_subject(c.change_id), []))
             for c in changes
         ]
         groups += [[message_op(m, now, batch.batch_id)] for m in messages]
-        head = [put_new(batch_item(batch), f"batch {batch.batch_id} exists")]
+        head = [put_new(batch_item(batch), batch_exists(batch.batch_id))]
         head += [audit_op(e) for subject in list(entries) for e in entries.pop(subject)]
         return cls(batch.batch_id, claims, groups, head)
 
@@ -84,7 +86,7 @@ class Creation:
             write_freeing_orphans(table, everything, orphan_grace)
             return
         if table.get(batch_key(self.batch_id)) is not None:
-            raise ConflictError(f"batch {self.batch_id} exists")
+            raise ConflictError(batch_exists(self.batch_id))
         written: list[Op] = []
         try:
             for chunk in pack([[claim] for claim in self.claims], transaction_items):
@@ -101,17 +103,16 @@ class Creation:
 
 def _change_group(batch_id: str, change: Change, entries: Sequence[AuditEntry]) -> list[Op]:
     """A change of a new batch: its record, its place in the batch, its request items, device
-    items while it is live, and its audit entries."""
+    items for what it holds, and its audit entries."""
     group = [
-        put_new(change_item(change), f"change {change.change_id} exists"),
+        put_new(change_item(change), change_exists(change.change_id)),
         put_new(
             member_item(batch_id, change),
             f"change {change.change_id} is already in batch {batch_id}",
         ),
         *request_ops(change.request_ids, change.change_id),
+        *(device_op(name, change.change_id) for name in hints(holding(change))),
     ]
-    if not change.terminal:
-        group += [device_op(name, change.change_id) for name in hints(change)]
     return group + [audit_op(e) for e in entries]
 
 

@@ -43,7 +43,8 @@ from typing import Any, TypeVar
 from ....models import DeviceId
 from ....swap._codec import CodecError, encode, structure, unstructure
 from ....swap.model import Batch, Change
-from ....swap.ports import AuditEntry, InboxEntry
+from ....swap.ports import AuditEntry, InboxEntry, encode_body
+from ....swap.store_rules import Holding, due_at, is_open
 
 __all__ = [
     "Key",
@@ -62,6 +63,7 @@ __all__ = [
     "inbox_item",
     "key_of",
     "line_key",
+    "line_of",
     "member_item",
     "read_record",
     "request_item",
@@ -121,6 +123,11 @@ def line_key(line: str) -> Key:
     return f"LINE#{line}", "CLAIM"
 
 
+def line_of(key: Key) -> str:
+    """The line whose claim is at ``key`` (the inverse of :func:`line_key`)."""
+    return key[0].removeprefix("LINE#")
+
+
 def request_key(request_id: str) -> Key:
     return f"REQUEST#{request_id}", "REQUEST"
 
@@ -143,10 +150,12 @@ def etag(record: Batch | Change) -> str:
     return hashlib.sha256(encode(record).encode()).hexdigest()[:32]
 
 
-def hints(change: Change) -> set[DeviceId]:
-    """The names a live change is found by through device items (its line's MDN is found
-    through the line claim)."""
-    return set(change.identifiers - {DeviceId(change.line, "mdn")})
+def hints(held: Holding) -> set[DeviceId]:
+    """The names held (:func:`~thingspace_swap.swap.store_rules.holding`) that device items
+    find; the held line's MDN is found through the line claim."""
+    if held.line is None:
+        return set(held.names)
+    return set(held.names - {DeviceId(held.line, "mdn")})
 
 
 def batch_item(batch: Batch, tag: str | None = None) -> dict[str, Any]:
@@ -159,14 +168,14 @@ def batch_item(batch: Batch, tag: str | None = None) -> dict[str, Any]:
         "version": batch.version,
         "audit_seq": batch.audit_seq,
         "etag": tag or etag(batch),
-        "batch_state": "OPEN" if batch.completed_at is None else "DONE",
+        "batch_state": "OPEN" if is_open(batch) else "DONE",
         "created_key": f"{batch.created_at:017.6f}#{batch.batch_id}",
         "record": to_dynamo(unstructure(batch)),
     }
 
 
 def change_item(change: Change, tag: str | None = None) -> dict[str, Any]:
-    """The change record, in the ``due`` index while it is live and has a deadline."""
+    """The change record, in the ``due`` index while it has a due time (``due_at``)."""
     pk, sk = change_key(change.change_id)
     item = {
         "pk": pk,
@@ -178,9 +187,10 @@ def change_item(change: Change, tag: str | None = None) -> dict[str, Any]:
         "etag": tag or etag(change),
         "record": to_dynamo(unstructure(change)),
     }
-    if not change.terminal and change.deadline is not None:
+    due = due_at(change)
+    if due is not None:
         item["due_pk"] = "DUE"
-        item["due_at"] = to_dynamo(float(change.deadline))
+        item["due_at"] = to_dynamo(float(due))
     return item
 
 
@@ -225,7 +235,7 @@ def audit_item(entry: AuditEntry) -> dict[str, Any]:
 def inbox_item(entry: InboxEntry) -> dict[str, Any]:
     """A callback, its body kept as JSON text."""
     record = unstructure(entry)
-    body = json.dumps(record.pop("body"), separators=(",", ":"), sort_keys=True)
+    body = encode_body(record.pop("body"))
     return {
         "pk": f"INBOX#{entry.request_id}",
         "sk": f"DEVICE#{entry.device_key}",

@@ -18,8 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ....swap.model import Priority
-from ....swap.ports import OutgoingMessage, Queue
-from .._common import encode_body
+from ....swap.ports import OutgoingMessage, Queue, encode_body
 from .calls import DynamoTable
 from .items import Key, batch_key, to_dynamo
 from .writes import Op, put

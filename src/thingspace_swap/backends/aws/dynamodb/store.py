@@ -24,6 +24,14 @@ from ....swap.ports import (
     Queue,
     require_follows,
 )
+from ....swap.store_rules import (
+    batch_subject,
+    change_changed,
+    change_subject,
+    holding,
+    is_due,
+    is_open,
+)
 from .._common import Backoff
 from . import outbox
 from .calls import DynamoTable
@@ -116,9 +124,6 @@ class DynamoStore:
         """Write the batch, its changes, their first audit entries and ``messages`` (to the
         outbox), claiming each live change's line; all or nothing (see :mod:`.creation` for
         batches over ~12 changes)."""
-        live = [c for c in changes if not c.terminal]
-        if len({c.line for c in live}) != len(live):
-            raise ConflictError("two changes of the batch are on the same line")
         creation = Creation.plan(batch, changes, audit, messages, self._table.clock.time())
         creation.write(
             self._table, transaction_items=self.transaction_items, orphan_grace=self.orphan_grace
@@ -133,7 +138,7 @@ class DynamoStore:
     def update_batch(self, batch: Batch, expected_version: int, audit: AuditEntry | None) -> None:
         """Replace the batch if its stored version is ``expected_version``, appending ``audit``
         (which must follow the stored chain) in the same transaction."""
-        if audit is not None and audit.subject != f"batch:{batch.batch_id}":
+        if audit is not None and audit.subject != batch_subject(batch.batch_id):
             raise ConflictError(f"audit entry for {audit.subject} on batch {batch.batch_id}")
         self._table.write(batch_op(batch, expected_version, audit))
 
@@ -151,7 +156,7 @@ class DynamoStore:
         keys.sort()
         found = self._table.get_many([key for _, key in keys])
         batches = [read_record(found[key], Batch) for _, key in keys if key in found]
-        return [b for b in batches if not open_only or b.completed_at is None]
+        return [b for b in batches if not open_only or is_open(b)]
 
     # Changes ------------------------------------------------------------------------------
 
@@ -169,13 +174,13 @@ class DynamoStore:
         """Replace the change if its stored version is ``expected_version``; append ``audit``,
         claim or release its line, write its request and device items and put ``messages`` in
         the outbox, in one transaction."""
-        subject = f"change:{change.change_id}"
+        subject = change_subject(change.change_id)
         known = self._cache.get(change.change_id, expected_version)
         for _ in range(3):
             found = known or self._load(change.change_id)
             known = None
             if found is None or found[0].version != expected_version:
-                raise ConflictError(f"change {change.change_id} changed")
+                raise ConflictError(change_changed(change.change_id))
             before, tag = found
             require_follows(subject, before.audit_seq, audit)
             now = self._table.clock.time()
@@ -193,7 +198,7 @@ class DynamoStore:
                 raise
             self._cache.keep(change, ops[0].etag or "")
             return
-        raise ConflictError(f"change {change.change_id} changed")
+        raise ConflictError(change_changed(change.change_id))
 
     def changes(self, batch_id: str) -> Iterable[Change]:
         """The batch's changes in index order, read a page at a time as they are iterated;
@@ -231,12 +236,12 @@ class DynamoStore:
         if device_id.kind == "mdn":
             owner = self.line_owner(device_id.id)
             change = self.get_change(owner) if owner else None
-            if change is not None and not change.terminal and change.names(device_id):
+            if change is not None and device_id in holding(change).names:
                 return change
         pages = self._table.partition(device_pk(device_id))
         ids = [str(item["change_id"]) for page in pages for item in page]
         found = [c for c in map(self.get_change, ids) if c is not None]
-        live = [c for c in found if not c.terminal and c.names(device_id)]
+        live = [c for c in found if device_id in holding(c).names]
         if len(live) > 1:  # a change of a crashed creation no longer holds its line
             live = [c for c in live if self.line_owner(c.line) == c.change_id] or live
         return max(live, key=lambda c: (c.created_at, c.change_id)) if live else None
@@ -269,9 +274,7 @@ class DynamoStore:
         keys = [key_of(item) for item in page]
         found = self._table.get_many(keys)
         changes = [self._read(found[k])[0] for k in keys if k in found]
-        changes = [
-            c for c in changes if not c.terminal and c.deadline is not None and c.deadline <= now
-        ]
+        changes = [c for c in changes if is_due(c, now)]
         unknown = {c.batch_id for c in changes} - set(known)
         if unknown:
             there = self._table.get_many([batch_key(b) for b in unknown], projection="pk, sk")

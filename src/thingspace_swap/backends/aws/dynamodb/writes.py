@@ -23,6 +23,7 @@ import attrs
 from ....models import DeviceId
 from ....swap.model import Batch, Change
 from ....swap.ports import AuditEntry, ConflictError
+from ....swap.store_rules import audit_exists, batch_changed, change_changed, holding, line_held
 from .items import (
     Key,
     audit_item,
@@ -35,6 +36,7 @@ from .items import (
     hints,
     key_of,
     line_key,
+    line_of,
     request_item,
 )
 
@@ -77,8 +79,7 @@ class Op:
     def conflict(self, old: Mapping[str, Any] | None) -> str:
         """What to say when the condition failed on ``old`` (the stored item, serialised)."""
         if self.claim_owner is not None and old is not None:
-            holder = old.get("owner", {}).get("S", "?")
-            return f"{self.label} is held by change {holder}"
+            return line_held(line_of(self.key), str(old.get("owner", {}).get("S", "?")))
         return self.label
 
 
@@ -171,7 +172,7 @@ def request_ops(request_ids: Iterable[str], change_id: str) -> list[Op]:
 
 
 def audit_op(entry: AuditEntry) -> Op:
-    return put_new(audit_item(entry), f"{entry.subject}: audit entry {entry.seq} exists")
+    return put_new(audit_item(entry), audit_exists(entry.subject, entry.seq))
 
 
 def batch_op(batch: Batch, expected_version: int, audit: AuditEntry | None) -> list[Op]:
@@ -182,7 +183,7 @@ def batch_op(batch: Batch, expected_version: int, audit: AuditEntry | None) -> l
         condition += " AND audit_seq = :prev"
         values[":prev"] = audit.seq - 1
     tag = etag(batch)
-    label = f"batch {batch.batch_id} changed"
+    label = batch_changed(batch.batch_id)
     ops = [put(batch_item(batch, tag), condition, values, label=label, etag=tag)]
     if audit is not None:
         ops.append(audit_op(audit))
@@ -193,30 +194,31 @@ def change_ops(
     before: Change, tag: str, change: Change, audit: AuditEntry | None, now: float
 ) -> list[Op]:
     """Replace ``before`` (read with ``tag``) by ``change``: the record first, then its audit
-    entry, line claim or release, new request items and device items added or deleted."""
+    entry, the line it takes or lets go (:func:`~thingspace_swap.swap.store_rules.holding`),
+    new request items and device items added or deleted."""
     new_tag = etag(change)
+    change_id = change.change_id
     ops = [
         put(
             change_item(change, new_tag),
             "version = :v AND etag = :e",
             {":v": before.version, ":e": tag},
-            label=f"change {change.change_id} changed",
+            label=change_changed(change_id),
             etag=new_tag,
         )
     ]
     if audit is not None:
         ops.append(audit_op(audit))
-    was, live = not before.terminal, not change.terminal
-    if live and (not was or before.line != change.line):
+    old, new = holding(before), holding(change)
+    if new.without(old).line is not None:
         ops.append(claim_op(change, now))
-    if was and (not live or before.line != change.line):
-        ops.append(release_op(before.line, change.change_id))
+    released = old.without(new).line
+    if released is not None:
+        ops.append(release_op(released, change_id))
     fresh = [r for r in change.request_ids if r not in before.request_ids]
-    ops += request_ops(fresh, change.change_id)
-    old_names = hints(before) if was else set()
-    new_names = hints(change) if live else set()
-    ops += [device_op(name, change.change_id) for name in new_names - old_names]
-    ops += [delete((device_pk(n), f"CHANGE#{change.change_id}")) for n in old_names - new_names]
+    ops += request_ops(fresh, change_id)
+    ops += [device_op(name, change_id) for name in hints(new) - hints(old)]
+    ops += [delete((device_pk(n), f"CHANGE#{change_id}")) for n in hints(old) - hints(new)]
     return ops
 
 

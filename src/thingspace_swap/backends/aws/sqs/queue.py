@@ -12,8 +12,8 @@ from botocore.exceptions import ClientError
 
 from ....clock import Clock, SystemClock
 from ....swap.model import Priority
-from ....swap.ports import OutgoingMessage, QueueStats, ReceivedMessage, decode_body
-from .._common import Backoff, encode_body, error_code
+from ....swap.ports import OutgoingMessage, QueueStats, ReceivedMessage, decode_body, encode_body
+from .._common import Backoff, error_code
 from . import attributes as attr
 from .dead_letters import dead_entry, peek
 from .receipts import Receipts, change_visibility
