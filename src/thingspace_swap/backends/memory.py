@@ -36,6 +36,7 @@ from ..swap.ports import (
     require_follows,
 )
 from ..swap.store_rules import (
+    Holding,
     batch_changed,
     batch_exists,
     batch_subject,
@@ -309,7 +310,7 @@ class MemoryStore:
             for change in changes:
                 self._changes[change.change_id] = change
                 self._by_batch[batch.batch_id].append(change.change_id)
-                self._index(None, change)
+                self._index(holding(None), change)
             for entry in audit:
                 self._audit[entry.subject].append(_audit_row(entry))
             self._keep(messages)
@@ -361,26 +362,28 @@ class MemoryStore:
                 raise ConflictError(change_changed(change.change_id))
             subject = change_subject(change.change_id)
             require_follows(subject, current.audit_seq, audit)
-            require_claimable(holding(current).line, change, self._lines.get)
+            before = holding(current)
+            require_claimable(before.line, change, self._lines.get)
             self._changes[change.change_id] = change
-            self._index(current, change)
+            self._index(before, change)
             if audit is not None:
                 self._audit[subject].append(_audit_row(audit))
             self._keep(messages)
 
-    def _index(self, before: Change | None, change: Change) -> None:
+    def _index(self, before: Holding, change: Change) -> None:
         """Point the request ids at the change, let go what it held ``before`` and no longer
         holds, and point what it holds now (and its deadline, when due) at it."""
         change_id = change.change_id
         for request_id in change.request_ids:
             self._by_request[request_id] = change_id
         held = holding(change)
-        dropped = holding(before).without(held)
-        if dropped.line is not None and self._lines.get(dropped.line) == change_id:
-            del self._lines[dropped.line]
-        for name in dropped.names:
-            if self._devices.get(name) == change_id:
-                del self._devices[name]
+        if held != before:  # (most writes keep what the change holds)
+            dropped = before.without(held)
+            if dropped.line is not None and self._lines.get(dropped.line) == change_id:
+                del self._lines[dropped.line]
+            for name in dropped.names:
+                if self._devices.get(name) == change_id:
+                    del self._devices[name]
         if held.line is not None:
             self._lines[held.line] = change_id
         for name in held.names:

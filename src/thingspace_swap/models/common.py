@@ -13,7 +13,7 @@ def _lower(kind: str) -> str:
     return kind.lower()
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class DeviceId:
     """One identifier of a device. ``kind`` is kept lower-case: ThingSpace mixes cases in responses
     (``iccId``, ``Iccid``) and expects lower case in requests."""

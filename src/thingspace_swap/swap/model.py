@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -200,7 +201,7 @@ class Change:
             ),
         )
 
-    @property
+    @functools.cached_property
     def identifiers(self) -> frozenset[DeviceId]:
         """Every identifier that names this change: its line's MDN, the device's identifiers,
         the new ones and those they replace. A live change holds them all (no other live

@@ -58,10 +58,13 @@ class Holding:
         return Holding(None if self.line == other.line else self.line, self.names - other.names)
 
 
+_NOTHING = Holding()
+
+
 def holding(change: Change | None) -> Holding:
     """What ``change`` holds: its line and identifiers while not terminal, else nothing."""
     if change is None or change.terminal:
-        return Holding()
+        return _NOTHING
     return Holding(change.line, change.identifiers)
 
 
@@ -90,7 +93,7 @@ def require_claimable(held_line: str | None, change: Change, owner: LineOwner) -
     """Refuse a write of ``change`` that claims a line another change holds (a retry of a
     terminal change whose line was taken meanwhile); ``held_line`` is the line the stored
     record holds (None when it is terminal)."""
-    if holding(change).line not in (None, held_line):
+    if not change.terminal and change.line != held_line:
         require_free([change], owner)
 
 
