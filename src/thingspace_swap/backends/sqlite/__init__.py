@@ -36,8 +36,9 @@ Durability and concurrency:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._db import SCHEMA_VERSION
@@ -58,12 +59,4 @@ _WHERE = {
 __all__ = ["SCHEMA_VERSION", "SqliteBackend", "SqliteQueue", "SqliteStore", "SqliteTokenCache"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module, __name__), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
