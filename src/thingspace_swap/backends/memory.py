@@ -1,7 +1,7 @@
 """In-memory backends: thread-safe, with SQS-like delivery and DynamoDB-like conditional writes.
 
 For tests, notebooks and single-process services. Nothing survives the process; use
-:mod:`thingspace_swap.backends.sqlite` for that.
+``thingspace_swap.backends.sqlite`` for that.
 """
 
 from __future__ import annotations
@@ -277,8 +277,8 @@ _audit_row = operator.attrgetter(*(field.name for field in attrs.fields(AuditEnt
 
 class MemoryStore:
     """Batches, changes, audit chains, the callback inbox and the outbox in dicts, behind one
-    lock. Messages written with a record wait in the outbox until :meth:`relay` sends them to
-    whichever queue it is given."""
+    lock. Messages written with a record wait in the outbox until
+    [relay][thingspace_swap.swap.ports.Store.relay] sends them to whichever queue it is given."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -2,13 +2,13 @@
 
 Backends implement these small protocols; ``thingspace_swap.testing.contract`` is a test suite
 any adapter can run against itself. Every store write is conditional: on a version mismatch it
-raises :class:`ConflictError` and writes nothing.
+raises [ConflictError][thingspace_swap.swap.ports.ConflictError] and writes nothing.
 
 Messages that must not be lost are written *with* the records they follow from (a transactional
 outbox): a store whose queue shares its transactions (SQLite) enqueues them in the same
 transaction; another (DynamoDB beside SQS) keeps them in an outbox in the same write, and
-:meth:`Store.relay` moves them to the queue afterwards. Either way a message exists if and only
-if its write committed.
+[Store.relay][thingspace_swap.swap.ports.Store.relay] moves them to the queue afterwards. Either way
+a message exists if and only if its write committed.
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ def decode_body(raw: str) -> dict[str, Any] | None:
 
 def encode_body(body: Mapping[str, Any]) -> str:
     """A message body as the text a queue carries (compact JSON, keys sorted; DynamoDB's outbox
-    keeps it so until it is sent), which :func:`decode_body` reads back."""
+    keeps it so until it is sent), which [decode_body][thingspace_swap.swap.ports.decode_body] reads
+    back."""
     return json.dumps(dict(body), separators=(",", ":"), sort_keys=True)
 
 
@@ -160,8 +161,9 @@ class AuditEntry:
 
 
 def require_follows(subject: str, seq: int, audit: AuditEntry | None) -> None:
-    """Refuse (:class:`ConflictError`) an audit entry that does not extend ``subject``'s chain
-    whose head is ``seq``: every store checks this in the same write as the record."""
+    """Refuse ([ConflictError][thingspace_swap.swap.ports.ConflictError]) an audit entry that does
+    not extend ``subject``'s chain whose head is ``seq``: every store checks this in the same write
+    as the record."""
     if audit is not None and (audit.seq != seq + 1 or audit.subject != subject):
         raise ConflictError(f"{subject}: audit entry {audit.seq} does not follow {seq}")
 
@@ -271,6 +273,9 @@ class Notification:
 
 
 class Notifier(Protocol):
+    """Publishes each swap event, a [Notification][thingspace_swap.swap.ports.Notification], to
+    its subscribers."""
+
     def publish(self, notification: Notification) -> None: ...
 
 

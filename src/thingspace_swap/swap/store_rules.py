@@ -1,12 +1,12 @@
 """Rules every store and queue adapter keeps, written once for all of them.
 
 A change not yet terminal *holds* its line and every identifier naming it
-(:attr:`~thingspace_swap.swap.model.Change.identifiers`); a terminal change holds nothing. No
+([identifiers][thingspace_swap.swap.Change.identifiers]); a terminal change holds nothing. No
 two changes hold one line: a write that makes a change claim a line (a new batch's changes, a
-retry leaving a terminal phase) fails with :class:`~thingspace_swap.swap.ports.ConflictError`
+retry leaving a terminal phase) fails with [ConflictError][thingspace_swap.swap.ports.ConflictError]
 while another change holds it. A change is *due* (the sweep takes it up) once its deadline has
 passed, while it is not terminal; a batch is *open* until ``completed_at`` is set. A lost
-write's :class:`~thingspace_swap.swap.ports.ConflictError` says the same in every store (the
+write's [ConflictError][thingspace_swap.swap.ports.ConflictError] says the same in every store (the
 texts below).
 """
 

@@ -56,7 +56,8 @@ class ThingSpaceSimulator:
         callback_retry_interval: Virtual seconds between delivery attempts.
         max_callback_threshold: Attempts per callback message (``maxCallbackThreshold``).
         limits: Quotas and timeouts (token life, session idle time, page sizes, rule limits).
-        tz: Offset of timestamps in responses (EDT, -04:00, like the documentation).
+        tz: Offset of timestamps in responses; by default ``timezone(timedelta(hours=-4))``
+            (EDT, -04:00, as in Verizon's documentation examples).
         strict_spares: Only identifiers registered as spares may be swapped in.
         request_status_for_all: Serve request status for every request type, not only the
             documented activate/suspend/restore/deactivate.

@@ -1,16 +1,20 @@
 """The swap ports on AWS (the ``thingspace-swap[aws]`` extra).
 
-* :class:`SqsQueue` (:mod:`.sqs`): the :class:`~thingspace_swap.swap.ports.Queue` on SQS, with
-  :func:`create_queues` to make a queue, its dead-letter queue and a high-priority queue.
-* :class:`DynamoStore` (:mod:`.dynamodb`): the :class:`~thingspace_swap.swap.ports.Store` on one
-  DynamoDB table; :func:`table_definition` and :func:`create_table` describe and make it.
-* :class:`DynamoTokenCache` (:mod:`.tokens`): the client's
-  :class:`~thingspace_swap.tokens.TokenCache` (tokens and the login guard) on the same kind of
-  table, shared by every container.
-* :class:`SnsNotifier` (:mod:`.sns`): notifications on an SNS topic, with message attributes
-  that subscription filter policies match.
-* :class:`BatchSendError`: entries of a batch send that still failed after retries;
-  :class:`Backoff`: how the adapters retry (``backoff.expo`` with full jitter).
+* [SqsQueue][thingspace_swap.backends.aws.sqs.queue.SqsQueue] (``sqs``): the
+  [Queue][thingspace_swap.swap.ports.Queue] on SQS, with
+  [create_queues][thingspace_swap.backends.aws.sqs.admin.create_queues] to make a queue, its
+  dead-letter queue and a high-priority queue.
+* [DynamoStore][thingspace_swap.backends.aws.dynamodb.store.DynamoStore] (``dynamodb``): the
+  [Store][thingspace_swap.swap.ports.Store] on one DynamoDB table;
+  [table_definition][thingspace_swap.backends.aws.dynamodb.table.table_definition] and
+  [create_table][thingspace_swap.backends.aws.dynamodb.table.create_table] describe and make it.
+* [DynamoTokenCache][thingspace_swap.backends.aws.tokens.DynamoTokenCache] (``tokens``): the
+  client's [TokenCache][thingspace_swap.tokens.TokenCache] (tokens and the login guard) on the same
+  kind of table, shared by every container.
+* [SnsNotifier][thingspace_swap.backends.aws.sns.SnsNotifier] (``sns``): notifications on an SNS
+  topic, with message attributes that subscription filter policies match.
+* ``BatchSendError``: entries of a batch send that still failed after retries;
+  ``Backoff``: how the adapters retry (``backoff.expo`` with full jitter).
 
 ```python
 import boto3
@@ -24,7 +28,7 @@ orchestrator = SwapOrchestrator(client, queue=queue, store=store,
 ```
 
 Names are imported on first use: importing this package does not import boto3 (the
-submodules do). :mod:`thingspace_swap.aws` (the Lambda deployment) re-exports every name.
+submodules do). ``thingspace_swap.aws`` (the Lambda deployment) re-exports every name.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Notifications on an Amazon SNS topic: :class:`SnsNotifier` implements
-:class:`~thingspace_swap.swap.ports.Notifier`.
+"""Notifications on an Amazon SNS topic: [SnsNotifier][thingspace_swap.backends.aws.sns.SnsNotifier]
+implements [Notifier][thingspace_swap.swap.ports.Notifier].
 
-Each :class:`~thingspace_swap.swap.ports.Notification` is published as JSON::
+Each [Notification][thingspace_swap.swap.ports.Notification] is published as JSON::
 
     {"event_id": ..., "event_type": ..., "subject": ..., "attributes": {...}, "payload": {...}}
 
@@ -56,7 +56,7 @@ class SnsNotifier:
     def publish_batch(self, notifications: Sequence[Notification]) -> None:
         """Publish up to 10 notifications per ``PublishBatch`` call; entries that failed
         through no fault of the sender are retried, and any still failing raise
-        :class:`~thingspace_swap.backends.aws.BatchSendError` naming their event ids."""
+        ``BatchSendError`` naming their event ids."""
 
         def call(entries: list[dict[str, Any]]) -> Mapping[str, Any]:
             answer: Mapping[str, Any] = self._client.publish_batch(

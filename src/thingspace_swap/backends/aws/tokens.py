@@ -1,34 +1,9 @@
-"""A :class:`~thingspace_swap.tokens.TokenCache` on DynamoDB, shared by every Lambda container
-and worker of a deployment.
+"""A [TokenCache][thingspace_swap.tokens.TokenCache] on DynamoDB:
+[DynamoTokenCache][thingspace_swap.backends.aws.tokens.DynamoTokenCache].
 
-```python
-import boto3
-from thingspace_swap import Credentials, ThingSpaceClient
-from thingspace_swap.backends.aws import DynamoTokenCache
-
-cache = DynamoTokenCache(boto3.client("dynamodb"), "swap")      # the swap table will do
-client = ThingSpaceClient(Credentials.from_env(), token_cache=cache)
-```
-
-One item per key, in any table whose key is ``pk``/``sk`` (strings), such as the swap store's
-(:func:`~thingspace_swap.backends.aws.table_definition`): ``pk`` = ``TOKENS#<key>``,
-``sk`` = ``TOKENS``, beside the store's items and never touching them. Its attributes are the tokens
-(``bearer``, ``bearer_expires_at``, ``session``, ``tokens_expire_at``), the login guard
-(``block_*``, ``unconfirmed``, ``lease_owner``, ``lease_until``) and ``version``.
-
-Every change reads the item (consistently), applies the change and writes it back with a
-``PutItem`` conditional on the ``version`` it read (``attribute_not_exists(pk)`` for a new
-item); a conflicting write makes it read and apply the change again. So of N containers whose
-session expired together, one takes the lease and logs in, and the others see its session or
-its block. Only ``GetItem`` and ``PutItem`` are used.
-
-Tokens expire by themselves: they are dropped when read after ``tokens_expire_at`` (the
-bearer's expiry, at most an hour after they were stored). An item that holds nothing but tokens
-also carries ``ttl`` (epoch seconds), so that DynamoDB deletes it once expired where the table's
-time to live is enabled on ``ttl``; the login guard never expires. At rest the items are
-protected by the table's encryption (DynamoDB encrypts every table; a customer managed KMS key
-limits who can read it) and IAM; with ``encryption_key`` the tokens are also encrypted before
-they leave the process, so that neither the table nor botocore's debug logs hold them in clear.
+Its item's attributes are the tokens (``bearer``, ``bearer_expires_at``, ``session``,
+``tokens_expire_at``), the login guard (``block_*``, ``unconfirmed``, ``lease_owner``,
+``lease_until``), ``version`` and, on an item that holds nothing but tokens, ``ttl``.
 """
 
 from __future__ import annotations
@@ -72,7 +47,34 @@ _THROTTLED = frozenset(
 
 
 class DynamoTokenCache:
-    """Tokens and the login guard in a DynamoDB table (see the module's docs).
+    """Tokens and the login guard in a DynamoDB table, shared by every Lambda container and
+    worker of a deployment.
+
+    ```python
+    import boto3
+    from thingspace_swap import Credentials, ThingSpaceClient
+    from thingspace_swap.backends.aws import DynamoTokenCache
+
+    cache = DynamoTokenCache(boto3.client("dynamodb"), "swap")      # the swap table will do
+    client = ThingSpaceClient(Credentials.from_env(), token_cache=cache)
+    ```
+
+    One item per key (``pk`` = ``TOKENS#<key>``, ``sk`` = ``TOKENS``) in any table keyed by
+    ``pk``/``sk`` (strings), such as the swap store's
+    ([table_definition][thingspace_swap.backends.aws.dynamodb.table.table_definition]), beside
+    its items and never touching them. Every change reads the item (consistently), applies the
+    change and writes it back with a ``PutItem`` conditional on the ``version`` it read, again
+    after a conflict: of N containers whose session expired together, one takes the lease and
+    logs in, and the others see its session or its block. Only ``GetItem`` and ``PutItem`` are
+    used.
+
+    Tokens are dropped when read after their expiry (the bearer's, at most an hour after they
+    were stored); an item that holds nothing but tokens also carries ``ttl`` (epoch seconds), so
+    DynamoDB deletes it once expired where the table's time to live is enabled on ``ttl``. The
+    login guard never expires. At rest the items are protected by the table's encryption (a
+    customer managed KMS key limits who can read it) and IAM; with ``encryption_key`` the tokens
+    are also encrypted before they leave the process, so neither the table nor botocore's debug
+    logs hold them in clear.
 
     Args:
         dynamodb: A boto3 DynamoDB client.
@@ -103,13 +105,13 @@ class DynamoTokenCache:
         self._rng = random.Random()
 
     def get(self, key: str) -> AuthRecord:
-        """The record under ``key`` (see :class:`~thingspace_swap.tokens.TokenCache`)."""
+        """The record under ``key`` (see [TokenCache][thingspace_swap.tokens.TokenCache])."""
         item = self._read(key)
         return AuthRecord() if item is None else self._codec.load(item, self._clock.time())
 
     def update(self, key: str, change: Callable[[AuthRecord], AuthRecord]) -> AuthRecord:
         """Apply ``change`` with a write conditional on the version read, again after a
-        conflict (see :class:`~thingspace_swap.tokens.TokenCache`)."""
+        conflict (see [TokenCache][thingspace_swap.tokens.TokenCache])."""
         for attempt in range(1, self._backoff.max_attempts + 1):
             now = self._clock.time()
             item = self._read(key)

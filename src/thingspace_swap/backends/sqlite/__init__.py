@@ -1,4 +1,4 @@
-"""A durable queue and store in one SQLite file, on the standard library's :mod:`sqlite3`.
+"""A durable queue and store in one SQLite file, on the standard library's ``sqlite3``.
 
 ```python
 from thingspace_swap.backends.sqlite import SqliteBackend
@@ -7,11 +7,14 @@ with SqliteBackend("swap.db") as backend:
     orchestrator = SwapOrchestrator(client, queue=backend.queue, store=backend.store)
 ```
 
-:class:`SqliteBackend` opens (and creates) the file; its ``queue`` (:class:`SqliteQueue`) and
-``store`` (:class:`SqliteStore`) behave like :class:`~thingspace_swap.backends.memory.MemoryQueue`
-and :class:`~thingspace_swap.backends.memory.MemoryStore`, and pass the same contract suite
-(:mod:`thingspace_swap.testing.contract`). :class:`SqliteTokenCache`
-(:mod:`thingspace_swap.backends.sqlite.tokens`) keeps the client's tokens in a file of its own.
+[SqliteBackend][thingspace_swap.backends.sqlite.backend.SqliteBackend] opens (and creates) the file;
+its ``queue`` ([SqliteQueue][thingspace_swap.backends.sqlite.queue.SqliteQueue]) and ``store``
+([SqliteStore][thingspace_swap.backends.sqlite.store.SqliteStore]) behave like
+[MemoryQueue][thingspace_swap.backends.memory.MemoryQueue] and
+[MemoryStore][thingspace_swap.backends.memory.MemoryStore], and pass the same contract suite
+(``thingspace_swap.testing.contract``).
+[SqliteTokenCache][thingspace_swap.backends.sqlite.tokens.SqliteTokenCache]
+(``thingspace_swap.backends.sqlite.tokens``) keeps the client's tokens in a file of its own.
 
 Durability and concurrency:
 
@@ -28,7 +31,7 @@ Durability and concurrency:
   ``fifo`` and ``max_receives``.
 * Queue times (visibility, delays, deduplication window) come from ``clock.time()``, the wall
   clock, because a monotonic clock is not shared between processes. A
-  :class:`~thingspace_swap.testing.VirtualClock` works in tests; processes sharing a file in
+  [VirtualClock][thingspace_swap.testing.VirtualClock] works in tests; processes sharing a file in
   production need roughly synchronised wall clocks.
 * A connection must not cross ``fork()``: a forked child opens connections of its own and
   leaves the parent's alone.

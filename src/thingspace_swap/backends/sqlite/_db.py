@@ -1,6 +1,6 @@
-"""The SQLite file under :class:`~thingspace_swap.backends.sqlite.SqliteBackend`: per-thread
-connections in WAL mode, the write transaction, the schema and its version, and the retry of
-the lock that switching to WAL needs."""
+"""The SQLite file under [SqliteBackend][thingspace_swap.backends.sqlite.backend.SqliteBackend]:
+per-thread connections in WAL mode, the write transaction, the schema and its version, and the retry
+of the lock that switching to WAL needs."""
 
 from __future__ import annotations
 

@@ -18,9 +18,10 @@ class SqliteBackend:
     """A queue and a store sharing the SQLite file at ``path`` (created if missing).
 
     ``max_receives``, ``fifo`` and ``dedup_window`` mean what they mean for
-    :class:`~thingspace_swap.backends.memory.MemoryQueue`; ``synchronous`` is ``"FULL"`` or
-    ``"NORMAL"`` (see the module notes); ``busy_timeout`` is how long a write waits for
-    another process's transaction, in seconds. Close it when done (or use ``with``)."""
+    [MemoryQueue][thingspace_swap.backends.memory.MemoryQueue]; ``synchronous`` is ``"FULL"`` or
+    ``"NORMAL"`` (see the [package notes][thingspace_swap.backends.sqlite]); ``busy_timeout`` is how
+    long a write waits for another process's transaction, in seconds. Close it when done (or use
+    ``with``)."""
 
     def __init__(
         self,

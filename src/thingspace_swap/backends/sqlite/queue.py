@@ -1,5 +1,5 @@
-"""The queue half of :class:`~thingspace_swap.backends.sqlite.SqliteBackend`: messages in
-the backend's file, delivered like SQS's."""
+"""The queue half of [SqliteBackend][thingspace_swap.backends.sqlite.backend.SqliteBackend]:
+messages in the backend's file, delivered like SQS's."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ _MessageRow = tuple[int, str, str, str, int, int]  # seq, id, raw, group, priori
 
 
 class SqliteQueue:
-    """The queue half of :class:`SqliteBackend`: SQS-like delivery with visibility timeouts,
-    FIFO message groups, deduplication ids, delays, priorities and a dead-letter table.
+    """The queue half of [SqliteBackend][thingspace_swap.backends.sqlite.backend.SqliteBackend]:
+    SQS-like delivery with visibility timeouts, FIFO message groups, deduplication ids, delays,
+    priorities and a dead-letter table.
 
     Receipts stay valid while the message is in flight (also past its visibility timeout, until
     a receive makes it visible again); acking a stale receipt does nothing."""

@@ -1,5 +1,5 @@
-"""The store half of :class:`~thingspace_swap.backends.sqlite.SqliteBackend`: records, their
-audit chains, line claims, lookups and the inbox in the backend's file."""
+"""The store half of [SqliteBackend][thingspace_swap.backends.sqlite.backend.SqliteBackend]:
+records, their audit chains, line claims, lookups and the inbox in the backend's file."""
 
 from __future__ import annotations
 
@@ -41,9 +41,10 @@ _PAGE = 500  # changes read per query by SqliteStore.changes
 
 
 class SqliteStore:
-    """The store half of :class:`SqliteBackend`: records as JSON (see ``_codec``) next to the
-    columns that index them; every write is conditional and carries its audit entry, and the
-    messages written with it go into the backend's queue in the same transaction."""
+    """The store half of [SqliteBackend][thingspace_swap.backends.sqlite.backend.SqliteBackend]:
+    records as JSON (see ``_codec``) next to the columns that index them; every write is conditional
+    and carries its audit entry, and the messages written with it go into the backend's queue in the
+    same transaction."""
 
     def __init__(self, db: Database, queue: SqliteQueue) -> None:  # SqliteBackend makes it
         self._db = db

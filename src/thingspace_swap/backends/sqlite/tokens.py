@@ -1,21 +1,5 @@
-"""A :class:`~thingspace_swap.tokens.TokenCache` in a SQLite file, shared by the processes of
-one machine (CLI runs, workers under a supervisor).
-
-```python
-from thingspace_swap import Credentials, SqliteTokenCache, ThingSpaceClient
-
-cache = SqliteTokenCache("~/.thingspace-swap/tokens.db")
-with ThingSpaceClient(Credentials.from_env(), token_cache=cache) as ts:
-    ...
-```
-
-Every change is one ``BEGIN IMMEDIATE`` transaction (read, change, write) in WAL mode, so
-processes and threads see one order of changes: one login at a time, and a block set by one
-process is seen by all. The file is created readable by its owner only (``0600``; SQLite gives
-its ``-wal`` and ``-shm`` files the same mode), and a file others can read is refused. Tokens
-are dropped when read after their expiry (the bearer's, at most an hour after they were
-stored); with ``encryption_key`` they are stored encrypted.
-"""
+"""A [TokenCache][thingspace_swap.tokens.TokenCache] in a SQLite file:
+[SqliteTokenCache][thingspace_swap.backends.sqlite.tokens.SqliteTokenCache]."""
 
 from __future__ import annotations
 
@@ -74,7 +58,23 @@ _UPSERT = (
 
 
 class SqliteTokenCache:
-    """Tokens and the login guard in a SQLite file (see the module's docs).
+    """Tokens and the login guard in a SQLite file, shared by the processes of one machine (CLI
+    runs, workers under a supervisor).
+
+    ```python
+    from thingspace_swap import Credentials, SqliteTokenCache, ThingSpaceClient
+
+    cache = SqliteTokenCache("~/.thingspace-swap/tokens.db")
+    with ThingSpaceClient(Credentials.from_env(), token_cache=cache) as ts:
+        ...
+    ```
+
+    Every change is one ``BEGIN IMMEDIATE`` transaction (read, change, write) in WAL mode, so
+    processes and threads see one order of changes: one login at a time, and a block set by one
+    process is seen by all. The file is created readable by its owner only (``0600``; SQLite
+    gives its ``-wal`` and ``-shm`` files the same mode), and a file others can read is refused.
+    Tokens are dropped when read after their expiry (the bearer's, at most an hour after they
+    were stored).
 
     Args:
         path: The file; created (with its folder) when missing. ``~`` is expanded.
@@ -104,14 +104,14 @@ class SqliteTokenCache:
             db.execute(_SCHEMA)
 
     def get(self, key: str) -> AuthRecord:
-        """The record under ``key`` (see :class:`~thingspace_swap.tokens.TokenCache`)."""
+        """The record under ``key`` (see [TokenCache][thingspace_swap.tokens.TokenCache])."""
         with self._connect() as db:
             row = db.execute(_SELECT, (key,)).fetchone()
         return AuthRecord() if row is None else self._codec.load(_fields(row), self._clock.time())
 
     def update(self, key: str, change: Callable[[AuthRecord], AuthRecord]) -> AuthRecord:
         """Apply ``change`` in one ``BEGIN IMMEDIATE`` transaction (see
-        :class:`~thingspace_swap.tokens.TokenCache`)."""
+        [TokenCache][thingspace_swap.tokens.TokenCache])."""
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:

@@ -1,6 +1,5 @@
-"""The DynamoDB calls the store makes, as small primitives on one table (:class:`DynamoTable`):
-read an item, many items or a partition (consistently), write :class:`~.writes.Op`\\ s, delete
-keys.
+"""The DynamoDB calls the store makes, as small primitives on one table (``DynamoTable``):
+read an item, many items or a partition (consistently), write ``Op``s, delete keys.
 
 Throttling (``ProvisionedThroughputExceededException``, ``ThrottlingException``,
 ``RequestLimitExceeded``, 5xx) and transactions cancelled only by ``TransactionConflict`` or
@@ -137,7 +136,7 @@ class DynamoTable:
 
     def write(self, ops: Sequence[Op]) -> None:
         """One conditional write (``PutItem``/``DeleteItem``) or a transaction of several;
-        :class:`~.writes.Cancelled` when a condition failed."""
+        ``Cancelled`` when a condition failed."""
         if len(ops) == 1:
             op = ops[0]
             try:

@@ -6,10 +6,10 @@ invisible until it is whole: first every line claim (in chunks of 100), then the
 their members, audit entries, request and device items, then the batch record and its audit
 entry last. Until that last write, ``get_batch`` and ``batches`` do not show the batch and
 ``due_changes`` skips its changes. A conflict at any step deletes what the earlier steps wrote
-before :class:`~thingspace_swap.swap.ports.ConflictError` is raised, so nothing of the batch
+before [ConflictError][thingspace_swap.swap.ports.ConflictError] is raised, so nothing of the batch
 remains. A crash between the steps leaves claims, changes and entries without a batch record:
 inert, and a claim whose batch record is still missing ``orphan_grace`` seconds after it was
-made is ignored by ``line_owner`` and taken over by the next claimant (:func:`orphaned`).
+made is ignored by ``line_owner`` and taken over by the next claimant (``orphaned``).
 """
 
 from __future__ import annotations

@@ -22,13 +22,13 @@ Items (``pk`` / ``sk``, both strings):
 ``INBOX#<request_id>`` / ``DEVICE#<device_key>``
                                        a callback: ``record`` and its ``body`` as JSON text
 ``OUTBOX#<0-7>`` / ``<dedup_id>``      a queue message written with a record, until it is
-                                       relayed (:mod:`.outbox`)
+                                       relayed (``outbox``)
 =====================================  ===================================================
 
-Numbers: records are stored as maps (from :func:`~thingspace_swap.swap._codec.unstructure`);
-floats become ``Decimal(repr(x))`` (the shortest decimal that reads back as the same float, so
-timestamps round-trip exactly), and numbers read back as ints when integral, else floats (the
-record types turn them into their fields' types). A callback body is kept as JSON text.
+Numbers: records are stored as maps (from ``unstructure``); floats become ``Decimal(repr(x))`` (the
+shortest decimal that reads back as the same float, so timestamps round-trip exactly), and numbers
+read back as ints when integral, else floats (the record types turn them into their fields' types).
+A callback body is kept as JSON text.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def to_dynamo(value: Any) -> Any:
 
 
 def from_dynamo(value: Any) -> Any:
-    """The inverse of :func:`to_dynamo`: integral numbers as ints, others as floats."""
+    """The inverse of ``to_dynamo``: integral numbers as ints, others as floats."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, Mapping):
@@ -124,7 +124,7 @@ def line_key(line: str) -> Key:
 
 
 def line_of(key: Key) -> str:
-    """The line whose claim is at ``key`` (the inverse of :func:`line_key`)."""
+    """The line whose claim is at ``key`` (the inverse of ``line_key``)."""
     return key[0].removeprefix("LINE#")
 
 
@@ -151,15 +151,15 @@ def etag(record: Batch | Change) -> str:
 
 
 def hints(held: Holding) -> set[DeviceId]:
-    """The names held (:func:`~thingspace_swap.swap.store_rules.holding`) that device items
-    find; the held line's MDN is found through the line claim."""
+    """The names held (``holding``) that device items find; the held line's MDN is found
+    through the line claim."""
     if held.line is None:
         return set(held.names)
     return set(held.names - {DeviceId(held.line, "mdn")})
 
 
 def batch_item(batch: Batch, tag: str | None = None) -> dict[str, Any]:
-    """The batch record; ``tag`` is its :func:`etag` when already computed."""
+    """The batch record; ``tag`` is its ``etag`` when already computed."""
     pk, sk = batch_key(batch.batch_id)
     return {
         "pk": pk,

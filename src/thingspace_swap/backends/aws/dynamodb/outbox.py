@@ -3,7 +3,7 @@
 SQS cannot take part in a DynamoDB transaction, so a message that must follow a write (a new
 batch's changes, a retried change) is written as an ``OUTBOX#<0-7>`` / ``<dedup_id>`` item in
 the same transaction (``body`` as JSON text, ``grp``, ``priority``, ``delay``, ``written_at``;
-``batch_id`` when written by ``create_batch``) and sent by :func:`relay`, which deletes it
+``batch_id`` when written by ``create_batch``) and sent by ``relay``, which deletes it
 afterwards: by the writer right after its write, or by the sweep (``relay`` with no messages)
 after a crash between the two. Eight partitions spread the writes of a big batch. A message the
 creation of a batch wrote is sent only once its batch record exists (an unfinished creation's

@@ -1,7 +1,8 @@
-"""The :class:`~thingspace_swap.swap.ports.Store` port on one DynamoDB table
-(:class:`DynamoStore`): what each port method means, written once over small parts: the items
-(:mod:`.items`), the writes that go in one transaction (:mod:`.writes`), a new batch
-(:mod:`.creation`), the outbox (:mod:`.outbox`) and the calls that carry them (:mod:`.calls`).
+"""The [Store][thingspace_swap.swap.ports.Store] port on one DynamoDB table
+([DynamoStore][thingspace_swap.backends.aws.dynamodb.store.DynamoStore]): what each port method
+means, written once over small parts: the items (``items``), the writes that go in one transaction
+(``writes``), a new batch (``creation``), the outbox (``outbox``) and the calls that carry them
+(``calls``).
 """
 
 from __future__ import annotations
@@ -60,13 +61,14 @@ _DUE_PAGES = 10
 
 
 class DynamoStore:
-    """The :class:`~thingspace_swap.swap.ports.Store` port on one DynamoDB table (see
-    :mod:`.items` for the items, :mod:`.table` for the indexes and :mod:`.creation` for what
-    ``create_batch`` guarantees).
+    """The [Store][thingspace_swap.swap.ports.Store] port on one DynamoDB table (see ``items``
+    for the items, ``table`` for the indexes and ``creation`` for what ``create_batch``
+    guarantees).
 
     Args:
         client: A boto3 DynamoDB client (low level).
-        table_name: A table made from :func:`~.table.table_definition`.
+        table_name: A table made from
+            [table_definition][thingspace_swap.backends.aws.dynamodb.table.table_definition].
         clock: Time for claims and the sleeps between retries.
         retry: Retries of throttled calls and conflicting transactions.
         rng: The jitter's random source.
@@ -122,7 +124,7 @@ class DynamoStore:
         messages: Sequence[OutgoingMessage] = (),
     ) -> None:
         """Write the batch, its changes, their first audit entries and ``messages`` (to the
-        outbox), claiming each live change's line; all or nothing (see :mod:`.creation` for
+        outbox), claiming each live change's line; all or nothing (see ``creation`` for
         batches over ~12 changes)."""
         creation = Creation.plan(batch, changes, audit, messages, self._table.clock.time())
         creation.write(
@@ -302,7 +304,7 @@ class DynamoStore:
 
     def relay(self, queue: Queue, messages: Sequence[OutgoingMessage] | None = None) -> int:
         """Send outbox messages to ``queue``, then delete them: ``messages`` (just written), or
-        with None every one waiting whose batch exists (see :mod:`.outbox`)."""
+        with None every one waiting whose batch exists (see ``outbox``)."""
         return outbox.relay(self._table, queue, messages, orphan_grace=self.orphan_grace)
 
     # Reading changes ----------------------------------------------------------------------

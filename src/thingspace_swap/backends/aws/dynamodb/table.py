@@ -1,7 +1,8 @@
-"""The table: :func:`table_definition` describes it (as ``CreateTable`` and CloudFormation's
-``AWS::DynamoDB::Table`` take it) and :func:`create_table` makes it.
+"""The table: [table_definition][thingspace_swap.backends.aws.dynamodb.table.table_definition]
+describes it (as ``CreateTable`` and CloudFormation's ``AWS::DynamoDB::Table`` take it) and
+[create_table][thingspace_swap.backends.aws.dynamodb.table.create_table] makes it.
 
-Keys are ``pk`` / ``sk``, both strings (the items are in :mod:`.items`). Two global secondary
+Keys are ``pk`` / ``sk``, both strings (the items are in ``items``). Two global secondary
 indexes, both sparse and ``KEYS_ONLY``: ``batches`` (``batch_state`` = ``OPEN`` or ``DONE``,
 ``created_key``) lists batches, and ``due`` (``due_pk`` = ``DUE``, ``due_at``) finds changes
 whose deadline passed. Index reads are eventually consistent, so the records they point at are
@@ -60,7 +61,9 @@ def table_definition() -> dict[str, Any]:
 
 
 def create_table(dynamodb: Any, name: str, *, wait: bool = True) -> str:
-    """Create the table ``name`` (see :func:`table_definition`); returns its ARN."""
+    """Create the table ``name`` (see
+    [table_definition][thingspace_swap.backends.aws.dynamodb.table.table_definition]); returns its
+    ARN."""
     created = dynamodb.create_table(TableName=name, **table_definition())
     if wait:
         dynamodb.get_waiter("table_exists").wait(

@@ -1,13 +1,12 @@
-"""What a record write puts in one transaction, as :class:`Op`\\ s (plain data; :mod:`.calls`
-sends them).
+"""What a record write puts in one transaction, as ``Op``s (plain data; ``calls`` sends them).
 
 Every record write is a ``Put`` conditional on the stored ``version`` (and on the ``etag`` the
 change was read with, so the index items written beside it follow from the stored record); an
 audit entry goes in the same ``TransactWriteItems`` with ``attribute_not_exists``
 (append-only), and so do line claims (``attribute_not_exists(pk) OR owner = :me``), request and
-device items. A failed condition raises :class:`Cancelled`, a
-:class:`~thingspace_swap.swap.ports.ConflictError` naming what conflicted (parsed from the
-``TransactionCanceledException`` reasons). A write of the record alone is a plain conditional
+device items. A failed condition raises ``Cancelled``, a
+[ConflictError][thingspace_swap.swap.ports.ConflictError] naming what conflicted (parsed from
+the ``TransactionCanceledException`` reasons). A write of the record alone is a plain conditional
 ``PutItem``. Leases and deadlines live in the records and are compared by the orchestrator;
 nothing depends on TTL.
 """
@@ -194,8 +193,8 @@ def change_ops(
     before: Change, tag: str, change: Change, audit: AuditEntry | None, now: float
 ) -> list[Op]:
     """Replace ``before`` (read with ``tag``) by ``change``: the record first, then its audit
-    entry, the line it takes or lets go (:func:`~thingspace_swap.swap.store_rules.holding`),
-    new request items and device items added or deleted."""
+    entry, the line it takes or lets go (``holding``), new request items and device items added
+    or deleted."""
     new_tag = etag(change)
     change_id = change.change_id
     ops = [

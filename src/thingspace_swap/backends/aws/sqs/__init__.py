@@ -1,18 +1,19 @@
-"""The swap queue on Amazon SQS: :class:`SqsQueue` implements
-:class:`~thingspace_swap.swap.ports.Queue`; :func:`create_queues` makes the queues it reads.
+"""The swap queue on Amazon SQS: [SqsQueue][thingspace_swap.backends.aws.sqs.queue.SqsQueue]
+implements [Queue][thingspace_swap.swap.ports.Queue];
+[create_queues][thingspace_swap.backends.aws.sqs.admin.create_queues] makes the queues it reads.
 
-Modules: :mod:`.queue` (the port), :mod:`.sending` (entries and batches),
-:mod:`.attributes` (what a message carries besides its body), :mod:`.receipts`,
-:mod:`.dead_letters` and :mod:`.admin` (:func:`create_queues`).
+Modules: ``queue`` (the port), ``sending`` (entries and batches), ``attributes`` (what a
+message carries besides its body), ``receipts``, ``dead_letters`` and ``admin``
+([create_queues][thingspace_swap.backends.aws.sqs.admin.create_queues]).
 
 How the port maps onto SQS:
 
-* ``send``: ``SendMessageBatch`` in chunks of 10 entries (and at most ``max_message_bytes`` in
-  all). Entries reported ``Failed`` that are not the sender's fault are sent again with jittered
-  backoff; any still failing raise :class:`~thingspace_swap.backends.aws.BatchSendError`
-  naming their dedup ids (every other message was sent). Each message is measured as SQS
-  counts it (body plus attribute names, types and values) before anything is sent: one over
-  ``max_message_bytes`` (256 KiB unless told) raises :class:`MessageTooLargeError`.
+* ``send``: ``SendMessageBatch`` in chunks of 10 entries (and at most ``max_message_bytes`` in all).
+  Entries reported ``Failed`` that are not the sender's fault are sent again with jittered backoff;
+  any still failing raise ``BatchSendError`` naming their dedup ids (every other message was sent).
+  Each message is measured as SQS counts it (body plus attribute names, types and values) before
+  anything is sent: one over ``max_message_bytes`` (256 KiB unless told) raises
+  ``MessageTooLargeError``.
 * FIFO queues (the URL ends in ``.fifo``): ``group`` is the ``MessageGroupId``, ``dedup_id``
   the ``MessageDeduplicationId`` (SQS drops a second send of an id within its fixed
   five-minute window). Standard queues have neither: a message may arrive twice and a group's
@@ -24,7 +25,8 @@ How the port maps onto SQS:
   delay; a receive before it is due hides it again until then (``ChangeMessageVisibility``,
   timed from SQS's own timestamps). That early receive counts toward the redrive policy's
   ``maxReceiveCount``, but not in the ``receive_count`` reported here; the message counts as
-  in flight, not delayed, in :meth:`SqsQueue.stats`.
+  in flight, not delayed, in
+  [SqsQueue.stats][thingspace_swap.backends.aws.sqs.queue.SqsQueue.stats].
 * Priority: with ``high_priority_url``, HIGH messages go to that queue and ``receive`` polls it
   first (without waiting), then the normal queue (long-polling ``wait_time`` seconds when
   nothing was found yet). A group's messages split over both queues are not ordered across
@@ -37,20 +39,24 @@ How the port maps onto SQS:
   holds a group while any of its messages is in flight).
 * ``dead_letter``: the body goes to ``dead_letter_url`` with the reason, the message id, group
   and receive count as attributes, then the message is deleted. SQS's redrive policy moves
-  messages received ``maxReceiveCount`` times by itself; :meth:`SqsQueue.dead_letters` gives
-  those a reason naming the count. It reads the dead-letter queue without consuming it
-  (everything is received with a short visibility timeout, then made visible again).
+  messages received ``maxReceiveCount`` times by itself;
+  [SqsQueue.dead_letters][thingspace_swap.backends.aws.sqs.queue.SqsQueue.dead_letters] gives those
+  a reason naming the count. It reads the dead-letter queue without consuming it (everything is
+  received with a short visibility timeout, then made visible again).
 * ``stats``: ``GetQueueAttributes`` (``ApproximateNumberOfMessages``, ``...NotVisible``,
   ``...Delayed``) of the queues, and the dead-letter queue's depth. SQS does not report the
   age of the oldest message (CloudWatch's ``ApproximateAgeOfOldestMessage`` does), so
   ``oldest_age`` is 0.
-* Receipts: SQS honours any receipt a message ever had. Within one :class:`SqsQueue`, a
-  receipt already acked, released or dead-lettered, or replaced by a later receive, does
-  nothing, as the port promises; between processes, SQS decides.
-* Lambda: :meth:`SqsQueue.from_lambda_record` turns a record of a Lambda SQS event into the
-  message ``receive`` would have given (queue and priority from its ``eventSourceARN``), its
-  receipt tracked as above, so the port's settling calls work on messages Lambda received. A
-  delayed FIFO message delivered early is hidden again, as by ``receive``, and not returned.
+* Receipts: SQS honours any receipt a message ever had. Within one
+  [SqsQueue][thingspace_swap.backends.aws.sqs.queue.SqsQueue], a receipt already acked, released or
+  dead-lettered, or replaced by a later receive, does nothing, as the port promises; between
+  processes, SQS decides.
+* Lambda:
+  [SqsQueue.from_lambda_record][thingspace_swap.backends.aws.sqs.queue.SqsQueue.from_lambda_record]
+  turns a record of a Lambda SQS event into the message ``receive`` would have given (queue and
+  priority from its ``eventSourceARN``), its receipt tracked as above, so the port's settling calls
+  work on messages Lambda received. A delayed FIFO message delivered early is hidden again, as by
+  ``receive``, and not returned.
 """
 
 from __future__ import annotations

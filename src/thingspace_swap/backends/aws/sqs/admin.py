@@ -1,5 +1,6 @@
-"""Making the queues :class:`~.queue.SqsQueue` reads: :func:`create_queues` and the
-:class:`QueueUrls` it answers."""
+"""Making the queues [SqsQueue][thingspace_swap.backends.aws.sqs.queue.SqsQueue] reads:
+[create_queues][thingspace_swap.backends.aws.sqs.admin.create_queues] and the
+[QueueUrls][thingspace_swap.backends.aws.sqs.admin.QueueUrls] it answers."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ __all__ = ["QueueUrls", "create_queues"]
 
 @attrs.frozen
 class QueueUrls:
-    """The queues :func:`create_queues` made."""
+    """The queues [create_queues][thingspace_swap.backends.aws.sqs.admin.create_queues] made."""
 
     url: str
     dead_letter_url: str
@@ -24,7 +25,8 @@ class QueueUrls:
     max_receives: int
 
     def queue(self, client: Any, **options: Any) -> SqsQueue:
-        """An :class:`SqsQueue` reading these queues (``options`` as its constructor takes)."""
+        """An [SqsQueue][thingspace_swap.backends.aws.sqs.queue.SqsQueue] reading these queues
+        (``options`` as its constructor takes)."""
         return SqsQueue(
             client,
             self.url,

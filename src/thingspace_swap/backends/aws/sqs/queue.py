@@ -1,5 +1,6 @@
-"""The :class:`~thingspace_swap.swap.ports.Queue` port on SQS: :class:`SqsQueue` (the package
-notes say how the port maps onto SQS)."""
+"""The [Queue][thingspace_swap.swap.ports.Queue] port on SQS:
+[SqsQueue][thingspace_swap.backends.aws.sqs.queue.SqsQueue] (the package notes say how the port maps
+onto SQS)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ _ROUNDS = 10  # receive calls per queue in one receive(), at most
 
 
 class SqsQueue:
-    """The :class:`~thingspace_swap.swap.ports.Queue` port on SQS (see the package notes).
+    """The [Queue][thingspace_swap.swap.ports.Queue] port on SQS (see the
+    [package notes][thingspace_swap.backends.aws.sqs]).
 
     Args:
         client: A boto3 SQS client.
@@ -78,7 +80,8 @@ class SqsQueue:
     # sending -------------------------------------------------------------------------------
 
     def send(self, messages: Sequence[OutgoingMessage]) -> None:
-        """Send ``messages`` (see the package notes for sizes, batches, delays and priority)."""
+        """Send ``messages`` (see the [package notes][thingspace_swap.backends.aws.sqs] for sizes,
+        batches, delays and priority)."""
         self._send(
             [
                 self._outgoing(encode_body(m.body), m.group, m.dedup_id, m.delay, m.priority)
@@ -187,9 +190,10 @@ class SqsQueue:
         change_visibility(self._client, url, hide)
 
     def from_lambda_record(self, record: Mapping[str, Any]) -> ReceivedMessage | None:
-        """The message of one record of a Lambda SQS event, as :meth:`receive` gives it, so
-        ``ack``, ``release``, ``extend`` and ``dead_letter`` settle it (its receipt is tracked
-        as if this queue had received it).
+        """The message of one record of a Lambda SQS event, as
+        [receive][thingspace_swap.backends.aws.sqs.queue.SqsQueue.receive] gives it, so ``ack``,
+        ``release``, ``extend`` and ``dead_letter`` settle it (its receipt is tracked as if this
+        queue had received it).
 
         Returns None for a delayed FIFO message delivered before it is due: it is hidden again
         until then (``ChangeMessageVisibility``); report the record as a batch item failure so
@@ -267,7 +271,8 @@ class SqsQueue:
         return peek(self._client, self.dead_letter_url, limit, self.max_receives)
 
     def stats(self) -> QueueStats:
-        """Approximate counts from SQS (see the package notes)."""
+        """Approximate counts from SQS (see the
+        [package notes][thingspace_swap.backends.aws.sqs])."""
         names = [
             "ApproximateNumberOfMessages",
             "ApproximateNumberOfMessagesNotVisible",

@@ -53,7 +53,7 @@ def outgoing(
     limit: int,
 ) -> Outgoing:
     """The entry of a message (see the package notes for FIFO groups and delays);
-    :class:`MessageTooLargeError` when it is over ``limit`` bytes."""
+    ``MessageTooLargeError`` when it is over ``limit`` bytes."""
     seconds = min(attr.MAX_DELAY, attr.seconds(delay))
     attributes = {attr.GROUP: group, attr.PRIORITY: str(int(priority))}
     entry: dict[str, Any] = {"MessageBody": raw}
@@ -83,8 +83,8 @@ def send_all(
     rng: random.Random,
 ) -> None:
     """Send ``messages`` with ``SendMessageBatch``, queue by queue, in batches of at most 10
-    entries and ``limit`` bytes; :class:`~.._common.BatchSendError` names those that still
-    failed (every other message was sent)."""
+    entries and ``limit`` bytes; ``BatchSendError`` names those that still failed (every other
+    message was sent)."""
     failed: dict[str, str] = {}
     for url in dict.fromkeys(o.url for o in messages):
 
