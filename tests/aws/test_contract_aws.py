@@ -20,40 +20,24 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from tests.aws.support import Aws
 from thingspace_swap.aws import DynamoStore, create_queues
-from thingspace_swap.swap.contract import (
-    ContractClock,
+from thingspace_swap.swap.ports import Store
+from thingspace_swap.testing import VirtualClock
+from thingspace_swap.testing.contract import (
     QueueContract,
     QueueFactory,
     RawQueue,
     StoreContract,
+    numbers,
+    outgoing,
 )
-from thingspace_swap.swap.model import Priority
-from thingspace_swap.swap.ports import OutgoingMessage, ReceivedMessage, Store
 
 TICK = 1.15  # a little over SQS's one-second resolution
-
-
-def message(
-    n: int, group: str, *, dedup_id: str | None = None, delay: float = 0.0
-) -> OutgoingMessage:
-    return OutgoingMessage(
-        body={"n": n},
-        group=group,
-        dedup_id=dedup_id or f"m{n}",
-        delay=delay,
-        priority=Priority.NORMAL,
-    )
-
-
-def numbers(messages: Sequence[ReceivedMessage]) -> list[int]:
-    return [int(m.body["n"]) if m.body is not None else -1 for m in messages]
 
 
 class TestSqsQueueContract(QueueContract):
@@ -61,7 +45,7 @@ class TestSqsQueueContract(QueueContract):
     def make_queue(self, aws: Aws) -> QueueFactory:
         made = itertools.count()
 
-        def make(clock: ContractClock, **options: Any) -> RawQueue:
+        def make(clock: VirtualClock, **options: Any) -> RawQueue:
             options.pop("dedup_window", None)  # SQS's window is fixed
             urls = create_queues(
                 aws.sqs,
@@ -76,9 +60,9 @@ class TestSqsQueueContract(QueueContract):
 
         return make
 
-    def test_visibility_timeout_redelivers(self, queue: RawQueue, clock: ContractClock) -> None:
+    def test_visibility_timeout_redelivers(self, queue: RawQueue, clock: VirtualClock) -> None:
         """Adapted: a 1 s visibility timeout, waited out."""
-        queue.send([message(1, "a")])
+        queue.send([outgoing(1, "a")])
         (first,) = queue.receive(1, visibility_timeout=1)
         assert queue.receive(1) == []
         time.sleep(TICK)
@@ -93,10 +77,10 @@ class TestSqsQueueContract(QueueContract):
         assert queue.receive(1) == []
 
     def test_fifo_group_has_one_message_in_flight_in_order(
-        self, queue: RawQueue, clock: ContractClock
+        self, queue: RawQueue, clock: VirtualClock
     ) -> None:
         """Adapted: real timeouts; 2 was returned once behind 1 (one more receive)."""
-        queue.send([message(1, "a"), message(2, "a"), message(3, "b"), message(4, "a")])
+        queue.send([outgoing(1, "a"), outgoing(2, "a"), outgoing(3, "b"), outgoing(4, "a")])
         first = queue.receive(10, visibility_timeout=30)
         assert numbers(first) == [1, 3]
         assert queue.receive(10) == []
@@ -112,10 +96,10 @@ class TestSqsQueueContract(QueueContract):
         queue.ack(again)
         assert numbers(queue.receive(10)) == [4]
 
-    def test_release_frees_the_group(self, queue: RawQueue, clock: ContractClock) -> None:
+    def test_release_frees_the_group(self, queue: RawQueue, clock: VirtualClock) -> None:
         """Adapted: released with a delay, a FIFO message holds its group until it is
         visible again; released without one, it frees the group at once."""
-        queue.send([message(1, "a"), message(2, "a")])
+        queue.send([outgoing(1, "a"), outgoing(2, "a")])
         (first,) = queue.receive(10)
         queue.release(first, delay=1)
         assert queue.receive(10) == []  # 1 holds the group while it waits
@@ -129,21 +113,21 @@ class TestSqsQueueContract(QueueContract):
         assert numbers(queue.receive(10)) == [2]
 
     def test_duplicate_dedup_id_dropped_within_window(
-        self, make_queue: QueueFactory, clock: ContractClock
+        self, make_queue: QueueFactory, clock: VirtualClock
     ) -> None:
         """Adapted: SQS drops a repeated dedup id while the first message is kept (its window
         is a fixed five minutes, which moto ends when the first is deleted)."""
         queue = make_queue(clock)
-        queue.send([message(1, "a", dedup_id="x"), message(2, "b", dedup_id="x")])
-        queue.send([message(3, "c", dedup_id="x")])
+        queue.send([outgoing(1, "a", dedup_id="x"), outgoing(2, "b", dedup_id="x")])
+        queue.send([outgoing(3, "c", dedup_id="x")])
         (only,) = queue.receive(10)
         assert numbers([only]) == [1]
         queue.ack(only)
         assert queue.receive(10) == []
 
-    def test_delay_holds_a_message_back(self, queue: RawQueue, clock: ContractClock) -> None:
+    def test_delay_holds_a_message_back(self, queue: RawQueue, clock: VirtualClock) -> None:
         """Adapted: a 1 s delay; once a receive hid it, SQS counts it in flight."""
-        queue.send([message(1, "a", delay=1), message(2, "b")])
+        queue.send([outgoing(1, "a", delay=1), outgoing(2, "b")])
         assert numbers(queue.receive(10)) == [2]
         stats = queue.stats()
         assert (stats.visible, stats.delayed + stats.in_flight) == (0, 2)
@@ -152,9 +136,9 @@ class TestSqsQueueContract(QueueContract):
         (late,) = queue.receive(10)
         assert (numbers([late]), late.receive_count, late.group) == ([1], 1, "a")
 
-    def test_release_with_delay(self, queue: RawQueue, clock: ContractClock) -> None:
+    def test_release_with_delay(self, queue: RawQueue, clock: VirtualClock) -> None:
         """Adapted: a 1 s delay, waited out; SQS counts the released message in flight."""
-        queue.send([message(1, "a")])
+        queue.send([outgoing(1, "a")])
         (first,) = queue.receive(1)
         queue.release(first, delay=1)
         assert queue.receive(1) == []
@@ -167,9 +151,9 @@ class TestSqsQueueContract(QueueContract):
         (third,) = queue.receive(1)
         assert (third.message_id, third.receive_count) == (first.message_id, 3)
 
-    def test_extend_keeps_a_message_invisible(self, queue: RawQueue, clock: ContractClock) -> None:
+    def test_extend_keeps_a_message_invisible(self, queue: RawQueue, clock: VirtualClock) -> None:
         """Adapted: 1 s visibility extended to 2 s from 0.5 s on."""
-        queue.send([message(1, "a")])
+        queue.send([outgoing(1, "a")])
         (first,) = queue.receive(1, visibility_timeout=1)
         time.sleep(0.5)
         queue.extend(first, 2)
@@ -180,12 +164,12 @@ class TestSqsQueueContract(QueueContract):
         assert (again.message_id, again.receive_count) == (first.message_id, 2)
 
     def test_dead_letter_after_max_receives(
-        self, make_queue: QueueFactory, clock: ContractClock
+        self, make_queue: QueueFactory, clock: VirtualClock
     ) -> None:
         """Adapted: deliveries end by ``release`` rather than by waiting out the visibility
         timeout; SQS's redrive policy moves the message."""
         queue = make_queue(clock, max_receives=2)
-        queue.send([message(1, "a")])
+        queue.send([outgoing(1, "a")])
         for count in (1, 2):
             (received,) = queue.receive(1, visibility_timeout=10)
             assert received.receive_count == count
@@ -196,14 +180,14 @@ class TestSqsQueueContract(QueueContract):
         assert "after 2 receives" in reason
         stats = queue.stats()
         assert (stats.visible, stats.in_flight, stats.dead) == (0, 0, 1)
-        queue.send([message(2, "a")])  # the group is not blocked by the dead message
+        queue.send([outgoing(2, "a")])  # the group is not blocked by the dead message
         assert numbers(queue.receive(1)) == [2]
         assert len(queue.dead_letters()) == 1  # reading them left them there
 
-    def test_stats(self, queue: RawQueue, clock: ContractClock) -> None:
+    def test_stats(self, queue: RawQueue, clock: VirtualClock) -> None:
         """Adapted: the delayed message counts as visible until a receive hides it (FIFO
         queues take no delay of their own), and SQS reports no oldest age."""
-        queue.send([message(n, f"g{n}") for n in range(3)] + [message(9, "z", delay=30)])
+        queue.send([outgoing(n, f"g{n}") for n in range(3)] + [outgoing(9, "z", delay=30)])
         (received,) = queue.receive(1)
         stats = queue.stats()
         assert (stats.visible, stats.in_flight, stats.delayed, stats.dead) == (3, 1, 0, 0)
