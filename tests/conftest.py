@@ -10,8 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import settings
 
 import thingspace_swap as ts
+
+# Property tests check behaviour, not speed: on a shared, loaded machine an example may take
+# longer than Hypothesis's default 200 ms deadline without anything being wrong.
+settings.register_profile("thingspace-swap", deadline=None)
+settings.load_profile("thingspace-swap")
 
 BASE_URL = "https://thingspace.test"
 ACCOUNT = "0000123456-00001"
