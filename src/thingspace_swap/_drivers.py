@@ -1,16 +1,18 @@
 """The two drivers: the only code that does I/O. Each runs flows from ``_core`` against an
-httpx client, sleeping on the injected clock and holding the auth lock for ``Exclusive``."""
+httpx client, sleeping on the injected clock, holding the auth lock for ``Exclusive`` and
+running ``Concurrently``'s flows side by side (threads, or tasks)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import httpx
 
-from ._core.commands import Exclusive, Flow, Send, Sleep
+from ._core.commands import Concurrently, Exclusive, Flow, Send, Sleep
 from ._core.endpoint import Pager
 from ._core.engine import Engine
 from ._core.operations import Call
@@ -45,12 +47,21 @@ class SyncDriver:
                     reply = self._http.send(command.request)
                 elif isinstance(command, Sleep):
                     self._clock.sleep(command.seconds)
+                elif isinstance(command, Concurrently):
+                    reply = self._concurrently(command)
                 else:
                     assert isinstance(command, Exclusive)
                     with self._lock:
                         reply = self.run(command.flow)
             except Exception as exc:  # handed to the flow, which decides
                 error = exc
+
+    def _concurrently(self, command: Concurrently) -> list[Any]:
+        if command.limit <= 1 or len(command.flows) <= 1:
+            return _settled([_outcome(self.run, flow) for flow in command.flows])
+        workers = min(command.limit, len(command.flows))
+        with ThreadPoolExecutor(workers, thread_name_prefix="thingspace-swap") as pool:
+            return _settled(list(pool.map(lambda flow: _outcome(self.run, flow), command.flows)))
 
     def iterate(self, pager: Pager[Any, Item]) -> Iterator[Item]:
         call: Call[Any] | None = pager.first
@@ -83,12 +94,26 @@ class AsyncDriver:
                     reply = await self._http.send(command.request)
                 elif isinstance(command, Sleep):
                     await self._clock.sleep_async(command.seconds)
+                elif isinstance(command, Concurrently):
+                    reply = await self._concurrently(command)
                 else:
                     assert isinstance(command, Exclusive)
                     async with self._lock:
                         reply = await self.run(command.flow)
             except Exception as exc:  # handed to the flow, which decides
                 error = exc
+
+    async def _concurrently(self, command: Concurrently) -> list[Any]:
+        slots = asyncio.Semaphore(max(1, command.limit))
+
+        async def one(flow: Flow[Any]) -> tuple[Any, Exception | None]:
+            async with slots:
+                try:
+                    return await self.run(flow), None
+                except Exception as exc:
+                    return None, exc
+
+        return _settled(await asyncio.gather(*(one(flow) for flow in command.flows)))
 
     async def iterate(self, pager: Pager[Any, Item]) -> AsyncIterator[Item]:
         call: Call[Any] | None = pager.first
@@ -97,3 +122,19 @@ class AsyncDriver:
             for item in pager.items(page):
                 yield item
             call = pager.next_call(call, page)
+
+
+def _outcome(run: Any, flow: Flow[Any]) -> tuple[Any, Exception | None]:
+    """Run ``flow`` to its result, or to the error it raised."""
+    try:
+        return run(flow), None
+    except Exception as exc:
+        return None, exc
+
+
+def _settled(outcomes: Sequence[tuple[Any, Exception | None]]) -> list[Any]:
+    """The results of flows run side by side, or the first error one of them raised."""
+    for _, error in outcomes:
+        if error is not None:
+            raise error
+    return [result for result, _ in outcomes]

@@ -324,3 +324,21 @@ def test_every_command_has_help_with_examples(cli: Cli, command: list[str]) -> N
     result = cli.ok(*command, "--help")
     assert "usage: thingspace-swap" in result.out
     assert "example" in result.out
+
+
+def test_work_with_concurrency_completes_every_change_once(cli: Cli, live: Live) -> None:
+    base = ("--base-url", live.url, "--data", str(live.data))
+    lines = live.active(4, skip=16)
+    spares = live.population.spare_iccids[16:20]
+    pairs = [a for d, new in zip(lines, spares, strict=True) for a in ("--iccid", d.iccid, new)]
+    batch = json.loads(cli.ok("swap", *pairs, *base, "--no-wait", "--json").out)["batch_id"]
+    done = json.loads(cli.ok("work", batch, *base, *FAST, "--concurrency", "3", "--json").out)
+    assert done["counts"] == {"completed": 4}
+    assert sorted(live.sim.submission_counts().values()) == [1, 1, 1, 1]
+
+
+def test_work_refuses_a_concurrency_below_one(cli: Cli) -> None:
+    result = cli("work", "b-0123456789abcdef", "--concurrency", "0")
+    assert result.code == 2
+    assert "--concurrency" in result.err
+    assert "must be at least 1" in result.err

@@ -33,5 +33,15 @@ class Exclusive:
     flow: Generator[Any, Any, Any]
 
 
-Command = Send | Sleep | Exclusive
+@attrs.frozen
+class Concurrently:
+    """Run ``flows`` at the same time, at most ``limit`` at once (threads on the sync driver,
+    tasks on the async one); reply with their results in order, or, once all have ended, throw
+    the first error one of them raised."""
+
+    flows: tuple[Generator[Any, Any, Any], ...]
+    limit: int
+
+
+Command = Send | Sleep | Exclusive | Concurrently
 Flow = Generator[Command, Any, T]

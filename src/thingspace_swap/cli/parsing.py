@@ -41,6 +41,17 @@ def positive(text: str) -> float:
     return value
 
 
+def count(text: str) -> int:
+    """An option's value as a whole number of at least 1 (argparse's ``type``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Parents:
     """The option sets several commands share (argparse parents)."""
@@ -110,6 +121,13 @@ def _workers() -> Parser:
     )
     group.add_argument(
         "--poll", type=positive, default=2.0, metavar="SECONDS", help="idle wait (default 2)"
+    )
+    group.add_argument(
+        "--concurrency",
+        type=count,
+        default=1,
+        metavar="N",
+        help="changes processed at once, on N threads (default 1)",
     )
     group.add_argument(
         "--callback-timeout",

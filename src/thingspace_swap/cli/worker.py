@@ -77,13 +77,16 @@ def run_batch(
     bar: ProgressBar,
     timeout: float | None = None,
     max_messages: int = 25,
+    concurrency: int = 1,
 ) -> BatchStatus:
     """Work and sweep until every change of the batch is terminal (or ``timeout`` seconds on
     ``clock`` pass), updating ``bar``; ``wait()`` runs whenever the queue has nothing ready."""
     started = clock.monotonic()
     described = 0.0
     while True:
-        report = orchestrator.work(max_messages=max_messages)
+        report = orchestrator.work(
+            max_messages=max(max_messages, concurrency), concurrency=concurrency
+        )
         orchestrator.sweep()
         batch = orchestrator.batch(batch_id)
         done = batch.completed_at is not None
@@ -226,6 +229,7 @@ def drive(ctx: Context, orchestrator: SwapOrchestrator, batch_id: str) -> BatchS
                 wait=lambda: ctx.clock.sleep(options.poll),
                 bar=bar,
                 timeout=timeout,
+                concurrency=options.concurrency,
             )
     except KeyboardInterrupt:
         raise CliError(

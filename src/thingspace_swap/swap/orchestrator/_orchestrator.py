@@ -158,11 +158,22 @@ class _Orchestrator(Faced[Mode]):
 
     @endpoint
     def work(
-        self, *, max_messages: int | None = None, until_idle: bool = True, poll: float = 1.0
+        self,
+        *,
+        max_messages: int | None = None,
+        until_idle: bool = True,
+        poll: float = 1.0,
+        concurrency: int = 1,
     ) -> Flow[WorkReport]:
         """Process queue messages: until none is visible (``until_idle``), or forever,
-        sleeping ``poll`` seconds when the queue is empty."""
-        return (yield from self._worker.work(max_messages, until_idle, poll))
+        sleeping ``poll`` seconds when the queue is empty.
+
+        ``concurrency`` messages are processed at once (threads of the sync orchestrator,
+        tasks of the async one). Each delivery works under a lease of its own: of two messages
+        about one change, one takes the change and the other is put back (``busy``)."""
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        return (yield from self._worker.work(max_messages, until_idle, poll, concurrency))
 
     @endpoint
     def process(self, message: ReceivedMessage) -> Flow[Disposition]:

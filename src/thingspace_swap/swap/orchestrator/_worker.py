@@ -10,7 +10,7 @@ from collections import Counter
 
 import attrs
 
-from ..._core.commands import Flow, Sleep
+from ..._core.commands import Concurrently, Flow, Sleep
 from ..events import Begin, Event, Timeout
 from ..model import Batch
 from ..ports import ReceivedMessage
@@ -47,25 +47,45 @@ class Worker:
         self._commands = commands
         self._recounted: dict[str, float] = {}
 
-    def work(self, max_messages: int | None, until_idle: bool, poll: float) -> Flow[WorkReport]:
-        queue = self._context.queue
+    def work(
+        self, max_messages: int | None, until_idle: bool, poll: float, concurrency: int = 1
+    ) -> Flow[WorkReport]:
         handled = 0
         outcomes: Counter[Disposition] = Counter()
         while max_messages is None or handled < max_messages:
-            size = 10 if max_messages is None else min(10, max_messages - handled)
-            messages = queue.receive(size, visibility_timeout=self._context.settings.lease)
+            wanted = max(10, concurrency)
+            if max_messages is not None:
+                wanted = min(wanted, max_messages - handled)
+            messages = self._receive(wanted)
             if not messages:
                 if until_idle:
                     break
                 yield Sleep(poll)
                 continue
-            for received in messages:
-                outcomes[(yield from self.handle(received))] += 1
-                handled += 1
-        stats = queue.stats()
+            if concurrency == 1:
+                for received in messages:
+                    outcomes[(yield from self.handle(received))] += 1
+            else:
+                flows = tuple(self.handle(received) for received in messages)
+                outcomes.update((yield Concurrently(flows, concurrency)))
+            handled += len(messages)
+        stats = self._context.queue.stats()
         self._context.metrics.gauge("swap.queue.depth", stats.visible + stats.delayed)
         self._context.metrics.gauge("swap.queue.lag", stats.oldest_age)
         return WorkReport(handled, outcomes["dead_lettered"], outcomes["busy"], outcomes["errors"])
+
+    def _receive(self, wanted: int) -> list[ReceivedMessage]:
+        """Up to ``wanted`` messages, in receives of at most 10 (SQS's limit); a receive that
+        comes back short ends it."""
+        queue, lease = self._context.queue, self._context.settings.lease
+        messages: list[ReceivedMessage] = []
+        while len(messages) < wanted:
+            size = min(10, wanted - len(messages))
+            batch = queue.receive(size, visibility_timeout=lease)
+            messages += batch
+            if len(batch) < size:
+                break
+        return messages
 
     def handle(self, received: ReceivedMessage) -> Flow[Disposition]:
         """Process one message and settle it with the queue."""
