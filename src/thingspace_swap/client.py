@@ -18,7 +18,7 @@ from ._drivers import AsyncDriver, SyncDriver
 from .clock import Clock, SystemClock
 from .config import Credentials, default_base_url
 from .errors import ConfigurationError, ThingSpaceError
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimit, RateLimiter
 from .resources import Accounts, Callbacks, Devices, Plans, Requests, Session
 from .retry import RetryPolicy
 from .tokens import InMemoryTokenCache, TokenCache
@@ -60,7 +60,7 @@ class _Client(Generic[Mode, Http, Transport, Runner]):
         http_client: Http | None = None,
         timeout: float | httpx.Timeout = 30.0,
         retry: RetryPolicy | None = None,
-        rate_limit: float | RateLimiter | None = None,
+        rate_limit: float | RateLimit | None = None,
         token_cache: TokenCache | None = None,
         on_request: Callable[[RequestEvent], None] | None = None,
         clock: Clock | None = None,
@@ -77,7 +77,8 @@ class _Client(Generic[Mode, Http, Transport, Runner]):
             http_client: An httpx client to use as is (not closed by this client).
             timeout: Seconds, or an ``httpx.Timeout``.
             retry: The ``RetryPolicy`` (default: 4 attempts, jittered backoff).
-            rate_limit: Requests per second, or a shared ``RateLimiter``; off by default.
+            rate_limit: Requests per second, or a shared limit (a ``RateLimiter``, or one
+                shared by processes such as ``SqliteRateLimiter``); off by default.
             token_cache: Where tokens and the login guard are shared with other clients
                 (threads, processes, invocations): while a refused login's block is set there,
                 no client sharing it logs in, and closing this client leaves the shared
@@ -252,7 +253,7 @@ def _login_lease(timeout: float | httpx.Timeout) -> float:
     return LOGIN_LEASE if longest is None else max(LOGIN_LEASE, 3 * longest + 30)
 
 
-def _limiter(rate_limit: float | RateLimiter | None, clock: Clock) -> RateLimiter | None:
+def _limiter(rate_limit: float | RateLimit | None, clock: Clock) -> RateLimit | None:
     """``rate_limit``: a shared limiter as is, or one of this many requests per second."""
     if isinstance(rate_limit, (int, float)):
         return RateLimiter(int(rate_limit), clock=clock)

@@ -1,13 +1,25 @@
-"""A client-side rate limiter that never exceeds its rate in any window."""
+"""The rate limit port, and a rate limiter in one process that never exceeds its rate in any
+window. Limiters shared by processes implement the same port: `SqliteRateLimiter` (the
+processes of one machine) in ``thingspace_swap.backends.sqlite``."""
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from typing import Protocol
 
 from .clock import Clock, SystemClock
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimit", "RateLimiter"]
+
+
+class RateLimit(Protocol):
+    """Where a client takes a slot before each request it sends: ``acquire()`` takes a slot
+    now and returns 0, or returns the seconds to wait before asking again (holding nothing
+    meanwhile). A limit shared by several clients, threads or processes holds for all of them
+    together."""
+
+    def acquire(self) -> float: ...
 
 
 class RateLimiter:

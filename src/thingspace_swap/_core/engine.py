@@ -21,7 +21,7 @@ from ..errors import (
     error_from_transport,
 )
 from ..models._converter import structure
-from ..ratelimit import RateLimiter
+from ..ratelimit import RateLimit
 from ..retry import RetryPolicy
 from ..tokens import Tokens
 from .auth import AuthState, Rejected
@@ -60,7 +60,7 @@ class Engine:
     retry: RetryPolicy
     clock: Clock
     rng: random.Random
-    limiter: RateLimiter | None = None
+    limiter: RateLimit | None = None
     on_request: Callable[[RequestEvent], None] | None = None
 
     def call(self, call: Call[T], *, retry: bool = True, tokens: Tokens | None = None) -> Flow[T]:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from ._db import SCHEMA_VERSION
     from .backend import SqliteBackend
     from .queue import SqliteQueue
+    from .ratelimit import SqliteRateLimiter
     from .store import SqliteStore
     from .tokens import SqliteTokenCache
 
@@ -55,11 +56,19 @@ _WHERE = {
     "SCHEMA_VERSION": "._db",
     "SqliteBackend": ".backend",
     "SqliteQueue": ".queue",
+    "SqliteRateLimiter": ".ratelimit",
     "SqliteStore": ".store",
     "SqliteTokenCache": ".tokens",
 }
 
-__all__ = ["SCHEMA_VERSION", "SqliteBackend", "SqliteQueue", "SqliteStore", "SqliteTokenCache"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "SqliteBackend",
+    "SqliteQueue",
+    "SqliteRateLimiter",
+    "SqliteStore",
+    "SqliteTokenCache",
+]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)

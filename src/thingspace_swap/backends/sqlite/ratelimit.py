@@ -1,0 +1,116 @@
+"""A [RateLimit][thingspace_swap.ratelimit.RateLimit] in a SQLite file:
+[SqliteRateLimiter][thingspace_swap.backends.sqlite.ratelimit.SqliteRateLimiter]."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from ...clock import Clock, SystemClock
+from ...errors import ConfigurationError
+
+__all__ = ["SqliteRateLimiter"]
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS sends (key TEXT NOT NULL, at REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS sends_by_key ON sends (key, at)",
+)
+
+
+class SqliteRateLimiter:
+    """At most ``rate`` requests in any ``per``-second window, for every process of one machine
+    that opens the same file (workers under a supervisor, CLI runs): a sliding log of sends,
+    like [RateLimiter][thingspace_swap.ratelimit.RateLimiter]'s, kept in a table.
+
+    ```python
+    from thingspace_swap.backends.sqlite import SqliteRateLimiter
+
+    limit = SqliteRateLimiter("~/.thingspace-swap/ratelimit.db", rate=20, key=account)
+    client = ThingSpaceClient(credentials, rate_limit=limit)
+    ```
+
+    Each ``acquire()`` is one ``BEGIN IMMEDIATE`` transaction: it forgets sends older than the
+    window, and takes a slot only when fewer than ``rate`` remain. Times are the wall clock
+    (``clock.time()``), since a monotonic clock is not shared between processes: processes on
+    one machine read the same one. The file keeps no secret; it is not synced to disk on every
+    send (a crash can only forget the last sends, for one window).
+
+    Args:
+        path: The file; created (with its folder) when missing. ``~`` is expanded.
+        rate: Requests per window (ThingSpace's limit for the account).
+        per: The window, in seconds.
+        key: Which limit: one per account (several may share a file).
+        margin: Seconds a slot stays taken after its window, covering the moment between the
+            grant and the request leaving the machine.
+        clock: Time (a virtual clock in tests).
+        timeout: Seconds to wait for another process's transaction.
+
+    Raises:
+        ConfigurationError: The file cannot be created.
+        ValueError: ``rate`` below 1, ``per`` not positive or ``margin`` negative.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        rate: int,
+        per: float = 1.0,
+        key: str = "default",
+        margin: float = 0.02,
+        clock: Clock | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        if rate < 1 or per <= 0 or margin < 0:
+            raise ValueError("rate must be >= 1, per > 0 and margin >= 0")
+        self.path = Path(path).expanduser()
+        self.rate, self.per, self.key, self.margin = rate, per, key, margin
+        self._clock = clock or SystemClock()
+        self._timeout = timeout
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                for statement in _SCHEMA:
+                    db.execute(statement)
+        except (OSError, sqlite3.Error) as error:
+            raise ConfigurationError(f"rate limit file {self.path}: {error}") from None
+
+    def acquire(self) -> float:
+        """Take a slot now and return 0, or return the seconds to wait before asking again."""
+        window = self.per + self.margin
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                now = self._clock.time()
+                db.execute("DELETE FROM sends WHERE key = ? AND at <= ?", (self.key, now - window))
+                count, oldest = db.execute(
+                    "SELECT COUNT(*), MIN(at) FROM sends WHERE key = ?", (self.key,)
+                ).fetchone()
+                if count < self.rate:
+                    db.execute("INSERT INTO sends (key, at) VALUES (?, ?)", (self.key, now))
+                    wait = 0.0
+                else:
+                    wait = max(float(oldest) + window - now, 1e-6)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return wait
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one acquire: nothing is held between calls, so a limiter survives
+        ``fork`` and needs no closing."""
+        db = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
+        try:
+            db.execute("PRAGMA synchronous=OFF")
+            yield db
+        finally:
+            db.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteRateLimiter({str(self.path)!r}, rate={self.rate}, per={self.per})"
