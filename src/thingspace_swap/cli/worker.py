@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +12,7 @@ import attrs
 
 from ..clock import Clock
 from ..swap import (
-    TERMINAL,
+    Batch,
     BatchNotFoundError,
     BatchStatus,
     CallbackIntake,
@@ -88,25 +87,25 @@ def run_batch(
             max_messages=max(max_messages, concurrency), concurrency=concurrency
         )
         orchestrator.sweep()
-        batch = orchestrator.batch(batch_id)
+        batch = orchestrator.batch(batch_id)  # one record: its counter, not every change
         done = batch.completed_at is not None
         timed_out = timeout is not None and clock.monotonic() - started >= timeout
         now = time.monotonic()
-        if done or timed_out or now - described >= 0.5:
+        if not done and (timed_out or now - described >= 0.5):
             described = now
-            status = orchestrator.status(batch_id)
-            terminal = sum(c.phase in TERMINAL for c in status.changes)
-            label = f"done: {phase_line(status.counts)}" if done else _in_flight(status)
-            bar.update(terminal, label, force=done or timed_out)
+            bar.update(batch.terminal, _in_flight(batch), force=timed_out)
         if done or timed_out:
-            return orchestrator.status(batch_id)
+            status = orchestrator.status(batch_id)
+            if done:
+                bar.update(batch.size, f"done: {phase_line(status.counts)}", force=True)
+            return status
         if report.messages == 0:
             wait()
 
 
-def _in_flight(status: BatchStatus) -> str:
-    counts = Counter(c.phase.value for c in status.changes if c.phase not in TERMINAL)
-    return f"in flight: {phase_line(dict(counts))}" if counts else "finishing"
+def _in_flight(batch: Batch) -> str:
+    left = batch.size - batch.terminal
+    return f"in flight: {left} change(s)" if left else "finishing"
 
 
 def status_json(status: BatchStatus) -> dict[str, Any]:
