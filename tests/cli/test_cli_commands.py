@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,21 @@ def test_plans(cli: Cli, thingspace_server: SimulatorServer) -> None:
     assert "IOT1GBSHR" in table.out
     plans = json.loads(cli.ok("plans", "--base-url", thingspace_server.url, "--json").out)
     assert {p["code"] for p in plans} == {"M2M5MBSHR", "IOT1GBSHR"}
+
+
+@thingspace
+@pytest.mark.usefixtures("sim_env", "thingspace_population")
+def test_rate_limit_is_kept_in_the_data_folder_for_the_account(
+    cli: Cli, thingspace_server: SimulatorServer, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    url = ("--base-url", thingspace_server.url, "--data", str(data))
+    cli.ok("plans", *url, "--rate-limit", "5")
+    cli.ok("plans", *url, "--rate-limit", "5")
+    with sqlite3.connect(data / "ratelimit.db") as db:
+        sends = db.execute("SELECT key, COUNT(*) FROM sends GROUP BY key").fetchall()
+    # the second run logged in no more (shared tokens): 2 logins and 2 listings, one account
+    assert sends == [("0000123456-00001", 4)]
 
 
 @thingspace

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from ..backends.sqlite import SqliteBackend
+from ..backends.sqlite.ratelimit import SqliteRateLimiter
 from ..backends.sqlite.tokens import SqliteTokenCache
 from ..client import ThingSpaceClient
 from ..clock import Clock, SystemClock
@@ -40,6 +41,7 @@ ENV_DATA = "THINGSPACE_SWAP_DATA"
 STORE_NAME = "swap.db"
 #: The token cache beside the store: tokens and the login guard every CLI run shares.
 TOKENS_NAME = "tokens.db"
+RATE_LIMIT_NAME = "ratelimit.db"
 _CREDENTIAL_KEYS = ("app_key", "app_secret", "username", "password")
 _CONFIG_KEYS = frozenset({*_CREDENTIAL_KEYS, "account", "account_name", "base_url"})
 
@@ -179,7 +181,17 @@ class Context:
             clock=self.clock,
             retry=self.environment.retry or RetryPolicy(max_attempts=5),
             token_cache=self.token_cache(),
+            rate_limit=self.rate_limit(connection),
         )
+
+    def rate_limit(self, connection: Connection) -> SqliteRateLimiter | None:
+        """``--rate-limit N``: one limit for the account, kept in the data folder, so every
+        run and worker on this machine stays under N requests a second together."""
+        rate = getattr(self.options, "rate_limit", None)
+        if rate is None:
+            return None
+        path = self.data_dir() / RATE_LIMIT_NAME
+        return SqliteRateLimiter(path, rate=rate, key=connection.account or "", clock=self.clock)
 
     def token_cache(self) -> SqliteTokenCache:
         """The SQLite token cache in the data folder (readable by its owner only): separate

@@ -94,6 +94,13 @@ def _connection() -> Parser:
         help="ThingSpace's URL ($THINGSPACE_BASE_URL; default production); plain http only "
         "on loopback, e.g. a simulator",
     )
+    group.add_argument(
+        "--rate-limit",
+        type=count,
+        metavar="N",
+        help="at most N requests a second to the account, shared by every run and worker "
+        "using the same data folder (default: no limit)",
+    )
     return connection
 
 
