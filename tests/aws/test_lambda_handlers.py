@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -417,8 +418,9 @@ def test_unexpected_errors_are_500_without_details(
 # Worker ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
 def test_worker_reports_failures_and_stops_fifo_groups(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, concurrency: int
 ) -> None:
     plan = {"a1": "done", "a2": "errors", "b1": "busy", "c1": "dead_lettered", "d1": "done"}
     order = ["a1", "a2", "a3", "b1", "b2", "c1", "d1"]
@@ -430,10 +432,18 @@ def test_worker_reports_failures_and_stops_fifo_groups(
         records += event["Records"]
     records.sort(key=lambda r: order.index(json.loads(r["body"])["n"]))
     seen: list[str] = []
+    in_flight: list[int] = [0, 0]  # now, most
+    lock = threading.Lock()
 
     def process(message: Any) -> str:
         name = message.body["n"]
-        seen.append(name)
+        with lock:
+            seen.append(name)
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight)
+        time.sleep(0.05)  # long enough for other groups' records to overlap
+        with lock:
+            in_flight[0] -= 1
         outcome = plan[name]
         if outcome in ("done", "dead_lettered"):
             stack.queue.ack(message)
@@ -442,11 +452,14 @@ def test_worker_reports_failures_and_stops_fifo_groups(
         return outcome
 
     monkeypatch.setattr(stack.orchestrator, "process", process)
+    monkeypatch.setattr(stack.handlers, "concurrency", concurrency)
     answer = stack.handlers.worker({"Records": records}, events.LambdaContext())
     by_id = {r["messageId"]: json.loads(r["body"])["n"] for r in records}
     failed = [by_id[f["itemIdentifier"]] for f in answer["batchItemFailures"]]
-    assert failed == ["a2", "a3", "b1", "b2"]
-    assert seen == ["a1", "a2", "b1", "c1", "d1"]  # a3 and b2 wait behind their group
+    assert failed == ["a2", "a3", "b1", "b2"]  # in the event's order, whatever ran first
+    assert sorted(seen) == ["a1", "a2", "b1", "c1", "d1"]  # a3 and b2 wait behind their group
+    assert [n for n in seen if n.startswith("a")] == ["a1", "a2"]  # a group keeps its order
+    assert (in_flight[1] == 1) if concurrency == 1 else (in_flight[1] > 1)  # groups at once
     # the skipped records were put back at once: SQS serves them again in order
     again = Counter(json.loads(m["Body"])["n"] for m in messages_in(stack.aws, stack.queues.url))
     assert set(again) == {"a2", "a3", "b1", "b2"}

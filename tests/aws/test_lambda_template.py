@@ -87,12 +87,19 @@ def test_the_worker_reports_partial_batch_failures(template: dict[str, Any]) -> 
             "Queue": {"Fn::GetAtt": ["SwapQueue", "Arn"]},
             "BatchSize": 10,
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": {"MaximumConcurrency": {"Ref": "WorkerMaxConcurrency"}},
         }
     ]
     mappings = resources(template, "AWS::Lambda::EventSourceMapping")
     assert [m["Properties"]["FunctionResponseTypes"] for m in mappings.values()] == [
         ["ReportBatchItemFailures"]
     ]
+    high = mappings["HighPriorityEventSource"]["Properties"]
+    assert high["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "WorkerMaxConcurrency"}}
+    worker = template["Resources"]["WorkerFunction"]["Properties"]
+    assert worker["Environment"]["Variables"] == {
+        "SWAP_WORKER_CONCURRENCY": {"Ref": "WorkerConcurrency"}
+    }
     assert mappings["HighPriorityEventSource"]["Properties"]["EventSourceArn"] == {
         "Fn::GetAtt": ["HighPrioritySwapQueue", "Arn"]
     }

@@ -45,6 +45,7 @@ class LambdaConfig:
     callback_sources: tuple[str, ...] | None = None
     max_receives: int | None = None
     max_items: int = 1000
+    worker_concurrency: int = 1
     settings: LifecycleSettings = attrs.Factory(LifecycleSettings)
 
     @classmethod
@@ -61,7 +62,8 @@ class LambdaConfig:
         ``CALLBACK_PASSWORD``. Required: ``SWAP_QUEUE_URL``, ``SWAP_DLQ_URL``, ``SWAP_TABLE``.
         Optional: ``THINGSPACE_ACCOUNT``, ``THINGSPACE_BASE_URL`` (production),
         ``SWAP_HIGH_QUEUE_URL``, ``SWAP_TOPIC_ARN``, ``SWAP_MAX_RECEIVES``, ``SWAP_MAX_ITEMS``
-        (1000), ``CALLBACK_ALLOWED_SOURCES`` (comma-separated addresses or networks) and
+        (1000), ``SWAP_WORKER_CONCURRENCY`` (message groups a worker invocation processes at
+        once; 1), ``CALLBACK_ALLOWED_SOURCES`` (comma-separated addresses or networks) and
         ``SWAP_<FIELD>`` for each [LifecycleSettings][thingspace_swap.swap.LifecycleSettings] field
         (``SWAP_LEASE=120``).
 
@@ -95,6 +97,7 @@ class LambdaConfig:
             ),
             max_receives=_number(env, "SWAP_MAX_RECEIVES", None),
             max_items=max(1, _number(env, "SWAP_MAX_ITEMS", 1000) or 1000),
+            worker_concurrency=max(1, _number(env, "SWAP_WORKER_CONCURRENCY", 1) or 1),
             settings=_settings_from_env(env),
         )
 

@@ -44,6 +44,7 @@ import functools
 import math
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from .apigateway import HttpError, Response, parse_request, response
@@ -95,17 +96,24 @@ class Handlers:
     """The four entry points over one ``LambdaRuntime`` (each method takes the event and
     the Lambda context, which may be None)."""
 
-    def __init__(self, runtime: LambdaRuntime, *, time_margin: float = 10.0) -> None:
+    def __init__(
+        self, runtime: LambdaRuntime, *, time_margin: float = 10.0, concurrency: int = 1
+    ) -> None:
         """Create the handlers.
 
         Args:
             runtime: The orchestrator and its backends.
             time_margin: Seconds of the invocation's remaining time below which the worker
                 stops taking records (the rest are put back unprocessed and reported).
+            concurrency: Message groups the worker processes at once (threads); a group's
+                records are always processed in their order.
         """
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
         self.runtime = runtime
         self.orchestrator = runtime.orchestrator
         self.time_margin = time_margin
+        self.concurrency = concurrency
         self._intake = Intake(runtime)
 
     @classmethod
@@ -114,7 +122,8 @@ class Handlers:
         package's log level, INFO by default)."""
         env = os.environ if environ is None else environ
         configure_logging(env)
-        return cls(build_runtime(LambdaConfig.from_env(env)))
+        config = LambdaConfig.from_env(env)
+        return cls(build_runtime(config), concurrency=config.worker_concurrency)
 
     def intake(self, event: Mapping[str, Any], context: Any = None) -> Response:
         """Create a batch, read its status, retry its failed devices or cancel it."""
@@ -133,32 +142,47 @@ class Handlers:
         records = event.get("Records") if isinstance(event, Mapping) else None
         if not isinstance(records, list):
             raise ValueError("not an SQS event: no Records")
-        failures: list[str] = []
+        groups: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
+        for index, record in enumerate(records):
+            group = (record.get("attributes") or {}).get("MessageGroupId")
+            groups.setdefault(f"group:{group}" if group is not None else f"#{index}", []).append(
+                (index, record)
+            )
+        if self.concurrency == 1 or len(groups) == 1:
+            results = [self._group(g, context) for g in groups.values()]
+        else:
+            with ThreadPoolExecutor(min(self.concurrency, len(groups))) as pool:
+                results = list(pool.map(lambda g: self._group(g, context), groups.values()))
+        failures = sorted(f for failed, _ in results for f in failed)
+        errors = sum(count for _, count in results)
+        if records and errors == len(records):
+            raise BatchFailedError(f"all {len(records)} record(s) failed")
+        return {"batchItemFailures": [{"itemIdentifier": m} for _, m in failures]}
+
+    def _group(
+        self, records: list[tuple[int, Mapping[str, Any]]], context: Any
+    ) -> tuple[list[tuple[int, str]], int]:
+        """One message group's records, in order: the (index, id) of those to keep, and how
+        many of them failed with an error. The group's first failure stops it: its later
+        records are put back unprocessed."""
+        failures: list[tuple[int, str]] = []
         errors = 0
-        stopped: dict[str, bool] = {}  # FIFO group -> stopped by an error (else deferred)
-        for record in records:
+        stopped: bool | None = None  # stopped by an error (True) or a deferral (False)
+        for index, record in records:
             message_id = str(record.get("messageId", ""))
-            attributes = record.get("attributes") or {}
-            group = attributes.get("MessageGroupId")
-            if group is not None and group in stopped:
+            if stopped is not None or _remaining(context) < self.time_margin:
                 self._put_back(record)
-                failures.append(message_id)
-                errors += stopped[group]
-                continue
-            if _remaining(context) < self.time_margin:
-                self._put_back(record)
-                failures.append(message_id)
+                failures.append((index, message_id))
+                errors += bool(stopped)
                 continue
             outcome = self._process(record)
             if outcome in ("done", "dead_lettered"):
                 continue
-            failures.append(message_id)
+            failures.append((index, message_id))
             errors += outcome == "errors"
-            if group is not None:
-                stopped[group] = outcome == "errors"
-        if records and errors == len(records):
-            raise BatchFailedError(f"all {len(records)} record(s) failed")
-        return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
+            if (record.get("attributes") or {}).get("MessageGroupId") is not None:
+                stopped = outcome == "errors"
+        return failures, errors
 
     def _process(self, record: Mapping[str, Any]) -> _Outcome:
         try:
