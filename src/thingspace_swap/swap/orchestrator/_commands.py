@@ -76,7 +76,7 @@ class Commands:
         for change in self._context.store.changes(batch.batch_id):
             if command.kind == "cancel":
                 reason = f"batch cancelled by {command.actor}"
-                run_now(self._runner.drive(change.change_id, Cancel(reason), io=False))
+                self._runner.drive_now(change.change_id, Cancel(reason), change)
             elif change.phase in RETRYABLE and change.retry_round < command.round:
                 refusal = yield from self._retry(change, command)
                 if refusal is None:
@@ -96,11 +96,10 @@ class Commands:
         )
         event = Retry(command.round, verdict.settled, verdict.doubt, command.force)
         try:
-            run_now(self._runner.drive(change.change_id, event, io=False))
+            after = self._runner.drive_now(change.change_id, event, change)
         except ConflictError:
             logger.warning("cannot retry %s: its line is busy", change.change_id)
             return f"line {change.line} is held by another change"
-        after = self._context.store.get_change(change.change_id)
         if after is not None and after.attempt > change.attempt:
             return None
         return retry_refusal(change, event)

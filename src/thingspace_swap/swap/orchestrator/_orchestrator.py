@@ -33,7 +33,7 @@ from ._inbox import Inbox, callback_event
 from ._ledger import Ledger
 from ._messages import Disposition
 from ._review import Review as Reviewer
-from ._runner import Runner, run_now
+from ._runner import Runner
 from ._submissions import Submission, Submissions
 from ._worker import Worker, WorkReport
 
@@ -227,8 +227,7 @@ class _Orchestrator(Faced[Mode]):
         change, fresh = self._inbox.keep(callback)
         if change is None:
             return "kept"
-        run_now(self._runner.drive(change.change_id, callback_event(callback), io=False))
-        after = self._context.store.get_change(change.change_id)
+        after = self._runner.drive_now(change.change_id, callback_event(callback), change)
         if after is not None and after.version != change.version:
             return "applied"
         return "kept" if fresh else "duplicate"

@@ -55,12 +55,30 @@ class Runner:
         self._announce = announcer
         self._inbox = inbox
 
-    def drive(self, change_id: str, event: Event, *, io: bool = True) -> Flow[float | None]:
+    def drive(
+        self, change_id: str, event: Event, *, io: bool = True, change: Change | None = None
+    ) -> Flow[float | None]:
         """Apply ``event`` and whatever follows from it. Returns the lease end when another
         worker holds the change, else None. Without ``io``, ThingSpace work is queued instead
-        (a ``process`` message written with the change)."""
+        (a ``process`` message written with the change). ``change`` is the record as the
+        caller just read it (it is read here otherwise)."""
+        busy, _ = yield from self._drive(change_id, event, io, change)
+        return busy
+
+    def drive_now(
+        self, change_id: str, event: Event, change: Change | None = None
+    ) -> Change | None:
+        """Apply ``event`` without ThingSpace I/O; the change as it is afterwards (None when
+        there is no such change)."""
+        _, after = run_now(self._drive(change_id, event, False, change))
+        return after  # type: ignore[no-any-return]
+
+    def _drive(
+        self, change_id: str, event: Event, io: bool, change: Change | None
+    ) -> Flow[tuple[float | None, Change | None]]:
         store = self._context.store
-        change = store.get_change(change_id)
+        if change is None:
+            change = store.get_change(change_id)
         while change is not None:
             step = retry_conflicts(
                 lambda: store.get_change(change_id),
@@ -69,12 +87,12 @@ class Runner:
                 first=change,
             )
             if step is None:
-                return None
+                return None, None
             change, outcome, now = step
             following: Event | None = None
             for effect in outcome.effects:
                 if isinstance(effect, Busy):
-                    return effect.until
+                    return effect.until, change
                 if isinstance(effect, Schedule):
                     self._schedule(change, effect.at, now)
                 elif isinstance(effect, Finish):
@@ -86,9 +104,9 @@ class Runner:
             if following is None and change.phase is Phase.AWAITING and isinstance(event, Accepted):
                 following = self._inbox.kept_callback(change)
             if following is None:
-                return None
+                return None, change
             event = following
-        return None
+        return None, None
 
     def _apply(self, change: Change, event: Event, io: bool) -> tuple[Change, Outcome, float]:
         """Advance ``change`` by ``event`` and write the outcome if it changed anything."""

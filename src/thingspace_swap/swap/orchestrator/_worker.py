@@ -111,7 +111,7 @@ class Worker:
             # each delivery works under a lease of its own, even on one worker's threads
             owner = f"{context.worker_id}/{uuid.uuid4().hex[:8]}"
             event: Event = Begin(owner) if kind == "process" else Timeout()
-            busy = yield from self._runner.drive(change_id, event)
+            busy = yield from self._runner.drive(change_id, event, change=change)
         except Exception:
             logger.exception("processing %s failed; the message will be delivered again", change_id)
             context.metrics.count("swap.worker.error")
