@@ -152,7 +152,7 @@ def run_worker(args: argparse.Namespace, backend: Backend) -> None:
     stop = Path(args.stop)
     while not stop.exists():
         try:
-            report = work.work(max_messages=10)
+            report = work.work(max_messages=10, concurrency=args.concurrency)
             work.sweep()
         except ts.ThingSpaceError as error:  # ThingSpace trouble: try again soon
             print(f"error: {error!r}", flush=True)
@@ -210,6 +210,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--batch", default="")
     parser.add_argument("--pairs", default="")
+    parser.add_argument("--concurrency", type=int, default=1, help="a worker's concurrency")
     parser.add_argument("--die-at", type=int, default=0)
     parser.add_argument("--die-mode", choices=["before", "in", "after"], default="after")
     args, rest = parser.parse_known_args(argv)

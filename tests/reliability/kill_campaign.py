@@ -1,15 +1,16 @@
 """The kill campaign: real processes, real ``kill -9``, at the write boundaries of the operator's
 own commands.
 
-Each run (seeded, replayable) serves a simulator over loopback HTTP with faults (lost
-responses, 5xx, throttling, dropped, duplicated and reordered callbacks, expiring sessions),
-delivering its callbacks over HTTP to a callback-intake process, and starts three worker
-processes, all on one SQLite file (``--backend sqlite``) or on DynamoDB and SQS on moto's
-server (``--backend aws``). The operator then submits a batch, cancels it, retries it, in a
-seeded order, each command a process of its own (on SQLite the real ``thingspace-swap`` CLI)
-SIGKILLed at a chosen write (before it, inside it before its commit, or right after it) and
-sometimes run again; meanwhile workers and the intake are SIGKILLed at random moments and
-restarted, and some lines are suspended on ThingSpace so their swaps fail and get retried.
+Each run (seeded, replayable) serves a simulator over loopback HTTP with faults (lost responses,
+5xx, throttling, dropped, duplicated and reordered callbacks, expiring sessions), delivering its
+callbacks over HTTP to a callback-intake process, and starts three worker processes (in half the
+runs each works on three messages at once), all on one SQLite file (``--backend sqlite``) or on
+DynamoDB and SQS on moto's server (``--backend aws``). The operator then submits a batch,
+cancels it, retries it, in a seeded order, each command a process of its own (on SQLite the real
+``thingspace-swap`` CLI) SIGKILLed at a chosen write (before it, inside it before its commit, or
+right after it) and sometimes run again; meanwhile workers and the intake are SIGKILLed at
+random moments and restarted, and some lines are suspended on ThingSpace so their swaps fail and
+get retried.
 After the processes have drained the work, the invariants are checked:
 
 * no line got a second swap request while ThingSpace had applied an earlier one or was still
@@ -94,6 +95,7 @@ class KillRun:
     backend: str
     devices: int = 0
     slow: bool = False
+    concurrency: int = 1
     seconds: float = 0.0
     commands: Counter[str] = field(default_factory=Counter)
     kills: Counter[str] = field(default_factory=Counter)
@@ -253,6 +255,9 @@ def _run(
     started = time.monotonic()
     slow = _slowness(rng)
     result.slow = bool(slow)
+    # half the runs' workers process 3 messages at once (drawn apart from the run's own
+    # random sequence, so a seed replays its commands and kills as before)
+    result.concurrency = 3 if random.Random(f"concurrency-{seed}").random() < 0.5 else 1
     deliver = http_deliver()
     sim = ThingSpaceSimulator(
         seed=seed,
@@ -283,7 +288,7 @@ def _run(
             "CALLBACK_PASSWORD": CALLBACK_PASSWORD,
             "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path]),
         }
-        processes = Processes(folder, env, base)
+        processes = Processes(folder, env, [*base, "--concurrency", str(result.concurrency)])
         stack.callback(processes.finish)
         port = _free_port()
         client = stack.enter_context(
@@ -596,6 +601,7 @@ def summary_table(results: list[KillRun]) -> str:
         ("backend", ", ".join(sorted({r.backend for r in results}))),
         ("devices", sum(r.devices for r in results)),
         ("runs with a slow ThingSpace", sum(r.slow for r in results)),
+        ("runs with workers 3 messages at once", sum(r.concurrency > 1 for r in results)),
         ("operator commands run", sum(commands.values())),
         *((f"  {verb}", n) for verb, n in sorted(commands.items())),
         ("SIGKILLs", sum(kills.values())),
