@@ -194,3 +194,30 @@ def _retry_busy(operation: Any, attempts: int = 50) -> Any:
                 raise
             time.sleep(0.01 * (attempt + 1))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@contextmanager
+def connection_for_one_call(
+    path: str | os.PathLike[str], *, timeout: float, synchronous: str
+) -> Iterator[sqlite3.Connection]:
+    """A connection for one operation of a small shared file (the token cache, the rate
+    limit): nothing is held between operations, so its owner survives ``fork`` and needs no
+    closing."""
+    db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    try:
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        yield db
+    finally:
+        db.close()
+
+
+@contextmanager
+def immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One ``BEGIN IMMEDIATE`` transaction: committed at the end, rolled back on any error."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise

@@ -6,11 +6,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 from ...clock import Clock, SystemClock
 from ...errors import ConfigurationError
+from ._db import connection_for_one_call, immediate
 
 __all__ = ["SqliteRateLimiter"]
 
@@ -82,35 +82,22 @@ class SqliteRateLimiter:
     def acquire(self) -> float:
         """Take a slot now and return 0, or return the seconds to wait before asking again."""
         window = self.per + self.margin
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                now = self._clock.time()
-                db.execute("DELETE FROM sends WHERE key = ? AND at <= ?", (self.key, now - window))
-                count, oldest = db.execute(
-                    "SELECT COUNT(*), MIN(at) FROM sends WHERE key = ?", (self.key,)
-                ).fetchone()
-                if count < self.rate:
-                    db.execute("INSERT INTO sends (key, at) VALUES (?, ?)", (self.key, now))
-                    wait = 0.0
-                else:
-                    wait = max(float(oldest) + window - now, 1e-6)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._connect() as db, immediate(db):
+            now = self._clock.time()
+            db.execute("DELETE FROM sends WHERE key = ? AND at <= ?", (self.key, now - window))
+            count, oldest = db.execute(
+                "SELECT COUNT(*), MIN(at) FROM sends WHERE key = ?", (self.key,)
+            ).fetchone()
+            if count < self.rate:
+                db.execute("INSERT INTO sends (key, at) VALUES (?, ?)", (self.key, now))
+                wait = 0.0
+            else:
+                wait = max(float(oldest) + window - now, 1e-6)
         return wait
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection for one acquire: nothing is held between calls, so a limiter survives
-        ``fork`` and needs no closing."""
-        db = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
-        try:
-            db.execute("PRAGMA synchronous=OFF")
-            yield db
-        finally:
-            db.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        # durability does not matter here: a crash only forgets the last window's sends
+        return connection_for_one_call(self.path, timeout=self._timeout, synchronous="OFF")
 
     def __repr__(self) -> str:
         return f"SqliteRateLimiter({str(self.path)!r}, rate={self.rate}, per={self.per})"

@@ -7,7 +7,7 @@ import contextlib
 import os
 import sqlite3
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from ..._token_store import RecordCodec
 from ...clock import Clock, SystemClock
 from ...errors import ConfigurationError
 from ...tokens import AuthRecord, Tokens
+from ._db import connection_for_one_call, immediate
 
 __all__ = ["SqliteTokenCache"]
 
@@ -112,35 +113,21 @@ class SqliteTokenCache:
     def update(self, key: str, change: Callable[[AuthRecord], AuthRecord]) -> AuthRecord:
         """Apply ``change`` in one ``BEGIN IMMEDIATE`` transaction (see
         [TokenCache][thingspace_swap.tokens.TokenCache])."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                now = self._clock.time()
-                row = db.execute(_SELECT, (key,)).fetchone()
-                fields = _fields(row) if row is not None else {}
-                current = self._codec.load(fields, now)
-                updated = change(current)
-                # tokens stored but past their expiry (or unreadable): write to drop them
-                expired = fields.get("tokens_expire_at") is not None and current.tokens == Tokens()
-                if updated != current or expired:
-                    values = self._codec.dump(updated, current, fields.get("tokens_expire_at"), now)
-                    db.execute(_UPSERT, (key, *(values[c] for c in _COLUMNS)))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._connect() as db, immediate(db):
+            now = self._clock.time()
+            row = db.execute(_SELECT, (key,)).fetchone()
+            fields = _fields(row) if row is not None else {}
+            current = self._codec.load(fields, now)
+            updated = change(current)
+            # tokens stored but past their expiry (or unreadable): write to drop them
+            expired = fields.get("tokens_expire_at") is not None and current.tokens == Tokens()
+            if updated != current or expired:
+                values = self._codec.dump(updated, current, fields.get("tokens_expire_at"), now)
+                db.execute(_UPSERT, (key, *(values[c] for c in _COLUMNS)))
         return updated
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection for one operation: nothing is held between operations, so a cache
-        survives ``fork`` and needs no closing."""
-        db = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
-        try:
-            db.execute("PRAGMA synchronous=FULL")
-            yield db
-        finally:
-            db.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return connection_for_one_call(self.path, timeout=self._timeout, synchronous="FULL")
 
     def __repr__(self) -> str:
         sealed = ", encrypted" if self._codec.sealed else ""
