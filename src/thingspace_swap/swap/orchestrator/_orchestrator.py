@@ -260,9 +260,8 @@ class _Orchestrator(Faced[Mode]):
 
         The cancellation is recorded on the batch first: a change of a cancelled batch is
         never submitted afterwards, and if this call stops half-way the sweep finishes it."""
-        self.batch(batch_id)
-        self._commands.cancel(batch_id, actor)
-        return self.status(batch_id)
+        self._commands.cancel(batch_id, actor)  # (nothing to do without the batch)
+        return self.status(batch_id)  # BatchNotFoundError when there is none
 
     @endpoint
     def retry_failed(

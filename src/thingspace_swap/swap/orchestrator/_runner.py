@@ -5,7 +5,7 @@ finished)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from ..._core.commands import Flow
 from ...errors import ThingSpaceError
@@ -36,6 +36,8 @@ from ._ledger import Ledger, change_entry
 from ._messages import message
 
 __all__ = ["Runner", "run_now"]
+
+T = TypeVar("T")
 
 _OPERATIONS = {
     Step.IDENTIFIER: "devices.change_identifier",
@@ -71,7 +73,7 @@ class Runner:
         """Apply ``event`` without ThingSpace I/O; the change as it is afterwards (None when
         there is no such change)."""
         _, after = run_now(self._drive(change_id, event, False, change))
-        return after  # type: ignore[no-any-return]
+        return after
 
     def _drive(
         self, change_id: str, event: Event, io: bool, change: Change | None
@@ -212,11 +214,11 @@ class Runner:
         queue.send([message("check", change, at, delay=delay)])
 
 
-def run_now(flow: Flow[Any]) -> Any:
+def run_now(flow: Flow[T]) -> T:
     """Run a flow that does no ThingSpace I/O (``io=False``) to its end."""
     try:
         effect = next(flow)
     except StopIteration as done:
-        return done.value
+        return cast(T, done.value)  # (the flow's return type)
     flow.close()
     raise RuntimeError(f"a backend-only flow asked for I/O: {effect!r}")
