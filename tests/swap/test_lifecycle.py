@@ -19,6 +19,7 @@ from thingspace_swap.swap import (
     AsyncSwapOrchestrator,
     AuditEntry,
     MemoryMetrics,
+    LifecycleSettings,
     MemoryQueue,
     OutgoingMessage,
     Phase,
@@ -554,3 +555,31 @@ def test_metrics_keep_a_bounded_window_of_observations() -> None:
     for n in range(100):
         metrics.observe("x", float(n))
     assert list(metrics.observations[("x", ())]) == [95.0, 96.0, 97.0, 98.0, 99.0]
+
+
+@pytest.mark.parametrize("sweep_interval", [60.0, 300.0])
+def test_a_callback_deadline_later_than_the_next_sweep_costs_no_queue_message(
+    sweep_interval: float,
+) -> None:
+    """A deadline sooner than the next sweep gets a delayed check message; a later one is
+    found by the sweep through the change's deadline (no message held for minutes)."""
+    settings = LifecycleSettings(
+        callback_timeout=120,
+        settle_interval=600,
+        settle_timeout=3600,
+        sweep_interval=sweep_interval,
+    )
+    h = Harness(faults=Faults(drop_callback_rate=1.0), settings=settings)
+    submission = h.orchestrator.submit(h.request(h.sim_swaps(3)))
+    assert submission.batch is not None
+    h.orchestrator.work()
+    waiting = h.orchestrator.status(submission.batch.batch_id).counts
+    assert waiting == {"awaiting": 3}
+    assert h.queue.stats().delayed == (3 if sweep_interval >= 120 else 0)
+    h.clock.advance(121)
+    h.orchestrator.work()
+    if sweep_interval < 120:  # nothing came: the sweep finds the deadlines
+        assert h.orchestrator.status(submission.batch.batch_id).counts == {"awaiting": 3}
+        assert h.orchestrator.sweep() == 3
+    counts = h.orchestrator.status(submission.batch.batch_id).counts
+    assert "awaiting" not in counts, counts

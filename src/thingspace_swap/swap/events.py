@@ -50,6 +50,11 @@ class LifecycleSettings:
         max_retries: Retries of failures that provably changed nothing, per attempt.
         retry_initial: The first backoff between those retries (doubled for each next one).
         retry_max: The longest backoff between those retries.
+        sweep_interval: How often the deployment runs
+            [sweep][thingspace_swap.swap.SwapOrchestrator.sweep] (the reconciler's schedule). A
+            check due sooner is a delayed queue message; a later one (a callback's deadline, the
+            next settle read) costs nothing until then: the sweep finds the change by its
+            deadline, at most this much later.
     """
 
     lease: float = 120.0
@@ -61,6 +66,7 @@ class LifecycleSettings:
     max_retries: int = 5
     retry_initial: float = 5.0
     retry_max: float = 300.0
+    sweep_interval: float = 60.0
 
     def retry_delay(self, retries: int) -> float:
         return float(min(self.retry_max, self.retry_initial * 2 ** max(0, retries - 1)))

@@ -209,6 +209,10 @@ class Runner:
         return api.change_plan(line, change.target_plan, change.account_name)
 
     def _schedule(self, change: Change, at: float, now: float) -> None:
+        """A check message for a deadline sooner than the next sweep; the sweep finds the
+        later ones by the change's deadline."""
+        if at - now > self._context.settings.sweep_interval:
+            return
         queue = self._context.queue
         delay = min(queue.max_delay, max(0.0, at - now))
         queue.send([message("check", change, at, delay=delay)])
