@@ -142,7 +142,7 @@ class Stack:
             event = self.source.poll()
             if event is None:
                 break
-            self.handlers.worker(event, events.LambdaContext())
+            self.source.deliver(self.handlers.worker, event, events.LambdaContext())
             handled += len(event["Records"])
         return handled
 
@@ -453,7 +453,9 @@ def test_worker_reports_failures_and_stops_fifo_groups(
 
     monkeypatch.setattr(stack.orchestrator, "process", process)
     monkeypatch.setattr(stack.handlers, "concurrency", concurrency)
-    answer = stack.handlers.worker({"Records": records}, events.LambdaContext())
+    answer = stack.source.deliver(
+        stack.handlers.worker, {"Records": records}, events.LambdaContext()
+    )
     by_id = {r["messageId"]: json.loads(r["body"])["n"] for r in records}
     failed = [by_id[f["itemIdentifier"]] for f in answer["batchItemFailures"]]
     assert failed == ["a2", "a3", "b1", "b2"]  # in the event's order, whatever ran first
@@ -560,13 +562,22 @@ def test_records_of_the_high_priority_queue_and_of_strangers(stack: Stack) -> No
     assert message is not None
     assert message.priority is Priority.HIGH
     assert message.body == {"n": 1}
-    fresh.ack(message)
-    assert (
-        stack.aws.sqs.get_queue_attributes(
+    counts = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
+
+    def visible_and_in_flight() -> tuple[str, str]:
+        got = stack.aws.sqs.get_queue_attributes(
             QueueUrl=stack.queues.high_priority_url, AttributeNames=["All"]
-        )["Attributes"]["ApproximateNumberOfMessagesNotVisible"]
-        == "0"
-    )
+        )["Attributes"]
+        return got[counts[0]], got[counts[1]]
+
+    fresh.ack(message)  # done: Lambda deletes it when the function returns
+    assert visible_and_in_flight() == ("0", "1")
+    fresh.release(message, 0)  # no longer usable: the receipt was spent
+    assert visible_and_in_flight() == ("0", "1")
+    again = fresh.from_lambda_record(record)  # a new delivery of the same receipt
+    assert again is not None
+    fresh.release(again, 0)
+    assert visible_and_in_flight() == ("1", "0")
 
     stranger = {**record, "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:other.fifo"}
     with pytest.raises(ValueError, match="does not read"):

@@ -210,7 +210,7 @@ def _worker(stop: Path) -> int:
         event = source.poll(wait=1)
         if event is not None:
             with contextlib.suppress(lh.BatchFailedError):  # an error; all were released
-                lh.worker_handler(event, events.LambdaContext(60))
+                source.deliver(lh.worker_handler, event, events.LambdaContext(60))
             done += len(event["Records"])
             print(f"processed {done}", flush=True)
         if time.monotonic() - swept >= 1.0:

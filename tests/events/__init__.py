@@ -117,12 +117,14 @@ def sqs_event(messages: Sequence[Mapping[str, Any]], arn: str) -> dict[str, Any]
 
 class EventSource:
     """What Lambda's SQS event source mapping does: receive up to ``batch_size`` messages (the
-    queue's own visibility timeout, all attributes) and hand them over as one event. Queues
-    are polled in the order given (the high-priority queue first)."""
+    queue's own visibility timeout, all attributes) and hand them over as one event (``poll``),
+    and delete those the function reports done (``deliver``). Queues are polled in the order
+    given (the high-priority queue first)."""
 
     def __init__(self, sqs: Any, urls: Sequence[str], *, batch_size: int = 10) -> None:
         self.sqs = sqs
         self.batch_size = batch_size
+        self.deleted = 0  # records deleted by "Lambda" (deliver)
         self.sources = [
             (
                 url,
@@ -146,6 +148,18 @@ class EventSource:
             if got:
                 return sqs_event(got, arn)
         return None
+
+    def deliver(self, handler: Any, event: dict[str, Any], context: Any = None) -> Any:
+        """Invoke ``handler`` with ``event``, then delete the records it did not report as
+        batch item failures, as Lambda does (nothing when it raised). Counts the deletes."""
+        answer = handler(event, context)
+        failed = {f["itemIdentifier"] for f in answer.get("batchItemFailures", [])}
+        done = [r for r in event["Records"] if r["messageId"] not in failed]
+        for record in done:
+            url = next(u for u, arn in self.sources if arn == record["eventSourceARN"])
+            self.sqs.delete_message(QueueUrl=url, ReceiptHandle=record["receiptHandle"])
+        self.deleted += len(done)
+        return answer
 
 
 class LambdaContext:

@@ -18,8 +18,8 @@ from thingspace_swap.models import DeviceId
 from thingspace_swap.swap import (
     AsyncSwapOrchestrator,
     AuditEntry,
-    MemoryMetrics,
     LifecycleSettings,
+    MemoryMetrics,
     MemoryQueue,
     OutgoingMessage,
     Phase,

@@ -195,6 +195,9 @@ class SqsQueue:
         ``release``, ``extend`` and ``dead_letter`` settle it (its receipt is tracked as if this
         queue had received it).
 
+        Lambda deletes a record the function does not report as a batch item failure, so
+        ``ack`` and ``dead_letter`` leave that to Lambda (no ``DeleteMessage`` of their own).
+
         Returns None for a delayed FIFO message delivered before it is due: it is hidden again
         until then (``ChangeMessageVisibility``); report the record as a batch item failure so
         Lambda leaves it in the queue. Raises ``ValueError`` for a record of another queue.
@@ -216,7 +219,7 @@ class SqsQueue:
             receive_count=count,
             priority=priority if priority is not None else attr.priority_of(values),
         )
-        self._receipts.remember(received)
+        self._receipts.remember(received, deleted_by_lambda=True)
         return received
 
     def _source(self, arn: str) -> tuple[str, Priority | None]:
@@ -235,9 +238,10 @@ class SqsQueue:
     # settling a delivery -------------------------------------------------------------------
 
     def ack(self, message: ReceivedMessage) -> None:
-        """Delete the message (a receipt that no longer acts does nothing)."""
+        """Delete the message (a receipt that no longer acts does nothing; a Lambda record is
+        deleted by Lambda)."""
         if self._receipts.usable(message):
-            self._settle(self._client.delete_message, message)
+            self._delete(message)
 
     def release(self, message: ReceivedMessage, delay: float = 0.0) -> None:
         """Make the message visible again after ``delay`` seconds (at most 900)."""
@@ -262,7 +266,7 @@ class SqsQueue:
         if not self._receipts.usable(message):
             return
         self._client.send_message(**dead_entry(message, reason, self.dead_letter_url))
-        self._settle(self._client.delete_message, message)
+        self._delete(message)
 
     def dead_letters(self, limit: int = 1000) -> list[tuple[ReceivedMessage, str]]:
         """Up to ``limit`` dead messages with their reasons, oldest first, left in place."""
@@ -292,6 +296,12 @@ class SqsQueue:
     def _counts(self, url: str, names: list[str]) -> list[int]:
         found = self._client.get_queue_attributes(QueueUrl=url, AttributeNames=names)
         return [int(found.get("Attributes", {}).get(name, 0)) for name in names]
+
+    def _delete(self, message: ReceivedMessage) -> None:
+        if self._receipts.deleted_by_lambda(message):
+            self._receipts.spend(message)
+        else:
+            self._settle(self._client.delete_message, message)
 
     def _settle(self, call: Any, message: ReceivedMessage, visibility: int | None = None) -> None:
         """Delete the message, or make it visible after ``visibility`` seconds; its receipt is

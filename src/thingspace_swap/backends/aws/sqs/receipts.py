@@ -17,19 +17,31 @@ __all__ = ["Receipts", "change_visibility"]
 class Receipts:
     """The latest receipt of each message received (up to ``kept`` of them) and whether it was
     spent (acked, released or dead-lettered): SQS honours any receipt a message ever had, the
-    port only the latest, unspent one."""
+    port only the latest, unspent one. A message of a Lambda event is deleted by Lambda once
+    the function reports it done, so acking it costs no call."""
 
     def __init__(self, kept: int = 10_000) -> None:
         self._kept = kept
         self._lock = threading.Lock()
         self._receipts: OrderedDict[str, tuple[str, bool]] = OrderedDict()
+        self._by_lambda: set[str] = set()
 
-    def remember(self, message: ReceivedMessage) -> None:
+    def remember(self, message: ReceivedMessage, *, deleted_by_lambda: bool = False) -> None:
         with self._lock:
             self._receipts[message.message_id] = (message.receipt, False)
             self._receipts.move_to_end(message.message_id)
+            if deleted_by_lambda:
+                self._by_lambda.add(message.message_id)
+            else:
+                self._by_lambda.discard(message.message_id)
             while len(self._receipts) > self._kept:
-                self._receipts.popitem(last=False)
+                forgotten, _ = self._receipts.popitem(last=False)
+                self._by_lambda.discard(forgotten)
+
+    def deleted_by_lambda(self, message: ReceivedMessage) -> bool:
+        """Whether Lambda deletes ``message`` when the function reports it done."""
+        with self._lock:
+            return message.message_id in self._by_lambda
 
     def usable(self, message: ReceivedMessage) -> bool:
         """Whether ``message``'s receipt still acts (one never seen here does)."""
