@@ -21,7 +21,7 @@ import attrs
 from ..clock import Clock, SystemClock
 from ..models import DeviceId
 from ..swap.metrics import MemoryMetrics
-from ..swap.model import Batch, Change, Priority
+from ..swap.model import Batch, Change, Priority, evolve_batch
 from ..swap.ports import (
     AuditEntry,
     ConflictError,
@@ -345,6 +345,15 @@ class MemoryStore:
             self._batches[batch.batch_id] = batch
             if audit is not None:
                 self._audit[audit.subject].append(_audit_row(audit))
+
+    def count_finished(self, batch_id: str) -> Batch | None:
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None:
+                return None
+            after = evolve_batch(batch, terminal=batch.terminal + 1, version=batch.version + 1)
+            self._batches[batch_id] = after
+            return after
 
     def get_change(self, change_id: str) -> Change | None:
         return self._changes.get(change_id)

@@ -200,6 +200,12 @@ class Store(Protocol):
         self, batch: Batch, expected_version: int, audit: AuditEntry | None
     ) -> None: ...
 
+    def count_finished(self, batch_id: str) -> Batch | None:
+        """Add one to the batch's count of finished changes (``terminal``) and its version, in
+        one atomic write whatever else writes the batch; the batch as it is afterwards (None
+        when there is no such batch)."""
+        ...
+
     def get_change(self, change_id: str) -> Change | None: ...
 
     def update_change(

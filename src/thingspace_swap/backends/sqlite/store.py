@@ -9,7 +9,7 @@ from typing import Any
 
 from ...models import DeviceId
 from ...swap._codec import decode, encode
-from ...swap.model import Batch, Change
+from ...swap.model import Batch, Change, evolve_batch
 from ...swap.ports import (
     AuditEntry,
     ConflictError,
@@ -133,6 +133,21 @@ class SqliteStore:
                 raise ConflictError(batch_changed(batch.batch_id))
             if audit is not None:
                 _append(conn, audit)
+
+    def count_finished(self, batch_id: str) -> Batch | None:
+        with self._db.write() as conn:
+            row = conn.execute(
+                "SELECT data FROM batches WHERE batch_id = ?", (batch_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            batch = decode(row[0], Batch)
+            after = evolve_batch(batch, terminal=batch.terminal + 1, version=batch.version + 1)
+            conn.execute(
+                "UPDATE batches SET version = ?, data = ? WHERE batch_id = ?",
+                (after.version, encode(after), batch_id),
+            )
+            return after
 
     def batches(self, *, open_only: bool = True) -> Iterable[Batch]:
         """Batches in creation order; by default those not completed (``completed_at`` None)."""

@@ -38,10 +38,11 @@ class Announcer:
         payload = {"size": batch.size, "rejected": batch.terminal, "actor": batch.actor}
         self._batch("batch.created", batch, seq, "info", payload)
 
-    def progress(self, batch: Batch, terminal: int) -> None:
-        """A notification each time another tenth of the batch's changes has finished."""
-        size = max(1, batch.size)
-        if (terminal * 10) // size > (batch.terminal * 10) // size and terminal < batch.size:
+    def progress(self, batch: Batch) -> None:
+        """A notification each time another tenth of the batch's changes has finished
+        (``batch`` as its last finished change was just counted)."""
+        size, terminal = max(1, batch.size), batch.terminal
+        if (terminal * 10) // size > ((terminal - 1) * 10) // size and terminal < batch.size:
             payload = {"done": terminal, "size": batch.size}
             self._batch("batch.progress", batch, terminal, "info", payload)
 

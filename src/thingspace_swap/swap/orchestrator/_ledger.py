@@ -19,7 +19,6 @@ from ..model import (
     BatchState,
     Change,
     Phase,
-    evolve_batch,
     evolve_change,
 )
 from ..ports import AuditEntry, OutgoingMessage
@@ -84,21 +83,14 @@ class Ledger:
         return self._context.store.get_batch(batch_id)
 
     def count_finished(self, change: Change) -> None:
-        """Count one more finished change on its batch; complete the batch with its last."""
-
-        def write(batch: Batch) -> Batch:
-            after = evolve_batch(batch, terminal=batch.terminal + 1, version=batch.version + 1)
-            self._context.store.update_batch(after, batch.version, None)
-            return batch
-
-        before = retry_conflicts(
-            lambda: self.get(change.batch_id), write, what=f"batch {change.batch_id}"
-        )
-        if before is None:
+        """Count one more finished change on its batch (one atomic write); complete the
+        batch with its last."""
+        batch = self._context.store.count_finished(change.batch_id)
+        if batch is None:
             return
-        self._announce.progress(before, before.terminal + 1)
-        if before.terminal + 1 >= before.size:
-            self.complete_if_done(before.batch_id)
+        self._announce.progress(batch)
+        if batch.terminal >= batch.size:
+            self.complete_if_done(batch.batch_id)
 
     def complete_if_done(self, batch_id: str) -> None:
         """Complete the batch if all its changes are finished; else correct its finished count

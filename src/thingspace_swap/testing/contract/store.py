@@ -375,3 +375,30 @@ class StoreContract:
         entries = store.audit(subject)
         assert len(entries) == 1 + workers * increments
         assert verify_chain(subject, entries, final.audit_seq, final.audit_hash) == []
+
+    def test_finished_counts_are_atomic_and_bump_the_version(self, store: Store) -> None:
+        batch, _, _ = self._created(store, "b1", [L1])
+        workers, counts = 8, 5
+
+        def work(_: int) -> list[int]:
+            return [_counted(store.count_finished("b1")) for _ in range(counts)]
+
+        with ThreadPoolExecutor(workers) as pool:
+            seen = sorted(n for got in pool.map(work, range(workers)) for n in got)
+        assert seen == list(range(1, workers * counts + 1))  # each count saw its own total
+        final = store.get_batch("b1")
+        assert final is not None
+        assert (final.terminal, final.version) == (
+            workers * counts,
+            batch.version + workers * counts,
+        )
+        assert attrs.evolve(final, terminal=0, version=batch.version) == batch
+        stale, _ = next_batch(batch, state=BatchState.CANCELLED)
+        with pytest.raises(ConflictError):  # a write from before the counts loses
+            store.update_batch(stale, batch.version, None)
+        assert store.count_finished("nope") is None
+
+
+def _counted(batch: Batch | None) -> int:
+    assert batch is not None
+    return batch.terminal

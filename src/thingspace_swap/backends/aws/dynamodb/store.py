@@ -14,6 +14,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from ....clock import Clock, SystemClock
 from ....models import DeviceId
 from ....swap.model import Batch, Change
@@ -33,7 +35,7 @@ from ....swap.store_rules import (
     is_due,
     is_open,
 )
-from .._common import Backoff
+from .._common import Backoff, error_code
 from . import outbox
 from .calls import DynamoTable
 from .creation import Creation, free_orphans, orphaned
@@ -143,6 +145,26 @@ class DynamoStore:
         if audit is not None and audit.subject != batch_subject(batch.batch_id):
             raise ConflictError(f"audit entry for {audit.subject} on batch {batch.batch_id}")
         self._table.write(batch_op(batch, expected_version, audit))
+
+    def count_finished(self, batch_id: str) -> Batch | None:
+        """One ``UpdateItem`` (no read): the count and the version go up in the stored record."""
+        pk, sk = batch_key(batch_id)
+        try:
+            answer = self._table.call(
+                "update_item",
+                TableName=self._table.name,
+                Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                UpdateExpression="SET #r.#t = #r.#t + :one, #r.#v = #r.#v + :one, #v = #v + :one",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#r": "record", "#t": "terminal", "#v": "version"},
+                ExpressionAttributeValues={":one": {"N": "1"}},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return read_record(self._table.plain(answer["Attributes"]), Batch)
 
     def batches(self, *, open_only: bool = True) -> Iterable[Batch]:
         """Batches in creation order; by default those not completed (``completed_at`` None)."""
