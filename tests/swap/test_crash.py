@@ -13,6 +13,7 @@ import pytest
 
 from tests.swap.harness import Harness
 from thingspace_swap.swap import MemoryStore, Phase
+from thingspace_swap.testing import Faults
 
 DEVICES = 4
 #: ThingSpace takes longer than a worker's lease, so a takeover finds the swap still pending.
@@ -44,6 +45,13 @@ class CrashingStore(MemoryStore):
         self._maybe("update_change", True)
         super().update_change(*args, **kwargs)
         self._maybe("update_change", False)
+
+    def change_for_request(self, request_id: str) -> Any:
+        self.calls += 1 if self.method == "change_for_request" else 0
+        self._maybe("change_for_request", True)
+        found = super().change_for_request(request_id)
+        self._maybe("change_for_request", False)
+        return found
 
     def put_inbox(self, *args: Any, **kwargs: Any) -> bool:
         self.calls += 1 if self.method == "put_inbox" else 0
@@ -79,8 +87,16 @@ def assert_survived(h: Harness, status: Any) -> None:
     assert h.orchestrator.verify_audit(status.batch.batch_id).ok
 
 
+def harness(method: str) -> Harness:
+    """Callbacks come late (applied at once: the store is asked for the requestId's change),
+    or, for crashes while keeping one, before the submitting worker stored the requestId."""
+    if method == "put_inbox":
+        return Harness(seed=9, faults=Faults(callbacks_before_response=True))
+    return Harness(seed=9, request_delay=SLOW)
+
+
 def count_calls(method: str) -> int:
-    h = Harness(seed=9, request_delay=SLOW)
+    h = harness(method)
     store = CrashingStore(method, at=-1, before=True)
     h.store = store
     h.orchestrator = h.new_orchestrator()
@@ -90,7 +106,11 @@ def count_calls(method: str) -> int:
 
 
 UPDATES = count_calls("update_change")
-INBOX = count_calls("put_inbox")
+CALLBACK_POINTS = [
+    (method, at)
+    for method in ("change_for_request", "put_inbox")
+    for at in range(1, count_calls(method) + 1)
+]
 
 
 @pytest.mark.parametrize("before", [True, False], ids=["before-write", "after-write"])
@@ -104,11 +124,11 @@ def test_crash_around_every_state_write(at: int, before: bool) -> None:
     assert_survived(h, status)
 
 
-@pytest.mark.parametrize("before", [True, False], ids=["before-keep", "after-keep"])
-@pytest.mark.parametrize("at", range(1, INBOX + 1))
-def test_crash_while_taking_a_callback(at: int, before: bool) -> None:
-    h = Harness(seed=9, request_delay=SLOW)
-    h.store = CrashingStore("put_inbox", at, before)
+@pytest.mark.parametrize("before", [True, False], ids=["before", "after"])
+@pytest.mark.parametrize(("method", "at"), CALLBACK_POINTS)
+def test_crash_while_taking_a_callback(method: str, at: int, before: bool) -> None:
+    h = harness(method)
+    h.store = CrashingStore(method, at, before)
     h.orchestrator = h.new_orchestrator()
     status = run_with_crash(h)
     assert h.store.crashed

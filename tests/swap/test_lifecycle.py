@@ -21,6 +21,7 @@ from thingspace_swap.swap import (
     LifecycleSettings,
     MemoryMetrics,
     MemoryQueue,
+    MemoryStore,
     OutgoingMessage,
     Phase,
     Priority,
@@ -583,3 +584,41 @@ def test_a_callback_deadline_later_than_the_next_sweep_costs_no_queue_message(
         assert h.orchestrator.sweep() == 3
     counts = h.orchestrator.status(submission.batch.batch_id).counts
     assert "awaiting" not in counts, counts
+
+
+class _CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept = self.inbox_reads = 0
+
+    def put_inbox(self, entry: Any) -> bool:
+        self.kept += 1
+        return super().put_inbox(entry)
+
+    def inbox(self, request_id: str) -> list[Any]:
+        self.inbox_reads += 1
+        return super().inbox(request_id)
+
+
+@pytest.mark.parametrize("early", [False, True], ids=["callbacks-later", "callbacks-first"])
+def test_the_inbox_is_used_only_by_callbacks_that_come_first(early: bool) -> None:
+    """A callback whose change stored its requestId is applied at once (nothing kept, nothing
+    looked up later); one that beats the worker's write is kept, and the worker, whose write
+    it made lose, applies it at once: no change waits for its callback deadline."""
+    faults = Faults(callbacks_before_response=True) if early else None
+    store = _CountingStore()
+    h = Harness(request_delay=5, faults=faults, store=store)
+    submission = h.orchestrator.submit(
+        h.request(h.sim_swaps(4), target_plan=h.population.plans[1].code)
+    )
+    assert submission.batch is not None
+    for _ in range(30):  # 30 virtual seconds, far below the callback deadline, and no sweep
+        h.orchestrator.work()
+        h.clock.advance(1)
+    assert h.orchestrator.status(submission.batch.batch_id).counts == {"completed": 4}
+    assert h.duplicate_submissions() == {}
+    if early:
+        assert store.kept >= 4
+        assert 1 <= store.inbox_reads <= store.kept
+    else:
+        assert (store.kept, store.inbox_reads) == (0, 0)

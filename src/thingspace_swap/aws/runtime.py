@@ -101,7 +101,7 @@ def _callbacks(config: LambdaConfig, orchestrator: SwapOrchestrator) -> Callback
     if not (config.callback_username and config.callback_password):
         return None
     return CallbackIntake(
-        orchestrator.accept_callback,
+        orchestrator.process_callback,
         username=config.callback_username,
         password=config.callback_password,
         allowed_sources=config.callback_sources,

@@ -4,15 +4,16 @@ write: read the record again, decide again, write again."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import attrs
 
+from ..._core.commands import Flow
 from ...clock import Clock
 from ..events import LifecycleSettings
 from ..ports import ConflictError, Metrics, Notifier, Queue, Store, ThingSpace
 
-__all__ = ["CONFLICT_RETRIES", "Context", "retry_conflicts"]
+__all__ = ["CONFLICT_RETRIES", "Context", "retry_conflicts", "retry_conflicts_flow"]
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -48,12 +49,34 @@ def retry_conflicts(
     ``CONFLICT_RETRIES`` tries.
 
     ``write`` must raise ConflictError before any other effect, so a repeat is safe."""
+
+    def flow(record: R) -> Flow[T]:
+        yield from ()  # (a flow that asks for nothing)
+        return write(record)
+
+    steps = retry_conflicts_flow(read, flow, what=what, first=first)
+    try:
+        next(steps)
+    except StopIteration as done:
+        return cast("T | None", done.value)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def retry_conflicts_flow(
+    read: Callable[[], R | None],
+    write: Callable[[R], Flow[T]],
+    *,
+    what: str,
+    first: R | None = None,
+) -> Flow[T | None]:
+    """[retry_conflicts][thingspace_swap.swap.orchestrator._context.retry_conflicts] for a
+    ``write`` that may do ThingSpace reads before its write (each try decides afresh)."""
     record = first if first is not None else read()
     for _ in range(CONFLICT_RETRIES):
         if record is None:
             return None
         try:
-            return write(record)
+            return (yield from write(record))
         except ConflictError:
             record = read()
     raise ConflictError(f"{what} kept changing; try again")

@@ -33,7 +33,7 @@ from ._inbox import Inbox, callback_event
 from ._ledger import Ledger
 from ._messages import Disposition
 from ._review import Review as Reviewer
-from ._runner import Runner
+from ._runner import Runner, run_now
 from ._submissions import Submission, Submissions
 from ._worker import Worker, WorkReport
 
@@ -222,12 +222,29 @@ class _Orchestrator(Faced[Mode]):
         (the callback arrived first: it is kept and applied when the worker stores the id).
         Each (requestId, device) is handled once however often it arrives. Credentials are the
         intake's job (see ``thingspace_swap.swap.callbacks``)."""
+        return run_now(self._callback(callback, io=False))
+
+    @endpoint
+    def process_callback(
+        self, callback: CarrierServiceCallback | Mapping[str, Any]
+    ) -> Flow[Literal["applied", "kept", "duplicate"]]:
+        """[accept_callback][thingspace_swap.swap.SwapOrchestrator.accept_callback], then carry
+        the change on as a worker would, in this call: read the device to verify the change and
+        submit its next step (the plan change), with no queue message and no second read of
+        the change. For callback handlers that may take a few ThingSpace requests' time (the
+        Lambda deployment's): the fewest store and queue calls per change."""
+        return (yield from self._callback(callback, io=True))
+
+    def _callback(
+        self, callback: CarrierServiceCallback | Mapping[str, Any], *, io: bool
+    ) -> Flow[Literal["applied", "kept", "duplicate"]]:
         if not isinstance(callback, CarrierServiceCallback):
             callback = parse_callback(dict(callback))
         change, fresh = self._inbox.keep(callback)
         if change is None:
             return "kept"
-        after = self._runner.drive_now(change.change_id, callback_event(callback), change)
+        event = callback_event(callback)
+        after = yield from self._runner.carry_on(change.change_id, event, change, io=io)
         if after is not None and after.version != change.version:
             return "applied"
         return "kept" if fresh else "duplicate"
