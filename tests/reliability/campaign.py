@@ -114,12 +114,20 @@ class ChaosStore:
         return sent
 
     def update_change(
-        self, change: Any, expected_version: int, audit: Any, messages: Any = ()
+        self,
+        change: Any,
+        expected_version: int,
+        audit: Any,
+        messages: Any = (),
+        *,
+        unless_cancelled: bool = False,
     ) -> None:
         before = self._rng.random() < 0.5
         if before:
             self._maybe_crash()
-        self._inner.update_change(change, expected_version, audit, messages)
+        self._inner.update_change(
+            change, expected_version, audit, messages, unless_cancelled=unless_cancelled
+        )
         self.versions.setdefault(change.change_id, []).append(change.version)
         if not before:
             self._maybe_crash()
