@@ -147,24 +147,33 @@ class Stack:
         return handled
 
     def run(
-        self, batch_id: str, *, rounds: int = 400, calls: CallCounter | None = None
+        self,
+        batch_id: str,
+        *,
+        rounds: int = 400,
+        calls: CallCounter | None = None,
+        reconcile_every: float = 5.0,
     ) -> tuple[dict[str, Any], Counter[str]]:
-        """Work, let simulated time pass (callbacks arrive), reconcile; until the batch is done.
-        Returns the batch's final status and the calls of the polling (status reads and the
-        reconciler, which a deployment makes per minute, not per change)."""
+        """Work, let simulated time pass 5 s a round (callbacks arrive), run the reconciler
+        every ``reconcile_every`` simulated seconds; until the batch is done. Returns the
+        batch's final status and the calls of the status reads (a caller's polling, not the
+        lifecycle's)."""
         polling: Counter[str] = Counter()
+        since_reconciled = reconcile_every  # (the first round runs it)
         for _ in range(rounds):
             self.drain()
             before = Counter(calls.calls) if calls is not None else Counter()
             status, answer = self.call("apigw_http_get_batch.json", batch_id=batch_id, query={})
             assert status == 200, answer
-            if answer["completed_at"] is None:
-                self.sim.advance(5.0)
-                self.handlers.reconciler(events.scheduled(), events.LambdaContext())
             if calls is not None:
                 polling += Counter(calls.calls) - before
             if answer["completed_at"] is not None:
                 return answer, polling
+            self.sim.advance(5.0)
+            since_reconciled += 5.0
+            if since_reconciled >= reconcile_every:
+                since_reconciled = 0.0
+                self.handlers.reconciler(events.scheduled(), events.LambdaContext())
         raise AssertionError(f"batch {batch_id} did not complete")
 
 
@@ -784,15 +793,32 @@ def test_the_entry_points_build_once_per_process(lambda_env: Stack) -> None:
 # End to end --------------------------------------------------------------------------------
 
 E2E_CHANGES = int(os.environ.get("LAMBDA_E2E_CHANGES", "20"))
+#: The most AWS calls a device change with a plan change may cost (issue 15).
+CALLS_PER_CHANGE = 15
 
 
 def test_a_batch_runs_end_to_end_through_the_lambda_handlers(aws: Aws, calls: CallCounter) -> None:
-    stack = Stack(aws, devices=2 * E2E_CHANGES + 10, calls=calls)
+    """Every change swaps its ICCID and changes its plan (two ThingSpace requests, two
+    callbacks). Counted: every AWS call of the intake, the workers, the callbacks and the
+    reconciler (once a simulated minute, as scheduled), not the status polls of the test nor
+    the event source mapping's own receives and deletes (counted apart)."""
+    stack = Stack(aws, devices=3 * E2E_CHANGES + 10, calls=calls)
     plan = stack.population.plans[0].code
+    lines = [d for d in stack.population.devices if d.state == "active" and d.mdn]
+    lines = [d for d in lines if d.plan != plan][:E2E_CHANGES]
+    spares = stack.population.spare_iccids
+    items = [{"device": d.iccid, "new_iccid": s} for d, s in zip(lines, spares, strict=False)]
+    assert len(items) == E2E_CHANGES
     calls.reset()
     started = time.perf_counter()
-    batch_id = stack.create(E2E_CHANGES, target_plan=plan)
-    final, polling = stack.run(batch_id, rounds=100 + E2E_CHANGES, calls=calls)
+    status, answer = stack.call(
+        "apigw_http_create_batch.json", body={"items": items, "target_plan": plan}
+    )
+    assert status == 201, answer
+    batch_id = answer["batch_id"]
+    final, polling = stack.run(
+        batch_id, rounds=100 + E2E_CHANGES, calls=calls, reconcile_every=60.0
+    )
     elapsed = time.perf_counter() - started
     lifecycle = Counter(calls.calls) - polling
 
@@ -802,7 +828,7 @@ def test_a_batch_runs_end_to_end_through_the_lambda_handlers(aws: Aws, calls: Ca
     assert sorted(submissions.values()) == [1] * E2E_CHANGES, submissions
     changes = list(stack.orchestrator.store.changes(batch_id))
     assert all(c.phase is Phase.COMPLETED and c.submissions == 1 for c in changes)
-    assert all(c.plan_submissions <= 1 for c in changes)
+    assert all(c.plan_submissions == 1 for c in changes)
     report = stack.orchestrator.verify_audit(batch_id)
     assert report.ok, report.problems
     assert set(stack.callbacks) == {200}
@@ -812,11 +838,12 @@ def test_a_batch_runs_end_to_end_through_the_lambda_handlers(aws: Aws, calls: Ca
     detail = {name: round(n / E2E_CHANGES, 2) for name, n in sorted(lifecycle.items())}
     print(
         f"\nLambda end to end: {E2E_CHANGES} changes in {elapsed:.1f} s "
-        f"({E2E_CHANGES / elapsed:.2f} changes/s); AWS calls per change {per_change:.1f} "
-        f"(and {sum(polling.values())} for status polls and reconciler runs)",
+        f"({E2E_CHANGES / elapsed:.2f} changes/s); AWS calls per change {per_change:.2f} "
+        f"(and {sum(polling.values())} for status polls; Lambda deleted "
+        f"{stack.source.deleted} messages)",
         detail,
     )
-    assert per_change < 60, detail
+    assert per_change <= CALLS_PER_CHANGE, detail
 
 
 def test_fifty_cold_containers_with_a_wrong_password_make_one_failed_login(aws: Aws) -> None:

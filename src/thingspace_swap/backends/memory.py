@@ -420,6 +420,10 @@ class MemoryStore:
     def line_owner(self, line: str) -> str | None:
         return self._lines.get(line)
 
+    def line_owners(self, lines: Iterable[str]) -> dict[str, str]:
+        with self._lock:
+            return {line: owner for line in lines if (owner := self._lines.get(line))}
+
     def change_for_device(self, device_id: DeviceId) -> Change | None:
         change_id = self._devices.get(device_id)
         return self._changes.get(change_id) if change_id else None

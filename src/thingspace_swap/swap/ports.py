@@ -247,6 +247,11 @@ class Store(Protocol):
         """The change currently holding ``line`` (one not yet terminal), if any."""
         ...
 
+    def line_owners(self, lines: Iterable[str]) -> dict[str, str]:
+        """[line_owner][thingspace_swap.swap.ports.Store.line_owner] of many lines at once
+        (as few reads as the store allows): the lines held, with their changes."""
+        ...
+
     def change_for_device(self, device_id: DeviceId) -> Change | None:
         """The change not yet terminal that names ``device_id`` (old, new or replaced
         identifier, or its MDN), to correlate a callback whose requestId is not stored yet."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 
 import attrs
@@ -28,10 +28,11 @@ def validate(
     api: ThingSpace,
     request: SwapRequest,
     *,
-    line_owner: Callable[[str], str | None],
+    line_owners: Callable[[Iterable[str]], Mapping[str, str]],
     now: float,
 ) -> Flow[ValidationReport]:
-    """Check every item; nothing is changed. ``line_owner`` names a change in flight on a line.
+    """Check every item; nothing is changed. ``line_owners`` names the change in flight on
+    each line that has one.
 
     A ThingSpace error (after the client's own retries) is raised, not reported against the
     device: the device is not known to be invalid, and nothing has been created yet."""
@@ -57,12 +58,13 @@ def validate(
         option = item.resolved_option
         target = item.target_plan or request.target_plan
         checks.append(ItemCheck(index, item, option, line, device, target, tuple(problems)))
+    owners = line_owners(lines)
     final: list[ItemCheck] = []
     for check in checks:
         problems = list(check.problems)
         if check.line and lines[check.line] > 1:
             problems.append(Problem("line.duplicate", f"line {check.line} appears more than once"))
-        if check.line and (owner := line_owner(check.line)):
+        if check.line and (owner := owners.get(check.line)):
             problems.append(
                 Problem("line.in_flight", f"line {check.line} already has change {owner} in flight")
             )

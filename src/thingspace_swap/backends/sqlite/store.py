@@ -226,6 +226,16 @@ class SqliteStore:
     def line_owner(self, line: str) -> str | None:
         return _owner(self._db.conn(), line)
 
+    def line_owners(self, lines: Iterable[str]) -> dict[str, str]:
+        conn, wanted = self._db.conn(), list(dict.fromkeys(lines))
+        owners: dict[str, str] = {}
+        for start in range(0, len(wanted), 500):  # (SQLite's limit on parameters is higher)
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            query = f"SELECT line, change_id FROM lines WHERE line IN ({marks})"  # noqa: S608
+            owners.update((str(line), str(owner)) for line, owner in conn.execute(query, chunk))
+        return owners
+
     def change_for_device(self, device_id: DeviceId) -> Change | None:
         row = (
             self._db.conn()

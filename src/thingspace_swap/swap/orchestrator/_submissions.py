@@ -38,7 +38,7 @@ class Submissions:
     def validate(self, request: SwapRequest) -> Flow[ValidationReport]:
         context = self._context
         now = context.clock.time()
-        return validate(context.api, request, line_owner=context.store.line_owner, now=now)
+        return validate(context.api, request, line_owners=context.store.line_owners, now=now)
 
     def submit(self, request: SwapRequest, rollback_of: str | None = None) -> Flow[Submission]:
         report = yield from self.validate(request)

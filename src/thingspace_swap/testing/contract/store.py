@@ -422,6 +422,14 @@ class StoreContract:
         store.update_change(later, submitting.version, late_entry)  # a write that may go on
         assert store.get_change(change.change_id) == later
 
+    def test_line_owners_of_many_lines_at_once(self, store: Store) -> None:
+        _, (first, second), _ = self._created(store, "b1", [L1, L2])
+        owners = store.line_owners([L1, L2, L3, L1])
+        assert owners == {L1: first.change_id, L2: second.change_id}
+        assert store.line_owners([]) == {}
+        assert store.line_owners(iter([L3])) == {}
+        assert owners[L1] == store.line_owner(L1)
+
 
 def _counted(batch: Batch | None) -> int:
     assert batch is not None

@@ -50,6 +50,7 @@ from .items import (
     inbox_item,
     key_of,
     line_key,
+    line_of,
     read_record,
     request_key,
     to_dynamo,
@@ -259,10 +260,17 @@ class DynamoStore:
         return None if item is None else self.get_change(str(item["change_id"]))
 
     def line_owner(self, line: str) -> str | None:
-        claim = self._table.get(line_key(line))
-        if claim is None or orphaned(self._table, claim, self.orphan_grace):
-            return None
-        return str(claim["owner"])
+        return self.line_owners([line]).get(line)
+
+    def line_owners(self, lines: Iterable[str]) -> dict[str, str]:
+        """The line claims, 100 per ``BatchGetItem``; a claim whose creation never finished
+        holds nothing (``orphaned``)."""
+        claims = self._table.get_many([line_key(line) for line in lines])
+        return {
+            line_of(key): str(claim["owner"])
+            for key, claim in claims.items()
+            if not orphaned(self._table, claim, self.orphan_grace)
+        }
 
     def change_for_device(self, device_id: DeviceId) -> Change | None:
         """The live change naming ``device_id`` (the latest created, should there be two)."""
