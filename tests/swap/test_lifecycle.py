@@ -18,6 +18,7 @@ from thingspace_swap.models import DeviceId
 from thingspace_swap.swap import (
     AsyncSwapOrchestrator,
     AuditEntry,
+    BatchState,
     LifecycleSettings,
     MemoryMetrics,
     MemoryQueue,
@@ -622,3 +623,22 @@ def test_the_inbox_is_used_only_by_callbacks_that_come_first(early: bool) -> Non
         assert 1 <= store.inbox_reads <= store.kept
     else:
         assert (store.kept, store.inbox_reads) == (0, 0)
+
+
+def test_a_worker_cancels_a_change_its_batch_cancel_has_not_reached_yet() -> None:
+    """The batch is cancelled (the command stopped before reaching its changes): a worker
+    about to submit one of them cancels it instead, in the same write that would have
+    claimed the submission."""
+    h = Harness()
+    submission = h.orchestrator.submit(h.request(h.sim_swaps(2)))
+    assert submission.batch is not None
+    batch = submission.batch
+    cancelled = attrs.evolve(batch, state=BatchState.CANCELLED, version=batch.version + 1)
+    h.store.update_batch(cancelled, batch.version, None)
+    h.orchestrator.work()
+    status = h.orchestrator.status(batch.batch_id)
+    assert status.counts == {"cancelled": 2}
+    assert h.sim.submission_counts() == {}
+    for change in status.changes:
+        actions = [e.action for e in h.orchestrator.history(change.change_id)]
+        assert actions[-1].startswith("cancelled"), actions

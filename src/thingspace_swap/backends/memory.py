@@ -21,9 +21,10 @@ import attrs
 from ..clock import Clock, SystemClock
 from ..models import DeviceId
 from ..swap.metrics import MemoryMetrics
-from ..swap.model import Batch, Change, Priority, evolve_batch
+from ..swap.model import Batch, BatchState, Change, Priority, evolve_batch
 from ..swap.ports import (
     AuditEntry,
+    BatchCancelledError,
     ConflictError,
     InboxEntry,
     Notification,
@@ -37,6 +38,7 @@ from ..swap.ports import (
 )
 from ..swap.store_rules import (
     Holding,
+    batch_cancelled,
     batch_changed,
     batch_exists,
     batch_subject,
@@ -364,11 +366,16 @@ class MemoryStore:
         expected_version: int,
         audit: AuditEntry | None,
         messages: Sequence[OutgoingMessage] = (),
+        *,
+        unless_cancelled: bool = False,
     ) -> None:
         with self._lock:
             current = self._changes.get(change.change_id)
             if current is None or current.version != expected_version:
                 raise ConflictError(change_changed(change.change_id))
+            batch = self._batches.get(change.batch_id)
+            if unless_cancelled and batch is not None and batch.state is BatchState.CANCELLED:
+                raise BatchCancelledError(batch_cancelled(change.batch_id))
             subject = change_subject(change.change_id)
             require_follows(subject, current.audit_seq, audit)
             before = holding(current)

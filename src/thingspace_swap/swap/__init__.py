@@ -43,6 +43,7 @@ from .orchestrator import (
 )
 from .ports import (
     AuditEntry,
+    BatchCancelledError,
     ConflictError,
     InboxEntry,
     Metrics,
@@ -74,6 +75,7 @@ __all__ = [
     "AuditEntry",
     "AuditReport",
     "Batch",
+    "BatchCancelledError",
     "BatchCommand",
     "BatchNotFoundError",
     "BatchState",

@@ -50,6 +50,11 @@ class ConflictError(Exception):
     """A conditional write lost: the record changed since it was read (or already exists)."""
 
 
+class BatchCancelledError(ConflictError):
+    """A change was not written because its batch is cancelled (``update_change`` with
+    ``unless_cancelled``)."""
+
+
 # Queue -------------------------------------------------------------------------------------
 
 
@@ -214,10 +219,14 @@ class Store(Protocol):
         expected_version: int,
         audit: AuditEntry | None,
         messages: Sequence[OutgoingMessage] = (),
+        *,
+        unless_cancelled: bool = False,
     ) -> None:
         """Replace a change if its stored version is ``expected_version``; append ``audit``
         and keep ``messages`` with it; release its line when it becomes terminal, claim it
-        again when it leaves."""
+        again when it leaves. With ``unless_cancelled``, only while its batch is not cancelled
+        (else [BatchCancelledError][thingspace_swap.swap.ports.BatchCancelledError]), checked
+        in the same write."""
         ...
 
     def relay(self, queue: Queue, messages: Sequence[OutgoingMessage] | None = None) -> int:

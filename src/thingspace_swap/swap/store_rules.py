@@ -24,6 +24,7 @@ __all__ = [
     "Holding",
     "LineOwner",
     "audit_exists",
+    "batch_cancelled",
     "batch_changed",
     "batch_exists",
     "batch_subject",
@@ -142,6 +143,11 @@ def batch_exists(batch_id: str) -> str:
 def batch_changed(batch_id: str) -> str:
     """A batch write lost: the stored version is not the expected one (or it is gone)."""
     return f"batch {batch_id} changed"
+
+
+def batch_cancelled(batch_id: str) -> str:
+    """A change write made only while its batch is not cancelled found it cancelled."""
+    return f"batch {batch_id} is cancelled"
 
 
 def change_exists(change_id: str) -> str:

@@ -9,9 +9,10 @@ from typing import Any
 
 from ...models import DeviceId
 from ...swap._codec import decode, encode
-from ...swap.model import Batch, Change, evolve_batch
+from ...swap.model import Batch, BatchState, Change, evolve_batch
 from ...swap.ports import (
     AuditEntry,
+    BatchCancelledError,
     ConflictError,
     InboxEntry,
     OutgoingMessage,
@@ -20,6 +21,7 @@ from ...swap.ports import (
 )
 from ...swap.store_rules import (
     audit_exists,
+    batch_cancelled,
     batch_changed,
     batch_exists,
     batch_subject,
@@ -174,6 +176,8 @@ class SqliteStore:
         expected_version: int,
         audit: AuditEntry | None,
         messages: Sequence[OutgoingMessage] = (),
+        *,
+        unless_cancelled: bool = False,
     ) -> None:
         with self._db.write() as conn:
             row = conn.execute(
@@ -182,6 +186,12 @@ class SqliteStore:
             ).fetchone()
             if row is None or row[0] != expected_version:
                 raise ConflictError(change_changed(change.change_id))
+            if unless_cancelled:
+                found = conn.execute(
+                    "SELECT data FROM batches WHERE batch_id = ?", (change.batch_id,)
+                ).fetchone()
+                if found and decode(found[0], Batch).state is BatchState.CANCELLED:
+                    raise BatchCancelledError(batch_cancelled(change.batch_id))
             require_follows(change_subject(change.change_id), row[1], audit)
             require_claimable(row[3] if row[2] else None, change, lambda line: _owner(conn, line))
             written = conn.execute(

@@ -28,7 +28,8 @@ from ..events import (
     Timeout,
 )
 from ..machine import advance
-from ..model import TERMINAL, BatchState, Change, Phase, Step, evolve_change
+from ..model import TERMINAL, Change, Phase, Step, evolve_change
+from ..ports import BatchCancelledError
 from ._announcer import Announcer
 from ._context import Context, retry_conflicts_flow
 from ._inbox import Inbox
@@ -128,28 +129,21 @@ class Runner:
         I/O, a device read the outcome asks for comes first, and its outcome is written with
         it: one write, as the record is only worth writing once the device is known (a
         concurrent worker's write still wins or loses as a whole)."""
-        clock = self._context.clock
+        clock, settings = self._context.clock, self._context.settings
         now = clock.time()
-        outcome = self._advance(change, self._inbox_first(change, event, now), now)
+        outcome = advance(change, self._inbox_first(change, event, now), now, settings)
         if io and _reads_first(outcome):
             seen = yield from self._read(outcome.change)
             now = clock.time()
-            outcome = _then(outcome, self._advance(outcome.change, seen, now))
+            outcome = _then(outcome, advance(outcome.change, seen, now, settings))
         if outcome.changed:
-            change = self._write(change, outcome, now, io=io)
+            try:
+                change = self._write(change, outcome, now, io=io, unless_cancelled=_starts(outcome))
+            except BatchCancelledError:  # (the cancel may not have reached this change yet)
+                reason = Cancel("batch cancelled before submission")
+                outcome = advance(change, reason, now, self._context.settings)
+                change = self._write(change, outcome, now, io=io)
         return change, outcome, now
-
-    def _advance(self, change: Change, event: Event, now: float) -> Outcome:
-        """``advance``, except that a change of a cancelled batch is cancelled instead of
-        being submitted (the cancel may not have reached it yet)."""
-        settings = self._context.settings
-        outcome = advance(change, event, now, settings)
-        starts = any(isinstance(e, Submit) and e.step is not Step.PLAN for e in outcome.effects)
-        if starts and change.phase is Phase.CHECKING:
-            batch = self._ledger.get(change.batch_id)
-            if batch is not None and batch.state is BatchState.CANCELLED:
-                return advance(change, Cancel("batch cancelled before submission"), now, settings)
-        return outcome
 
     def _inbox_first(self, change: Change, event: Event, now: float) -> Event:
         """At a waiting change's deadline, a callback already kept in the inbox (its intake
@@ -164,7 +158,15 @@ class Runner:
             return self._inbox.kept_callback(change) or event
         return event
 
-    def _write(self, before: Change, outcome: Outcome, now: float, *, io: bool) -> Change:
+    def _write(
+        self,
+        before: Change,
+        outcome: Outcome,
+        now: float,
+        *,
+        io: bool,
+        unless_cancelled: bool = False,
+    ) -> Change:
         worker = self._context.worker_id
         phase = before.phase.value
         entry = change_entry(before, outcome.change, now, outcome.note, worker, before_phase=phase)
@@ -177,7 +179,10 @@ class Runner:
             for e in outcome.effects
         )
         messages = [message("process", after)] if queued else []
-        self._context.store.update_change(after, before.version, entry, messages)
+        store = self._context.store
+        store.update_change(
+            after, before.version, entry, messages, unless_cancelled=unless_cancelled
+        )
         self._ledger.relay(messages)
         if after.phase in TERMINAL and before.phase not in TERMINAL:
             self._announce.change_finished(after, entry)
@@ -245,6 +250,12 @@ def _reads_first(outcome: Outcome) -> bool:
     return any(isinstance(e, ReadDevice) for e in effects) and not any(
         isinstance(e, (Submit, Requeue, Finish, Busy)) for e in effects
     )
+
+
+def _starts(outcome: Outcome) -> bool:
+    """Whether the outcome submits a change's first request of an attempt (not its plan
+    change): written only while its batch is not cancelled."""
+    return any(isinstance(e, Submit) and e.step is not Step.PLAN for e in outcome.effects)
 
 
 def _then(first: Outcome, then: Outcome) -> Outcome:

@@ -15,7 +15,14 @@ from ...backends.memory import MemoryQueue
 from ...models import DeviceId
 from ...swap.audit import verify_chain
 from ...swap.model import Batch, BatchState, Change, Phase
-from ...swap.ports import AuditEntry, ConflictError, InboxEntry, Queue, Store
+from ...swap.ports import (
+    AuditEntry,
+    BatchCancelledError,
+    ConflictError,
+    InboxEntry,
+    Queue,
+    Store,
+)
 from .._clock import VirtualClock
 from ._records import T0, new_batch, next_batch, next_change, outgoing
 
@@ -397,6 +404,23 @@ class StoreContract:
         with pytest.raises(ConflictError):  # a write from before the counts loses
             store.update_batch(stale, batch.version, None)
         assert store.count_finished("nope") is None
+
+    def test_a_write_unless_cancelled_checks_the_batch_in_the_same_write(
+        self, store: Store
+    ) -> None:
+        batch, (change,), _ = self._created(store, "b1", [L1])
+        submitting, entry = next_change(change, phase=Phase.SUBMITTING)
+        store.update_change(submitting, change.version, entry, unless_cancelled=True)
+        assert store.get_change(change.change_id) == submitting
+        cancelled, batch_entry = next_batch(batch, state=BatchState.CANCELLED)
+        store.update_batch(cancelled, batch.version, batch_entry)
+        later, late_entry = next_change(submitting, phase=Phase.AWAITING)
+        with pytest.raises(BatchCancelledError):
+            store.update_change(later, submitting.version, late_entry, unless_cancelled=True)
+        assert store.get_change(change.change_id) == submitting  # nothing written
+        assert store.audit(f"change:{change.change_id}")[-1] == entry
+        store.update_change(later, submitting.version, late_entry)  # a write that may go on
+        assert store.get_change(change.change_id) == later
 
 
 def _counted(batch: Batch | None) -> int:

@@ -190,7 +190,7 @@ class DynamoTable:
             }
         if op.names:
             params["ExpressionAttributeNames"] = dict(op.names)
-        if op.kind == "Delete":
+        if op.kind != "Put":
             params["Key"] = {"pk": {"S": op.key[0]}, "sk": {"S": op.key[1]}}
         return params
 

@@ -21,6 +21,7 @@ from ....models import DeviceId
 from ....swap.model import Batch, Change
 from ....swap.ports import (
     AuditEntry,
+    BatchCancelledError,
     ConflictError,
     InboxEntry,
     OutgoingMessage,
@@ -28,6 +29,7 @@ from ....swap.ports import (
     require_follows,
 )
 from ....swap.store_rules import (
+    batch_cancelled,
     batch_subject,
     change_changed,
     change_subject,
@@ -53,7 +55,7 @@ from .items import (
     to_dynamo,
 )
 from .table import BATCHES_INDEX, DUE_INDEX
-from .writes import Cancelled, batch_op, change_ops, put_new
+from .writes import Cancelled, batch_not_cancelled, batch_op, change_ops, put_new
 
 __all__ = ["DynamoStore"]
 
@@ -194,10 +196,13 @@ class DynamoStore:
         expected_version: int,
         audit: AuditEntry | None,
         messages: Sequence[OutgoingMessage] = (),
+        *,
+        unless_cancelled: bool = False,
     ) -> None:
         """Replace the change if its stored version is ``expected_version``; append ``audit``,
         claim or release its line, write its request and device items and put ``messages`` in
-        the outbox, in one transaction."""
+        the outbox, in one transaction (with ``unless_cancelled``, a ``ConditionCheck`` that
+        the batch is not cancelled: no read of it)."""
         subject = change_subject(change.change_id)
         known = self._cache.get(change.change_id, expected_version)
         for _ in range(3):
@@ -210,9 +215,13 @@ class DynamoStore:
             now = self._table.clock.time()
             ops = change_ops(before, tag, change, audit, now)
             ops += [outbox.message_op(m, now) for m in messages]
+            if unless_cancelled:
+                ops.append(batch_not_cancelled(change.batch_id))
             try:
                 self._table.write(ops)
             except Cancelled as cancelled:
+                if unless_cancelled and any(op is ops[-1] for op, _ in cancelled.failed):
+                    raise BatchCancelledError(batch_cancelled(change.batch_id)) from None
                 stored = next((old for op, old in cancelled.failed if op is ops[0]), None)
                 if stored is not None:  # the record is not as read: go on from what is there
                     known = self._read(self._table.plain(stored))

@@ -20,13 +20,21 @@ from typing import Any, Literal
 import attrs
 
 from ....models import DeviceId
-from ....swap.model import Batch, Change
+from ....swap.model import Batch, BatchState, Change
 from ....swap.ports import AuditEntry, ConflictError
-from ....swap.store_rules import audit_exists, batch_changed, change_changed, holding, line_held
+from ....swap.store_rules import (
+    audit_exists,
+    batch_cancelled,
+    batch_changed,
+    change_changed,
+    holding,
+    line_held,
+)
 from .items import (
     Key,
     audit_item,
     batch_item,
+    batch_key,
     change_item,
     claim_item,
     device_item,
@@ -43,6 +51,7 @@ __all__ = [
     "Cancelled",
     "Op",
     "audit_op",
+    "batch_not_cancelled",
     "batch_op",
     "change_ops",
     "claim_op",
@@ -65,7 +74,7 @@ class Op:
     """One item write of a transaction (a ``Put`` of ``item`` or a ``Delete`` of ``key``, on
     ``condition``), and what to say (or undo) about it."""
 
-    kind: Literal["Put", "Delete"]
+    kind: Literal["Put", "Delete", "ConditionCheck"]
     key: Key
     label: str
     item: Mapping[str, Any] | None = None
@@ -101,6 +110,18 @@ def put(
     claim_owner: str | None = None,
 ) -> Op:
     return Op("Put", key_of(item), label, item, condition, values, names, claim_owner, etag=etag)
+
+
+def batch_not_cancelled(batch_id: str) -> Op:
+    """A condition on the batch record: it is not cancelled (written with a change)."""
+    return Op(
+        "ConditionCheck",
+        batch_key(batch_id),
+        batch_cancelled(batch_id),
+        condition="#r.#s <> :cancelled",
+        values={":cancelled": BatchState.CANCELLED.value},
+        names={"#r": "record", "#s": "state"},
+    )
 
 
 def put_new(item: Mapping[str, Any], label: str) -> Op:
