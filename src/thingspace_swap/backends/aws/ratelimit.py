@@ -73,7 +73,8 @@ class DynamoRateLimiter:
     and the difference between the hosts' clocks (the wall clock: containers share no other).
 
     The block adapts to demand: one slot at first and after an idle spell, twice the last one
-    (up to ``block``) while a holder uses every slot back to back, half when it dropped some.
+    (up to ``block``) while a holder uses every slot back to back, the slots it used when it
+    dropped some.
     Busy, a holder makes one DynamoDB call per ``block`` requests; idle, it holds no slot
     nobody else can use. Thread-safe; ``acquire()`` never sleeps (throttling by DynamoDB is
     answered with a wait too), and holds a lock only for its one call.
@@ -170,8 +171,8 @@ class DynamoRateLimiter:
         """The slots to reserve: see the class's description."""
         if not self._size or now >= self._last_slot + self.spacing + self.tolerance:
             return 1  # the first block, or after an idle spell
-        if self._dropped:
-            return max(1, self._size // 2)
+        if self._dropped:  # late (a busy host) or fewer requests than slots: what it used
+            return max(1, self._size - self._dropped)
         return min(self.block, self._size * 2)
 
     def _reserve(self, now: float) -> None:
