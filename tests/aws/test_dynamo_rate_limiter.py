@@ -21,7 +21,7 @@ import thingspace_swap as ts
 from tests.aws.support import Aws, CallCounter
 from thingspace_swap.aws import DynamoRateLimiter
 from thingspace_swap.ratelimit import RateLimit
-from thingspace_swap.testing import VirtualClock
+from thingspace_swap.testing import ThingSpaceSimulator, VirtualClock
 
 ACCOUNT = "0000123456-00001"
 
@@ -134,7 +134,9 @@ def test_an_idle_holder_starts_again_now_and_takes_one_slot(aws: Aws, table: str
     assert next_slot(aws) == pytest.approx(clock.time() + limit.spacing, abs=1e-5)
 
 
-def test_a_slot_used_too_late_is_dropped_and_the_next_block_is_shorter(aws: Aws, table: str) -> None:
+def test_a_slot_used_too_late_is_dropped_and_the_next_block_is_shorter(
+    aws: Aws, table: str
+) -> None:
     clock = VirtualClock()
     limit = DynamoRateLimiter(aws.dynamodb, table, 20, key=ACCOUNT, block=4, clock=clock)
     granted = 0
@@ -268,3 +270,22 @@ def test_processes_never_exceed_the_rate_and_call_dynamodb_per_block(aws: Aws, t
     assert len(grants) >= 0.6 * rate * seconds
     calls = sum(r["calls"] for r in results)
     assert calls / len(grants) < 0.5, (calls, len(grants))
+
+
+def test_a_client_sends_nothing_without_a_slot(aws: Aws, table: str) -> None:
+    """The error reaches the client's caller (retryable: the lifecycle retries the change
+    later), and no request left for ThingSpace."""
+    sim = ThingSpaceSimulator(clock=VirtualClock())
+    limit = DynamoRateLimiter(aws.dynamodb, "no-such-table", 5, key=ACCOUNT)
+    with (
+        ts.ThingSpaceClient(
+            ts.Credentials.from_env(sim.credentials.as_env()),
+            account_name=ACCOUNT,
+            base_url="https://simulator.thingspace.test",
+            transport=sim.transport(),
+            rate_limit=limit,
+        ) as client,
+        pytest.raises(ts.RateLimitUnavailableError, match="no-such-table"),
+    ):
+        client.plans.list()
+    assert sim.received == []
