@@ -161,7 +161,8 @@ def test_a_slot_used_too_late_is_dropped_and_the_next_block_is_shorter(
 
 def test_throttling_is_a_wait_then_a_typed_error(aws: Aws, table: str) -> None:
     client = aws.client("dynamodb")
-    limit = DynamoRateLimiter(client, table, 5, key=ACCOUNT, max_attempts=3)
+    clock = VirtualClock()
+    limit = DynamoRateLimiter(client, table, 5, key=ACCOUNT, max_attempts=3, clock=clock)
     with Stubber(client) as stub:
         for _ in range(3):
             stub.add_client_error("update_item", "ThrottlingException", http_status_code=400)
@@ -269,7 +270,9 @@ def test_processes_never_exceed_the_rate_and_call_dynamodb_per_block(aws: Aws, t
     assert shortest_span(grants, rate) >= 1.0 + 0.02 - 1e-4
     assert len(grants) >= 0.6 * rate * seconds
     calls = sum(r["calls"] for r in results)
-    assert calls / len(grants) < 0.5, (calls, len(grants))
+    # blocks of 1 make at least one call per grant; quiet, blocks of up to 5 make about 0.35 in
+    # 5 s (ramp-up included); on a loaded machine late wake-ups drop slots and shorten blocks
+    assert calls / len(grants) < 0.75, (calls, len(grants))
 
 
 def test_a_client_sends_nothing_without_a_slot(aws: Aws, table: str) -> None:
