@@ -40,6 +40,8 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "import_time": ("import_time.py", []),
     "token_load": ("token_load.py", []),
     "rate_limiter": ("rate_limiter.py", []),
+    # one DynamoRateLimiter shared by 8 processes on moto's server, like 8 Lambda containers
+    "dynamo_rate_limiter": ("dynamo_rate_limiter.py", []),
     "orchestrator_memory": (
         "orchestrator_throughput.py",
         ["--backend", "memory", "--sizes", "1000", "10000", "100000"],

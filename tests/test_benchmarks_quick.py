@@ -27,6 +27,7 @@ SCRIPTS = [
     ("import_time.py", []),
     ("token_load.py", []),
     ("rate_limiter.py", []),
+    ("dynamo_rate_limiter.py", []),
     ("orchestrator_throughput.py", ["--backend", "memory"]),
     ("orchestrator_throughput.py", ["--backend", "sqlite"]),
     ("orchestrator_throughput.py", ["--backend", "aws"]),

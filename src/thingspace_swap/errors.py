@@ -34,6 +34,7 @@ __all__ = [
     "LoginError",
     "M2MError",
     "RateLimitError",
+    "RateLimitUnavailableError",
     "ServerError",
     "SessionTokenError",
     "ThingSpaceError",
@@ -188,6 +189,12 @@ class LoginBlockedError(LoginError):
 class TokenCacheError(ThingSpaceError):
     """The token cache could not be read or written (a locked or unreadable SQLite file,
     DynamoDB unreachable). No login is attempted without it: the login guard lives there."""
+
+
+class RateLimitUnavailableError(ThingSpaceError):
+    """The shared rate limit could not be read or written (DynamoDB unreachable, throttling
+    past the retries, a missing table or permission). Nothing was sent: without a slot no
+    request leaves. ``retryable`` unless the table or the permission is missing."""
 
 
 class TokenError(ThingSpaceError):

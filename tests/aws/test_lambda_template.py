@@ -196,3 +196,24 @@ def test_the_layer_requirements_are_the_projects(template: dict[str, Any]) -> No
     assert {line for line in lines if line and not line.startswith("#")} == wanted
     layer = template["Resources"]["DependenciesLayer"]
     assert layer["Metadata"]["BuildMethod"] == template["Globals"]["Function"]["Runtime"]
+
+
+def test_every_function_shares_the_accounts_rate_limit(template: dict[str, Any]) -> None:
+    """The rate reaches every function (they all talk to ThingSpace), which may update the
+    limiter's item, and the table deletes idle accounts' items by their ``ttl``."""
+    parameter = template["Parameters"]["AccountRateLimit"]
+    assert parameter["Type"] == "Number"
+    assert parameter["MinValue"] == 0
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["THINGSPACE_RATE_LIMIT"] == {"Ref": "AccountRateLimit"}
+    functions = resources(template, "AWS::Serverless::Function")
+    for name, function in functions.items():
+        overridden = function["Properties"].get("Environment", {}).get("Variables", {})
+        assert "THINGSPACE_RATE_LIMIT" not in overridden, name
+        role = name.replace("Function", "Role")
+        granted = {a for s in role_statements(template, role) for a in listed(s["Action"])}
+        assert "dynamodb:UpdateItem" in granted, role
+        # a change's first submission is written with a ConditionCheck on its batch
+        assert "dynamodb:ConditionCheckItem" in granted, role
+    table = template["Resources"]["SwapTable"]["Properties"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}

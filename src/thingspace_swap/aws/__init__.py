@@ -14,6 +14,7 @@ The adapters the functions run on live in ``thingspace_swap.backends.aws``
 ([SqsQueue][thingspace_swap.backends.aws.sqs.queue.SqsQueue],
 [DynamoStore][thingspace_swap.backends.aws.dynamodb.store.DynamoStore],
 [DynamoTokenCache][thingspace_swap.backends.aws.tokens.DynamoTokenCache],
+[DynamoRateLimiter][thingspace_swap.backends.aws.ratelimit.DynamoRateLimiter],
 [SnsNotifier][thingspace_swap.backends.aws.sns.SnsNotifier],
 [create_queues][thingspace_swap.backends.aws.sqs.admin.create_queues],
 [create_table][thingspace_swap.backends.aws.dynamodb.table.create_table],
@@ -34,6 +35,7 @@ from ..backends import aws as _adapters  # light: the adapters' modules load on 
 if TYPE_CHECKING:
     from ..backends.aws import Backoff as Backoff
     from ..backends.aws import BatchSendError as BatchSendError
+    from ..backends.aws import DynamoRateLimiter as DynamoRateLimiter
     from ..backends.aws import DynamoStore as DynamoStore
     from ..backends.aws import DynamoTokenCache as DynamoTokenCache
     from ..backends.aws import MessageTooLargeError as MessageTooLargeError

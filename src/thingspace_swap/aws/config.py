@@ -46,6 +46,7 @@ class LambdaConfig:
     max_receives: int | None = None
     max_items: int = 1000
     worker_concurrency: int = 1
+    rate_limit: int | None = None
     settings: LifecycleSettings = attrs.Factory(LifecycleSettings)
 
     @classmethod
@@ -63,9 +64,10 @@ class LambdaConfig:
         Optional: ``THINGSPACE_ACCOUNT``, ``THINGSPACE_BASE_URL`` (production),
         ``SWAP_HIGH_QUEUE_URL``, ``SWAP_TOPIC_ARN``, ``SWAP_MAX_RECEIVES``, ``SWAP_MAX_ITEMS``
         (1000), ``SWAP_WORKER_CONCURRENCY`` (message groups a worker invocation processes at
-        once; 1), ``CALLBACK_ALLOWED_SOURCES`` (comma-separated addresses or networks) and
-        ``SWAP_<FIELD>`` for each [LifecycleSettings][thingspace_swap.swap.LifecycleSettings] field
-        (``SWAP_LEASE=120``).
+        once; 1), ``THINGSPACE_RATE_LIMIT`` (requests per second for the whole account, shared
+        by every function and container; unset or 0: no limit), ``CALLBACK_ALLOWED_SOURCES``
+        (comma-separated addresses or networks) and ``SWAP_<FIELD>`` for each
+        [LifecycleSettings][thingspace_swap.swap.LifecycleSettings] field (``SWAP_LEASE=120``).
 
         Args:
             environ: The variables (``os.environ`` by default).
@@ -98,6 +100,7 @@ class LambdaConfig:
             max_receives=_number(env, "SWAP_MAX_RECEIVES", None),
             max_items=max(1, _number(env, "SWAP_MAX_ITEMS", 1000) or 1000),
             worker_concurrency=max(1, _number(env, "SWAP_WORKER_CONCURRENCY", 1) or 1),
+            rate_limit=_rate_limit(env),
             settings=_settings_from_env(env),
         )
 
@@ -161,6 +164,14 @@ def _settings_from_env(env: Mapping[str, str]) -> LifecycleSettings:
         except ValueError:
             raise ConfigurationError(f"{name} must be a number") from None
     return LifecycleSettings(**values)
+
+
+def _rate_limit(env: Mapping[str, str]) -> int | None:
+    """``THINGSPACE_RATE_LIMIT``: requests per second, None for no limit (unset or 0)."""
+    rate = _number(env, "THINGSPACE_RATE_LIMIT", None)
+    if rate is not None and rate < 0:
+        raise ConfigurationError("THINGSPACE_RATE_LIMIT must be 0 (no limit) or more")
+    return rate or None
 
 
 def _number(env: Mapping[str, str], name: str, default: int | None) -> int | None:

@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from ..backends.aws.dynamodb import DynamoStore
+from ..backends.aws.ratelimit import DynamoRateLimiter
 from ..backends.aws.sns import SnsNotifier
 from ..backends.aws.sqs import SqsQueue
 from ..backends.aws.tokens import DynamoTokenCache
@@ -76,6 +77,7 @@ def build_runtime(
         # Tokens and the login guard in the table every function and container shares: one
         # login for all, and none at all after a refused one until an operator clears it.
         token_cache=DynamoTokenCache(dynamodb, config.table_name, clock=clock),
+        rate_limit=_rate_limit(config, dynamodb, clock),
     )
     orchestrator = SwapOrchestrator(
         client,
@@ -94,6 +96,15 @@ def build_runtime(
         config.account_name,
         config.max_items,
     )
+
+
+def _rate_limit(config: LambdaConfig, dynamodb: Any, clock: Clock) -> DynamoRateLimiter | None:
+    """The account's rate, shared by every function and container through the table (None
+    without ``rate_limit``)."""
+    if config.rate_limit is None:
+        return None
+    key = config.account_name or "default"
+    return DynamoRateLimiter(dynamodb, config.table_name, config.rate_limit, key=key, clock=clock)
 
 
 def _callbacks(config: LambdaConfig, orchestrator: SwapOrchestrator) -> CallbackIntake | None:

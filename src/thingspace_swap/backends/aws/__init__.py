@@ -11,6 +11,9 @@
 * [DynamoTokenCache][thingspace_swap.backends.aws.tokens.DynamoTokenCache] (``tokens``): the
   client's [TokenCache][thingspace_swap.tokens.TokenCache] (tokens and the login guard) on the same
   kind of table, shared by every container.
+* [DynamoRateLimiter][thingspace_swap.backends.aws.ratelimit.DynamoRateLimiter] (``ratelimit``):
+  the client's [RateLimit][thingspace_swap.ratelimit.RateLimit] for the whole account, shared
+  by every container, one ``UpdateItem`` per block of requests.
 * [SnsNotifier][thingspace_swap.backends.aws.sns.SnsNotifier] (``sns``): notifications on an SNS
   topic, with message attributes that subscription filter policies match.
 * ``BatchSendError``: entries of a batch send that still failed after retries;
@@ -40,6 +43,7 @@ from ..._lazy import lazy_exports
 if TYPE_CHECKING:
     from ._common import Backoff, BatchSendError
     from .dynamodb import DynamoStore, create_table, table_definition
+    from .ratelimit import DynamoRateLimiter
     from .sns import SnsNotifier
     from .sqs import MessageTooLargeError, QueueUrls, SqsQueue, create_queues
     from .tokens import DynamoTokenCache
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "Backoff": "._common",
     "BatchSendError": "._common",
+    "DynamoRateLimiter": ".ratelimit",
     "DynamoStore": ".dynamodb",
     "DynamoTokenCache": ".tokens",
     "create_table": ".dynamodb",
@@ -61,6 +66,7 @@ _EXPORTS = {
 __all__ = [
     "Backoff",
     "BatchSendError",
+    "DynamoRateLimiter",
     "DynamoStore",
     "DynamoTokenCache",
     "MessageTooLargeError",
