@@ -41,6 +41,8 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "token_load": ("token_load.py", []),
     "rate_limiter": ("rate_limiter.py", []),
     # one DynamoRateLimiter shared by 8 processes on moto's server, like 8 Lambda containers
+    # AWS calls per change through the Lambda handlers on moto (issue 15's bound: 15)
+    "aws_calls": ("aws_calls.py", ["--changes", "100"]),
     "dynamo_rate_limiter": ("dynamo_rate_limiter.py", []),
     "orchestrator_memory": (
         "orchestrator_throughput.py",

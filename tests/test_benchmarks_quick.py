@@ -28,6 +28,7 @@ SCRIPTS = [
     ("token_load.py", []),
     ("rate_limiter.py", []),
     ("dynamo_rate_limiter.py", []),
+    ("aws_calls.py", []),
     ("orchestrator_throughput.py", ["--backend", "memory"]),
     ("orchestrator_throughput.py", ["--backend", "sqlite"]),
     ("orchestrator_throughput.py", ["--backend", "aws"]),
