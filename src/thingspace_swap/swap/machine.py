@@ -34,7 +34,10 @@ from .events import (
 )
 from .model import TERMINAL, Category, Change, ErrorInfo, Phase, Step, evolve_change
 
-__all__ = ["RETRYABLE", "advance", "retry_refusal"]
+__all__ = ["CANCELLABLE", "RETRYABLE", "advance", "retry_refusal"]
+
+#: The phases a cancel stops: nothing of the change's attempt was submitted yet.
+CANCELLABLE = frozenset({Phase.PENDING, Phase.RETRY_WAIT, Phase.CHECKING})
 
 
 def _stay(change: Change, *effects: Effect) -> Outcome:
@@ -63,7 +66,7 @@ def advance(change: Change, event: Event, now: float, settings: LifecycleSetting
     if change.terminal:
         return _stay(change)
     if isinstance(event, Cancel):
-        if change.phase in (Phase.PENDING, Phase.RETRY_WAIT, Phase.CHECKING):
+        if change.phase in CANCELLABLE:
             error = ErrorInfo(Category.TERMINAL, event.reason)
             return _go(change, now, "cancelled", phase=Phase.CANCELLED, error=error)
         return _stay(change)  # already submitted: it runs to its end

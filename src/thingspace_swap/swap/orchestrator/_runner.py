@@ -27,7 +27,7 @@ from ..events import (
     SubmitFailed,
     Timeout,
 )
-from ..machine import advance
+from ..machine import CANCELLABLE, advance
 from ..model import TERMINAL, Change, Phase, Step, evolve_change
 from ..ports import BatchCancelledError
 from ._announcer import Announcer
@@ -138,10 +138,11 @@ class Runner:
             outcome = _then(outcome, advance(outcome.change, seen, now, settings))
         if outcome.changed:
             try:
-                change = self._write(change, outcome, now, io=io, unless_cancelled=_starts(outcome))
+                starts = _starts(change, outcome)
+                change = self._write(change, outcome, now, io=io, unless_cancelled=starts)
             except BatchCancelledError:  # (the cancel may not have reached this change yet)
                 reason = Cancel("batch cancelled before submission")
-                outcome = advance(change, reason, now, self._context.settings)
+                outcome = advance(change, reason, now, settings)
                 change = self._write(change, outcome, now, io=io)
         return change, outcome, now
 
@@ -252,10 +253,12 @@ def _reads_first(outcome: Outcome) -> bool:
     )
 
 
-def _starts(outcome: Outcome) -> bool:
-    """Whether the outcome submits a change's first request of an attempt (not its plan
-    change): written only while its batch is not cancelled."""
-    return any(isinstance(e, Submit) and e.step is not Step.PLAN for e in outcome.effects)
+def _starts(before: Change, outcome: Outcome) -> bool:
+    """Whether the outcome submits the first request of a change a cancel still stops (one
+    not submitted yet): written only while its batch is not cancelled."""
+    return before.phase in CANCELLABLE and any(
+        isinstance(e, Submit) and e.step is not Step.PLAN for e in outcome.effects
+    )
 
 
 def _then(first: Outcome, then: Outcome) -> Outcome:
