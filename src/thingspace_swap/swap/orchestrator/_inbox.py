@@ -38,7 +38,7 @@ class Inbox:
         entry = InboxEntry(callback.request_id, key, callback_body(callback), context.clock.time())
         fresh = context.store.put_inbox(entry)
         context.metrics.count("swap.callback.received", duplicate=str(not fresh).lower())
-        for device in callback.device_ids if change is None else ():
+        for device in callback.device_ids:
             change = context.store.change_for_device(device)
             if change is not None:
                 change = self._nudge(change)
