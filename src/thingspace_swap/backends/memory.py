@@ -21,7 +21,7 @@ import attrs
 from ..clock import Clock, SystemClock
 from ..models import DeviceId
 from ..swap.metrics import MemoryMetrics
-from ..swap.model import Batch, BatchState, Change, Priority, evolve_batch
+from ..swap.model import Batch, BatchState, Change, Phase, Priority, evolve_batch
 from ..swap.ports import (
     AuditEntry,
     BatchCancelledError,
@@ -412,6 +412,19 @@ class MemoryStore:
         with self._lock:
             ids = list(self._by_batch.get(batch_id, ()))
         return [self._changes[i] for i in ids]
+
+    def phase_counts(self, batch_id: str) -> dict[str, int]:
+        """How many of the batch's changes are in each phase."""
+        counts: dict[str, int] = defaultdict(int)
+        for change in self.changes(batch_id):
+            counts[change.phase.value] += 1
+        return dict(counts)
+
+    def changes_in(self, batch_id: str, phases: Iterable[Phase], limit: int) -> list[Change]:
+        """The batch's first ``limit`` changes (in index order) in one of ``phases``."""
+        wanted = set(phases)
+        found = (c for c in self.changes(batch_id) if c.phase in wanted)
+        return list(itertools.islice(found, limit))
 
     def change_for_request(self, request_id: str) -> Change | None:
         change_id = self._by_request.get(request_id)

@@ -145,7 +145,7 @@ class Output:
         self.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
         self.stdout.flush()
 
-    def csv(self, records: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> None:
+    def csv(self, records: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> None:
         """``records`` as CSV with a header row on stdout, every cell through ``csv_cell``
         (text that a spreadsheet would run as a formula gets a leading single quote)."""
         writer = csv.writer(self.stdout, lineterminator="\n")

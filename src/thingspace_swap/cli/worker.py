@@ -15,6 +15,7 @@ from ..swap import (
     Batch,
     BatchNotFoundError,
     BatchStatus,
+    BatchSummary,
     CallbackIntake,
     LifecycleSettings,
     Phase,
@@ -31,12 +32,14 @@ __all__ = [
     "PHASE_ORDER",
     "batch_status",
     "drive",
+    "find_batch",
     "finish",
     "lifecycle_settings",
     "phase_line",
     "run_batch",
     "show_status",
     "status_json",
+    "work_batch",
 ]
 
 #: Phases in the order a person reads them: outcomes first, then work in flight.
@@ -78,8 +81,35 @@ def run_batch(
     max_messages: int = 25,
     concurrency: int = 1,
 ) -> BatchStatus:
+    """[work_batch][thingspace_swap.cli.worker.work_batch], then the batch's full status (every
+    change)."""
+    work_batch(
+        orchestrator,
+        batch_id,
+        clock=clock,
+        wait=wait,
+        bar=bar,
+        timeout=timeout,
+        max_messages=max_messages,
+        concurrency=concurrency,
+    )
+    return orchestrator.status(batch_id)
+
+
+def work_batch(
+    orchestrator: SwapOrchestrator,
+    batch_id: str,
+    *,
+    clock: Clock,
+    wait: Callable[[], None],
+    bar: ProgressBar,
+    timeout: float | None = None,
+    max_messages: int = 25,
+    concurrency: int = 1,
+) -> Batch:
     """Work and sweep until every change of the batch is terminal (or ``timeout`` seconds on
-    ``clock`` pass), updating ``bar``; ``wait()`` runs whenever the queue has nothing ready."""
+    ``clock`` pass), updating ``bar`` from the batch record's counter (one read, whatever the
+    batch's size); ``wait()`` runs whenever the queue has nothing ready. Returns the record."""
     started = clock.monotonic()
     described = 0.0
     while True:
@@ -94,11 +124,10 @@ def run_batch(
         if not done and (timed_out or now - described >= 0.5):
             described = now
             bar.update(batch.terminal, _in_flight(batch), force=timed_out)
+        if done:
+            bar.update(batch.size, f"done: {phase_line(dict(batch.summary or {}))}", force=True)
         if done or timed_out:
-            status = orchestrator.status(batch_id)
-            if done:
-                bar.update(batch.size, f"done: {phase_line(status.counts)}", force=True)
-            return status
+            return batch
         if report.messages == 0:
             wait()
 
@@ -108,10 +137,11 @@ def _in_flight(batch: Batch) -> str:
     return f"in flight: {left} change(s)" if left else "finishing"
 
 
-def status_json(status: BatchStatus) -> dict[str, Any]:
-    """A batch's status for ``--json``."""
+def status_json(status: BatchStatus | BatchSummary) -> dict[str, Any]:
+    """A batch's status for ``--json``: every change of a ``BatchStatus``; a summary's page of
+    changes not completed, and how many more there are."""
     batch = status.batch
-    return {
+    shown: dict[str, Any] = {
         "batch_id": batch.batch_id,
         "account": batch.account_name,
         "state": batch.state.value,
@@ -123,36 +153,46 @@ def status_json(status: BatchStatus) -> dict[str, Any]:
         "completed_at": batch.completed_at,
         "done": status.done,
         "progress": round(status.progress, 4),
-        "counts": status.counts,
+        "counts": dict(status.counts),
         "changes": status.to_records(),
     }
+    if isinstance(status, BatchSummary):
+        shown["more_not_completed"] = status.more
+    return shown
 
 
-def show_status(out: Output, status: BatchStatus, *, every_change: bool = False) -> None:
-    """A batch's counts by phase and the changes that did not complete (or all of them)."""
+def show_status(
+    out: Output, status: BatchStatus | BatchSummary, *, every_change: bool = False
+) -> None:
+    """A batch's counts by phase and the changes that did not complete (a summary's page of
+    them, or every change of a ``BatchStatus`` with ``every_change``)."""
     batch = status.batch
     out.print(
         f"batch {batch.batch_id} ({batch.account_name}): {batch.state.value}, "
-        f"{status.progress:.0%} done of {batch.size}: {phase_line(status.counts)}"
+        f"{status.progress:.0%} done of {batch.size}: {phase_line(dict(status.counts))}"
     )
     shown = [r for r in status.to_records() if every_change or r["phase"] != Phase.COMPLETED.value]
-    if not shown:
-        return
-    out.table(
-        ["change", "line", "device", "new", "phase", "error"],
-        (
-            [
-                r["change_id"].rsplit(".", 1)[-1],
-                r["line"] if not str(r["line"]).startswith("unresolved-") else None,
-                r["device"],
-                r["new"],
-                r["phase"],
-                r["error"],
-            ]
-            for r in shown
-        ),
-        title=None if every_change else "changes not completed",
-    )
+    if shown:
+        out.table(
+            ["change", "line", "device", "new", "phase", "error"],
+            (
+                [
+                    r["change_id"].rsplit(".", 1)[-1],
+                    r["line"] if not str(r["line"]).startswith("unresolved-") else None,
+                    r["device"],
+                    r["new"],
+                    r["phase"],
+                    r["error"],
+                ]
+                for r in shown
+            ),
+            title=None if every_change else "changes not completed",
+        )
+    if isinstance(status, BatchSummary) and status.more:
+        out.print(
+            f"... and {status.more} more not completed "
+            f"(`thingspace-swap status {batch.batch_id} --csv` lists every change)"
+        )
 
 
 # What the batch commands (swap, work, retry) share ------------------------------------------
@@ -173,9 +213,15 @@ def lifecycle_settings(ctx: Context) -> LifecycleSettings:
 
 
 def batch_status(orchestrator: SwapOrchestrator, batch_id: str, where: Path) -> BatchStatus:
-    """The batch's status, or a one-line error naming the store it is not in."""
+    """The batch's status (every change), or a one-line error naming the store it is not in."""
+    find_batch(orchestrator, batch_id, where)
+    return orchestrator.status(batch_id)
+
+
+def find_batch(orchestrator: SwapOrchestrator, batch_id: str, where: Path) -> Batch:
+    """The batch's record (one read), or a one-line error naming the store it is not in."""
     try:
-        return orchestrator.status(batch_id)
+        return orchestrator.batch(batch_id)
     except BatchNotFoundError:
         raise CliError(f"no batch {batch_id} in {where}", 1) from None
 
@@ -210,9 +256,9 @@ def _listening(ctx: Context, orchestrator: SwapOrchestrator) -> Iterator[None]:
         yield
 
 
-def drive(ctx: Context, orchestrator: SwapOrchestrator, batch_id: str) -> BatchStatus:
+def drive(ctx: Context, orchestrator: SwapOrchestrator, batch_id: str) -> BatchSummary:
     """Run the batch's workers in the foreground until it completes (``--listen`` receiving
-    callbacks meanwhile)."""
+    callbacks meanwhile); its summary at the end."""
     options = ctx.options
     size = orchestrator.batch(batch_id).size
     timeout = options.timeout if options.timeout and options.timeout > 0 else None
@@ -221,7 +267,7 @@ def drive(ctx: Context, orchestrator: SwapOrchestrator, batch_id: str) -> BatchS
             _listening(ctx, orchestrator),
             ctx.out.progress(size, "processing", enabled=not options.json) as bar,
         ):
-            status = run_batch(
+            work_batch(
                 orchestrator,
                 batch_id,
                 clock=ctx.clock,
@@ -235,10 +281,10 @@ def drive(ctx: Context, orchestrator: SwapOrchestrator, batch_id: str) -> BatchS
             f"interrupted; batch {batch_id} is kept: resume with `thingspace-swap work {batch_id}`",
             130,
         ) from None
-    return status
+    return orchestrator.summary(batch_id)
 
 
-def finish(ctx: Context, status: BatchStatus, extra: dict[str, Any] | None = None) -> int:
+def finish(ctx: Context, status: BatchSummary, extra: dict[str, Any] | None = None) -> int:
     """Show where the driven batch ended; the exit code: 0 when every change completed."""
     if ctx.options.json:
         ctx.out.json({**(extra or {}), **status_json(status)})
@@ -250,4 +296,4 @@ def finish(ctx: Context, status: BatchStatus, extra: dict[str, Any] | None = Non
                 style="yellow",
             )
     completed = status.counts.get(Phase.COMPLETED.value, 0)
-    return 0 if status.done and completed == len(status.changes) else 1
+    return 0 if status.done and completed == status.total else 1

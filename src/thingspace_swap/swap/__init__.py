@@ -50,6 +50,7 @@ from .ports import (
     Notification,
     Notifier,
     OutgoingMessage,
+    PhaseIndex,
     Queue,
     QueueStats,
     ReceivedMessage,
@@ -57,6 +58,7 @@ from .ports import (
 )
 from .reports import BatchStatus, ItemCheck, Problem, ReconcileReport, ValidationReport
 from .requests import CsvProblem, SwapItem, SwapRequest, read_csv
+from .summary import BatchSummary
 
 if TYPE_CHECKING:
     from ..asgi import asgi_app
@@ -80,6 +82,7 @@ __all__ = [
     "BatchNotFoundError",
     "BatchState",
     "BatchStatus",
+    "BatchSummary",
     "CallbackIntake",
     "CallbackResponse",
     "Category",
@@ -99,6 +102,7 @@ __all__ = [
     "Notifier",
     "OutgoingMessage",
     "Phase",
+    "PhaseIndex",
     "Priority",
     "Problem",
     "Queue",

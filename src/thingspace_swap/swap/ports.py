@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
 from ..models import DeviceId
-from .model import Batch, Change, Priority
+from .model import Batch, Change, Phase, Priority
 
 if TYPE_CHECKING:
     from .._core.commands import Flow
@@ -35,6 +35,7 @@ __all__ = [
     "Notification",
     "Notifier",
     "OutgoingMessage",
+    "PhaseIndex",
     "Queue",
     "QueueStats",
     "ReceivedMessage",
@@ -275,6 +276,22 @@ class Store(Protocol):
         ...
 
     def inbox(self, request_id: str) -> list[InboxEntry]: ...
+
+
+@runtime_checkable
+class PhaseIndex(Protocol):
+    """What a store may add so a batch's status reads aggregates and one page of changes instead
+    of every change (SQLite and the in-memory store have it; without it, ``summary`` reads the
+    batch's changes once, a page at a time)."""
+
+    def phase_counts(self, batch_id: str) -> dict[str, int]:
+        """How many of the batch's changes are in each phase (by ``Phase`` value)."""
+        ...
+
+    def changes_in(self, batch_id: str, phases: Iterable[Phase], limit: int) -> list[Change]:
+        """The batch's first ``limit`` changes, in index order, whose phase is one of
+        ``phases``."""
+        ...
 
 
 # Notifications and metrics -----------------------------------------------------------------

@@ -33,6 +33,7 @@ __all__ = [
     "audit_dataframe",
     "audit_records",
     "change_html",
+    "change_record",
 ]
 
 #: The columns of [ValidationReport.to_records][thingspace_swap.swap.ValidationReport.to_records]
@@ -237,23 +238,8 @@ class BatchStatus:
         return [c for c in self.changes if c.phase is phase]
 
     def to_records(self) -> list[dict[str, Any]]:
-        """One flat dict per change; ``duration`` is seconds from queued to terminal."""
-        return [
-            {
-                "change_id": c.change_id,
-                "line": c.line,
-                "device": c.device_ids[0].id if c.device_ids else None,
-                "new": " ".join(f"{d.kind}:{d.id}" for d in c.new_ids),
-                "option": c.option.value if c.option else None,
-                "phase": c.phase.value,
-                "attempt": c.attempt,
-                "request_id": c.request_id,
-                "error_category": c.error.category.value if c.error else None,
-                "error": c.error.message if c.error else None,
-                "duration": (c.completed_at - c.created_at) if c.completed_at else None,
-            }
-            for c in self.changes
-        ]
+        """One flat dict per change (``change_record``)."""
+        return [change_record(c) for c in self.changes]
 
     def to_dataframe(self) -> pandas.DataFrame:
         """[to_records][thingspace_swap.swap.BatchStatus.to_records] as a pandas DataFrame (needs
@@ -295,6 +281,25 @@ class BatchStatus:
                 total=len(self.changes),
             ),
         )
+
+
+def change_record(change: Change) -> dict[str, Any]:
+    """One change as a flat dict with the ``STATUS_COLUMNS``;
+    ``duration`` is seconds from queued to terminal."""
+    c = change
+    return {
+        "change_id": c.change_id,
+        "line": c.line,
+        "device": c.device_ids[0].id if c.device_ids else None,
+        "new": " ".join(f"{d.kind}:{d.id}" for d in c.new_ids),
+        "option": c.option.value if c.option else None,
+        "phase": c.phase.value,
+        "attempt": c.attempt,
+        "request_id": c.request_id,
+        "error_category": c.error.category.value if c.error else None,
+        "error": c.error.message if c.error else None,
+        "duration": (c.completed_at - c.created_at) if c.completed_at else None,
+    }
 
 
 def change_html(change: Change) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...models import DeviceId
 from ...swap._codec import decode, encode
-from ...swap.model import Batch, BatchState, Change, evolve_batch
+from ...swap.model import Batch, BatchState, Change, Phase, evolve_batch
 from ...swap.ports import (
     AuditEntry,
     BatchCancelledError,
@@ -93,7 +93,7 @@ class SqliteStore:
                 try:
                     conn.execute(
                         "INSERT INTO changes (change_id, batch_id, idx, line, live, deadline,"
-                        " version, audit_seq, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " version, audit_seq, data, phase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         _change_row(change),
                     )
                 except sqlite3.IntegrityError:
@@ -196,7 +196,8 @@ class SqliteStore:
             require_claimable(row[3] if row[2] else None, change, lambda line: _owner(conn, line))
             written = conn.execute(
                 "UPDATE changes SET batch_id = ?, idx = ?, line = ?, live = ?, deadline = ?,"
-                " version = ?, audit_seq = ?, data = ? WHERE change_id = ? AND version = ?",
+                " version = ?, audit_seq = ?, data = ?, phase = ?"
+                " WHERE change_id = ? AND version = ?",
                 (*_change_row(change)[1:], change.change_id, expected_version),
             )
             if written.rowcount != 1:
@@ -210,6 +211,27 @@ class SqliteStore:
         """The batch's changes in index order, read a page at a time as they are iterated (so
         a huge batch is never held in memory at once); each iteration reads afresh."""
         return _BatchChanges(self._db, batch_id)
+
+    def phase_counts(self, batch_id: str) -> dict[str, int]:
+        """How many of the batch's changes are in each phase: one aggregate over an index."""
+        rows = self._db.conn().execute(
+            "SELECT phase, COUNT(*) FROM changes WHERE batch_id = ? GROUP BY phase", (batch_id,)
+        )
+        return {str(phase): int(n) for phase, n in rows}
+
+    def changes_in(self, batch_id: str, phases: Iterable[Phase], limit: int) -> list[Change]:
+        """The batch's first ``limit`` changes (in index order) in one of ``phases``: at most
+        ``limit`` rows read per phase."""
+        conn = self._db.conn()
+        rows: list[tuple[int, int, str]] = []
+        for phase in set(phases):
+            rows += conn.execute(
+                "SELECT idx, rowid, data FROM changes WHERE batch_id = ? AND phase = ?"
+                " ORDER BY idx, rowid LIMIT ?",
+                (batch_id, phase.value, limit),
+            ).fetchall()
+        rows.sort(key=lambda row: (row[0], row[1]))
+        return [decode(data, Change) for _, _, data in rows[:limit]]
 
     def change_for_request(self, request_id: str) -> Change | None:
         row = (
@@ -324,6 +346,7 @@ def _change_row(change: Change) -> tuple[Any, ...]:
         change.version,
         change.audit_seq,
         encode(change),
+        change.phase.value,
     )
 
 

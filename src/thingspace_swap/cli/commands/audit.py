@@ -47,12 +47,12 @@ def register(commands: Commands, p: Parents) -> None:
 
 def audit_verify(ctx: Context) -> int:
     """``audit verify``: check the batch's hash chains."""
-    from ..worker import batch_status
+    from ..worker import find_batch
 
     options = ctx.options
     with ctx.open_store(create=False) as backend:
         orchestrator = ctx.orchestrator(backend)
-        batch_status(orchestrator, options.batch, backend.path)
+        find_batch(orchestrator, options.batch, backend.path)
         report = orchestrator.verify_audit(options.batch)
     if options.json:
         ctx.out.json(

@@ -82,42 +82,49 @@ def _batch_command(
 
 def work(ctx: Context) -> int:
     """``work``: run the workers until the batch completes (after an interruption, say)."""
-    from ..worker import batch_status, drive, finish, lifecycle_settings
+    from ..worker import drive, find_batch, finish, lifecycle_settings
 
     connection = ctx.connection()
     with ctx.open_store(create=False) as backend, ctx.client(connection) as client:
         orchestrator = ctx.orchestrator(backend, client, lifecycle_settings(ctx))
-        batch_status(orchestrator, ctx.options.batch, backend.path)
+        find_batch(orchestrator, ctx.options.batch, backend.path)
         return finish(ctx, drive(ctx, orchestrator, ctx.options.batch))
 
 
 def status(ctx: Context) -> int:
-    """``status``: where a batch stands (from the local store only)."""
-    from ..worker import batch_status, show_status, status_json
+    """``status``: where a batch stands (from the local store only). The default view reads
+    counts and one page of changes; ``--all``, ``--csv`` and ``--json`` read every change."""
+    from ...swap.reports import STATUS_COLUMNS, change_record
+    from ..worker import batch_status, find_batch, show_status, status_json
 
     options = ctx.options
     with ctx.open_store(create=False) as backend:
-        found = batch_status(ctx.orchestrator(backend), options.batch, backend.path)
-    if options.json:
-        ctx.out.json(status_json(found))
-    elif options.csv:
-        records = found.to_records()
-        ctx.out.csv(records, list(records[0]) if records else ["change_id"])
-    else:
-        show_status(ctx.out, found, every_change=options.all)
+        orchestrator = ctx.orchestrator(backend)
+        if options.json:
+            ctx.out.json(status_json(batch_status(orchestrator, options.batch, backend.path)))
+        elif options.csv:
+            find_batch(orchestrator, options.batch, backend.path)
+            changes = backend.store.changes(options.batch)  # a page at a time
+            ctx.out.csv((change_record(c) for c in changes), STATUS_COLUMNS)
+        elif options.all:
+            found = batch_status(orchestrator, options.batch, backend.path)
+            show_status(ctx.out, found, every_change=True)
+        else:
+            find_batch(orchestrator, options.batch, backend.path)
+            show_status(ctx.out, orchestrator.summary(options.batch))
     return 0
 
 
 def retry(ctx: Context) -> int:
     """``retry``: a new attempt for failed, cancelled and manual-review changes, then run it."""
     from ..context import default_actor
-    from ..worker import batch_status, drive, finish, lifecycle_settings, status_json
+    from ..worker import drive, find_batch, finish, lifecycle_settings, status_json
 
     options = ctx.options
     actor = options.actor or default_actor(ctx.environ)
     with ExitStack() as stack:
         backend = stack.enter_context(ctx.open_store(create=False))
-        batch_status(ctx.orchestrator(backend), options.batch, backend.path)
+        find_batch(ctx.orchestrator(backend), options.batch, backend.path)
         # credentials before changing anything: a change whose earlier request has no known
         # outcome is retried only after ThingSpace is asked what became of it
         client = stack.enter_context(ctx.client(ctx.connection()))
@@ -134,7 +141,7 @@ def retry(ctx: Context) -> int:
                     style="yellow",
                 )
         if not report.retried or options.no_wait:
-            current = orchestrator.status(options.batch)
+            current = orchestrator.summary(options.batch)
             if options.json:
                 ctx.out.json({**outcome, **status_json(current)})
             return 0
@@ -144,13 +151,13 @@ def retry(ctx: Context) -> int:
 def cancel(ctx: Context) -> int:
     """``cancel``: cancel what has not been submitted (from the local store only)."""
     from ..context import default_actor
-    from ..worker import batch_status, show_status, status_json
+    from ..worker import find_batch, show_status, status_json
 
     options = ctx.options
     actor = options.actor or default_actor(ctx.environ)
     with ctx.open_store(create=False) as backend:
         orchestrator = ctx.orchestrator(backend)
-        batch_status(orchestrator, options.batch, backend.path)
+        find_batch(orchestrator, options.batch, backend.path)
         result = orchestrator.cancel(options.batch, actor=actor)
     if options.json:
         ctx.out.json(status_json(result))

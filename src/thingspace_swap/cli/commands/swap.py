@@ -165,7 +165,7 @@ def _submit(ctx: Context, orchestrator: SwapOrchestrator, request: SwapRequest) 
             ctx.out.print(f"  rejected {where} {check.item.device.id}: {reasons}", style="red")
     if options.no_wait:
         if options.json:
-            ctx.out.json(status_json(orchestrator.status(batch_id)))
+            ctx.out.json(status_json(orchestrator.summary(batch_id)))
         else:
             ctx.out.print(f"run the workers with: thingspace-swap work {batch_id}")
         return 0

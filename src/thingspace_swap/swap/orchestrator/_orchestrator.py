@@ -25,6 +25,7 @@ from ..ports import AuditEntry, Metrics, Notifier, Queue, ReceivedMessage, Store
 from ..reports import BatchStatus, ReconcileReport, ValidationReport
 from ..requests import SwapRequest
 from ..store_rules import change_subject
+from ..summary import BatchSummary, summarize
 from ..thingspace import ThingSpaceFlows
 from ._announcer import Announcer
 from ._commands import Commands, RetryReport
@@ -261,6 +262,11 @@ class _Orchestrator(Faced[Mode]):
     def status(self, batch_id: str) -> BatchStatus:
         """The batch and every change's current phase."""
         return BatchStatus(self.batch(batch_id), tuple(self._context.store.changes(batch_id)))
+
+    def summary(self, batch_id: str, *, limit: int = 20) -> BatchSummary:
+        """The batch's counts by phase and its first ``limit`` changes not completed: a
+        bounded read however large the batch (``status`` reads every change)."""
+        return summarize(self._context.store, self.batch(batch_id), limit)
 
     def history(self, change_id: str) -> list[AuditEntry]:
         """Every transition of one change, oldest first."""
