@@ -60,6 +60,8 @@ _I = TypeVar("_I", bound="Identifier")
 
 def _require_chars(label: str, text: str, allowed: frozenset[str], what: str) -> None:
     """Raise unless every character of ``text`` is in ``allowed``."""
+    if allowed.issuperset(text):
+        return
     for index, char in enumerate(text):
         if char not in allowed:
             raise IdentifierError(

@@ -14,7 +14,7 @@ a message exists if and only if its write committed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
@@ -339,8 +339,12 @@ class ThingSpace(Protocol):
         """The device, read by one identifier; None when ThingSpace does not know it."""
         ...
 
-    def all_devices(self, account_name: str) -> Flow[list[Device]]:
-        """Every device of the account (to look many devices up at once)."""
+    def devices_named(
+        self, account_name: str, wanted: Collection[DeviceId]
+    ) -> Flow[dict[DeviceId, Device]]:
+        """The account's devices that carry an identifier in ``wanted``, by that identifier:
+        the account's listing read page after page, keeping only those (to look many devices
+        up at once)."""
         ...
 
     def plans(self, account_name: str) -> Flow[list[ServicePlan]]: ...

@@ -8,10 +8,21 @@ is given: the client's driver (sync or async) runs the whole lifecycle flow.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from .._core.commands import Flow
 from .._core.endpoint import Driver
+from .._core.operations import Call
 from ..client import AsyncThingSpaceClient, ThingSpaceClient
-from ..models import Device, DeviceId, HistoryPage, RequestAccepted, RequestStatus, ServicePlan
+from ..models import (
+    Device,
+    DeviceId,
+    DeviceListPage,
+    HistoryPage,
+    RequestAccepted,
+    RequestStatus,
+    ServicePlan,
+)
 from ..resources import Devices, Plans, Requests
 from .ports import ThingSpace
 
@@ -30,10 +41,22 @@ class ThingSpaceFlows(ThingSpace):
     def device(self, ref: DeviceId, account_name: str) -> Flow[Device | None]:
         return Devices.get.flow(self._devices, ref, account_name=account_name)
 
-    def all_devices(self, account_name: str) -> Flow[list[Device]]:
-        return Devices.iter.collect(
+    def devices_named(
+        self, account_name: str, wanted: Collection[DeviceId]
+    ) -> Flow[dict[DeviceId, Device]]:
+        pager = Devices.iter.pager(
             self._devices, account_name=account_name, max_number_of_devices=500
         )
+        found: dict[DeviceId, Device] = {}
+        call: Call[DeviceListPage] | None = pager.first
+        while call is not None:
+            page = yield from self._devices._call(call)
+            for device in pager.items(page):
+                for name in device.device_ids:
+                    if name in wanted:
+                        found[name] = device
+            call = pager.next_call(call, page)
+        return found
 
     def plans(self, account_name: str) -> Flow[list[ServicePlan]]:
         return Plans.list.flow(self._plans, account_name)

@@ -91,8 +91,9 @@ def _lookup(api: ThingSpace, request: SwapRequest) -> Flow[Lookup]:
             return api.device(ref, account)
 
         return one
-    devices = yield from api.all_devices(account)
-    index = {d: device for device in devices for d in device.device_ids}
+    wanted = {ref for item in request.items for ref in (item.device, *item.new)}
+    index = yield from api.devices_named(account, wanted)
+    del wanted
 
     def indexed(ref: DeviceId) -> Flow[Device | None]:
         yield from ()  # a flow that needs no I/O

@@ -89,18 +89,22 @@ class SqliteStore:
                     encode(batch),
                 ),
             )
-            for change in changes:
-                try:
-                    conn.execute(
-                        "INSERT INTO changes (change_id, batch_id, idx, line, live, deadline,"
-                        " version, audit_seq, data, phase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        _change_row(change),
-                    )
-                except sqlite3.IntegrityError:
-                    raise ConflictError(change_exists(change.change_id)) from None
-                _index(conn, change)
-            for entry in audit:
-                _append(conn, entry)
+            try:
+                conn.executemany(
+                    "INSERT INTO changes (change_id, batch_id, idx, line, live, deadline,"
+                    " version, audit_seq, data, phase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (_change_row(change) for change in changes),
+                )
+            except sqlite3.IntegrityError:
+                raise ConflictError(change_exists(_repeated(changes))) from None
+            _index_new(conn, changes)
+            try:
+                conn.executemany(
+                    "INSERT INTO audit (subject, seq, data) VALUES (?, ?, ?)",
+                    ((entry.subject, entry.seq, encode(entry)) for entry in audit),
+                )
+            except sqlite3.IntegrityError:
+                raise ConflictError("an audit entry of the new batch exists already") from None
             self._queue.enqueue(conn, messages)
 
     def get_batch(self, batch_id: str) -> Batch | None:
@@ -363,6 +367,33 @@ def _append(conn: sqlite3.Connection, entry: AuditEntry) -> None:
         )
     except sqlite3.IntegrityError:
         raise ConflictError(audit_exists(entry.subject, entry.seq)) from None
+
+
+def _repeated(changes: Sequence[Change]) -> str:
+    """The id of a change a new batch repeats (the first one twice in it or already stored)."""
+    seen: set[str] = set()
+    for change in changes:
+        if change.change_id in seen:
+            return change.change_id
+        seen.add(change.change_id)
+    return changes[0].change_id if changes else "?"
+
+
+def _index_new(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
+    """``_index`` for the changes of a new batch (nothing to replace), a statement per table."""
+    conn.executemany(
+        "INSERT OR REPLACE INTO requests (request_id, change_id) VALUES (?, ?)",
+        ((request_id, c.change_id) for c in changes for request_id in c.request_ids),
+    )
+    held = [(c.change_id, holding(c)) for c in changes]
+    conn.executemany(
+        "INSERT OR REPLACE INTO lines (line, change_id) VALUES (?, ?)",
+        ((h.line, change_id) for change_id, h in held if h.line is not None),
+    )
+    conn.executemany(
+        "INSERT OR REPLACE INTO devices (kind, id, change_id) VALUES (?, ?, ?)",
+        ((name.kind, name.id, change_id) for change_id, h in held for name in h.names),
+    )
 
 
 def _index(conn: sqlite3.Connection, change: Change) -> None:
