@@ -1,19 +1,20 @@
 """Large batches on one machine: the real ``thingspace-swap`` commands on a SQLite store.
 
 For each size N, a simulator with N active lines (and N spare ICCIDs) is served over loopback
-HTTP on wall time from this process (callbacks POSTed for real); every command runs as its own
-child process, as an operator would run it:
+HTTP on wall time by a process of its own (callbacks POSTed for real); every command runs as its
+own child process, as an operator would run it:
 
     swap --csv pairs.csv --no-wait     (N swaps; a fresh data folder each repeat)
     status BATCH
     report
     audit verify BATCH
-    work BATCH --listen ... --timeout S   (a bounded run: changes finished per second)
+    work BATCH --listen ... --timeout S   (a bounded run: state transitions per second)
 
-For each: wall seconds, CPU seconds of the child (user + sys, from ``os.wait4``) and its peak
-RSS (``ru_maxrss``). Cheap commands repeat (median and min-max). The worker's changes per second
-and peak RSS at the two sizes show whether it is flat in the batch size. Prints a table, then
-one JSON line:
+For each: wall seconds, CPU seconds of the child (user + sys, from ``os.wait4``), its peak RSS
+(``ru_maxrss``) and the simulator's CPU seconds meanwhile (wall is the command's work plus its
+wait for the simulator). Cheap commands repeat (median and min-max). The worker's transitions
+per second (audit entries written: about five make a change) and its peak RSS at the two sizes
+show whether it is flat in the batch size. Prints a table, then one JSON line:
 
     python benchmarks/large_batch.py                          # 10,000 and 100,000
     python benchmarks/large_batch.py --sizes 10000 --repeat 1
@@ -34,8 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +48,16 @@ CALLBACK_PASSWORD_ENV = "LARGE_BATCH_CALLBACK_PASSWORD"
 TARGETS = {"swap_seconds": 10.0, "swap_peak_rss_mib": 300.0, "status_seconds": 2.0}
 
 
-# The simulator, served from this process ---------------------------------------------------
+# The simulator, in a process of its own ----------------------------------------------------
+# (a child's peak RSS counts the memory of the process that started it, until it runs the new
+# program: this process stays small, so the figures are the commands' own)
 
 
-@contextmanager
-def simulator(size: int, request_delay: float) -> Iterator[tuple[Any, Any, list[tuple[str, str]]]]:
-    """A wall-clock simulator with ``size`` active lines on loopback HTTP: (server, sim,
-    pairs of (active ICCID, spare ICCID))."""
+def serve(size: int, csv_path: str, request_delay: float = 0.2) -> int:
+    """``--serve``: a wall-clock simulator with ``size`` active lines on loopback HTTP; writes
+    the pairs (active ICCID, spare ICCID) to ``csv_path``, prints one JSON line (URL and the
+    credentials' environment), then answers ``register URL PASSWORD`` and ``quit`` on stdin."""
+    import thingspace_swap as ts
     from thingspace_swap.testing import (
         SimulatorLimits,
         SimulatorServer,
@@ -79,37 +82,82 @@ def simulator(size: int, request_delay: float) -> Iterator[tuple[Any, Any, list[
         population = sim.populate(ACCOUNT, int(size * 1.25) + 20, seed=size, n_spare_sims=size)
         active = [d.iccid for d in population.devices if d.state == "active" and d.mdn]
         assert len(active) >= size, f"only {len(active)} active lines"
-        pairs = list(zip(active[:size], population.spare_iccids, strict=True))
+        with open(csv_path, "w") as f:
+            f.write("device,new_iccid\n")
+            pairs = zip(active[:size], population.spare_iccids, strict=True)
+            f.writelines(f"{old},{new}\n" for old, new in pairs)
         del population, active
         with SimulatorServer(sim, tick=0.05) as server:
-            yield server, sim, pairs
+            env = sim.credentials.as_env()
+            print(json.dumps({"url": server.url, "env": env}), flush=True)
+            for line in sys.stdin:
+                command, *args = line.split()
+                if command == "register":  # the worker's listener as the CarrierService URL
+                    credentials = ts.Credentials.from_env(env)
+                    with ts.ThingSpaceClient(
+                        credentials, account_name=ACCOUNT, base_url=server.url
+                    ) as client:
+                        client.callbacks.register(args[0], username=CALLBACK_USER, password=args[1])
+                    print("ok", flush=True)
+                elif command == "quit":
+                    break
         sim.close()
+    return 0
 
 
-def register_callbacks(sim: Any, url: str, listen_url: str, password: str) -> None:
-    """Register the worker's listener as the account's CarrierService URL."""
-    import thingspace_swap as ts
+class Simulator:
+    """``large_batch.py --serve`` in a child process: its URL, credentials and CPU time."""
 
-    credentials = ts.Credentials.from_env(sim.credentials.as_env())
-    with ts.ThingSpaceClient(credentials, account_name=ACCOUNT, base_url=url) as client:
-        client.callbacks.register(listen_url, username=CALLBACK_USER, password=password)
+    def __init__(self, size: int, csv_path: Path) -> None:
+        self._proc = subprocess.Popen(  # noqa: S603 (this script, fixed arguments)
+            [sys.executable, __file__, "--serve", str(size), str(csv_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._proc.stdout is not None
+        hello = json.loads(self._proc.stdout.readline())
+        self.url: str = hello["url"]
+        self.env: dict[str, str] = hello["env"]
+
+    def register(self, listen_url: str, password: str) -> None:
+        assert self._proc.stdin is not None
+        assert self._proc.stdout is not None
+        self._proc.stdin.write(f"register {listen_url} {password}\n")
+        self._proc.stdin.flush()
+        assert self._proc.stdout.readline().strip() == "ok"
+
+    def cpu_seconds(self) -> float:
+        """CPU time the simulator process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write("quit\n")
+            self._proc.stdin.close()
+            self._proc.wait(30)
+        except (OSError, subprocess.TimeoutExpired):
+            self._proc.kill()
+            self._proc.wait(5)
 
 
 # Running a command -------------------------------------------------------------------------
 
 
-def run_cli(args: Sequence[str], env: dict[str, str], out: Path) -> dict[str, Any]:
+def run_cli(args: Sequence[str], env: dict[str, str], out: Path, sim: Simulator) -> dict[str, Any]:
     """Run ``thingspace-swap ARGS`` as a child; its exit code, wall and CPU seconds, peak RSS
     (MiB) and output (saved to ``out``)."""
     cmd = [sys.executable, "-m", "thingspace_swap.cli", *args]
     with out.open("w") as stdout:
-        started, ours = time.perf_counter(), time.process_time()
+        started, simulated = time.perf_counter(), sim.cpu_seconds()
         child = subprocess.Popen(  # noqa: S603 (our own command line, fixed arguments)
             cmd, stdout=stdout, stderr=subprocess.STDOUT, env=env
         )
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
-        simulator_cpu = time.process_time() - ours  # the simulator's threads are in this process
+        simulator_cpu = sim.cpu_seconds() - simulated
     child.returncode = os.waitstatus_to_exitcode(status)
     return {
         "exit": child.returncode,
@@ -171,52 +219,50 @@ def free_port() -> int:
 
 
 def run_size(size: int, repeat: int, work_seconds: float, folder: Path) -> dict[str, Any]:
-    with simulator(size, request_delay=0.2) as (server, sim, pairs):
-        env = {
-            **os.environ,
-            **sim.credentials.as_env(),
-            "THINGSPACE_ACCOUNT": ACCOUNT,
-            CALLBACK_PASSWORD_ENV: "large-batch-callback-password",
-            "COLUMNS": "120",
-        }
-        env.pop("THINGSPACE_SWAP_DATA", None)
-        csv_path = folder / f"pairs-{size}.csv"
-        with csv_path.open("w") as f:
-            f.write("device,new_iccid\n")
-            f.writelines(f"{old},{new}\n" for old, new in pairs)
-        del pairs
-        base = ["--base-url", server.url]
-        swaps, batch_id, data = [], "", folder
-        for r in range(repeat):  # each in a fresh store: the lines are claimed by the batch
-            data = folder / f"data-{size}-{r}"
-            run = run_cli(
-                ["swap", "--csv", str(csv_path), "--no-wait", *base, "--data", str(data)],
-                env,
-                folder / "swap.out",
-            )
-            swaps.append(_check(run, "swap --no-wait"))
-            batch_id = run["output"].split("batch ", 1)[1].split(":", 1)[0]
-        _, total = batch_counter(data, batch_id)
-        assert total == size, (total, size)
-        on_store = ["--data", str(data)]
-        results: dict[str, Any] = {"devices": size, "swap_no_wait": measured(swaps)}
-        for name, args, codes in (
-            ("status", ["status", batch_id], (0,)),
-            ("report", ["report"], (0,)),
-            ("audit_verify", ["audit", "verify", batch_id], (0,)),
-        ):
-            runs = [
-                _check(run_cli([*args, *on_store], env, folder / f"{name}.out"), name, codes)
-                for _ in range(repeat)
-            ]
-            results[name] = measured(runs)
-        results["work"] = run_work(server, sim, env, data, batch_id, work_seconds, folder)
-        return results
+    csv_path = folder / f"pairs-{size}.csv"
+    sim = Simulator(size, csv_path)
+    try:
+        return _commands(sim, size, repeat, work_seconds, folder, csv_path)
+    finally:
+        sim.close()
+
+
+def _commands(
+    sim: Simulator, size: int, repeat: int, work_seconds: float, folder: Path, csv_path: Path
+) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        **sim.env,
+        "THINGSPACE_ACCOUNT": ACCOUNT,
+        CALLBACK_PASSWORD_ENV: "large-batch-callback-password",
+        "COLUMNS": "120",
+    }
+    env.pop("THINGSPACE_SWAP_DATA", None)
+    swaps, batch_id, data = [], "", folder
+    for r in range(repeat):  # each in a fresh store: the lines are claimed by the batch
+        data = folder / f"data-{size}-{r}"
+        args = ["swap", "--csv", str(csv_path), "--no-wait", "--base-url", sim.url]
+        run = run_cli([*args, "--data", str(data)], env, folder / "swap.out", sim)
+        swaps.append(_check(run, "swap --no-wait"))
+        batch_id = run["output"].split("batch ", 1)[1].split(":", 1)[0]
+    _, total = batch_counter(data, batch_id)
+    assert total == size, (total, size)
+    on_store = ["--data", str(data)]
+    results: dict[str, Any] = {"devices": size, "swap_no_wait": measured(swaps)}
+    for name, args in (
+        ("status", ["status", batch_id]),
+        ("report", ["report"]),
+        ("audit_verify", ["audit", "verify", batch_id]),
+    ):
+        out = folder / f"{name}.out"
+        runs = [_check(run_cli([*args, *on_store], env, out, sim), name) for _ in range(repeat)]
+        results[name] = measured(runs)
+    results["work"] = run_work(sim, env, data, batch_id, work_seconds, folder)
+    return results
 
 
 def run_work(
-    server: Any,
-    sim: Any,
+    sim: Simulator,
     env: dict[str, str],
     data: Path,
     batch_id: str,
@@ -224,19 +270,16 @@ def run_work(
     folder: Path,
 ) -> dict[str, Any]:
     """``work`` for ``seconds`` (or until the batch is done), receiving callbacks on a port of
-    its own: changes finished per second of the child's life, CPU and peak RSS."""
+    its own: state transitions per second (a change makes about five), CPU and peak RSS."""
     port = free_port()
-    path = "/thingspace/callbacks"
-    register_callbacks(
-        sim, server.url, f"http://127.0.0.1:{port}{path}", env[CALLBACK_PASSWORD_ENV]
-    )
+    sim.register(f"http://127.0.0.1:{port}/thingspace/callbacks", env[CALLBACK_PASSWORD_ENV])
     before = progress(data, batch_id)
     run = run_cli(
         [
             "work",
             batch_id,
             "--base-url",
-            server.url,
+            sim.url,
             "--data",
             str(data),
             "--listen",
@@ -252,6 +295,7 @@ def run_work(
         ],
         env,
         folder / "work.out",
+        sim,
     )
     _check(run, "work", (0, 1))  # 1: not finished within the bound
     after = progress(data, batch_id)
@@ -342,7 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few hundred devices, seconds")
     parser.add_argument("--json", metavar="FILE", help="also write the report here")
     parser.add_argument("--keep", metavar="DIR", help="keep the stores and outputs in DIR")
+    parser.add_argument("--serve", nargs=2, metavar=("SIZE", "CSV"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve:
+        return serve(int(args.serve[0]), args.serve[1])
     sizes, repeat, work_seconds = args.sizes, args.repeat, args.work_seconds
     if args.quick:
         sizes, repeat, work_seconds = [300], 1, 3.0

@@ -60,6 +60,8 @@ RUNS: dict[str, tuple[str, list[str]]] = {
         ["--backend", "aws", "--sizes", "1000"],
     ),
     "orchestrator_profile": ("orchestrator_throughput.py", ["--sizes", "10000", "--profile"]),
+    # the real CLI commands on SQLite against the simulator over loopback HTTP
+    "large_batch": ("large_batch.py", ["--sizes", "10000", "100000"]),
 }
 QUICK: dict[str, list[str]] = {
     "orchestrator_memory": ["--backend", "memory", "--quick"],
@@ -384,6 +386,7 @@ def markdown(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
                 f"\naws (moto), {r['devices']:,} changes: **{r['aws_calls_per_change']}** "
                 f"AWS calls per change ({by_operation})."
             )
+    parts += _large_batch(results)
     prof = (results.get("orchestrator_profile") or {}).get("report")
     if prof and prof.get("profile"):
         parts.append("### Profile of the 10,000-device in-memory run (cProfile, cumulative)\n")
@@ -396,6 +399,62 @@ def markdown(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
             + ", ".join(f"`{r['name']}` ({r['exit']})" for r in failed)
         )
     return "\n\n".join(parts) + "\n"
+
+
+def _large_batch(results: dict[str, Any]) -> list[str]:
+    """The large-batch section: each command's wall, CPU and peak RSS per size, the targets."""
+    lb = (results.get("large_batch") or {}).get("report")
+    if not lb:
+        return []
+    rows = []
+    for r in lb["results"]:
+        for name, label in (
+            ("swap_no_wait", "`swap --no-wait`"),
+            ("status", "`status BATCH`"),
+            ("report", "`report`"),
+            ("audit_verify", "`audit verify BATCH`"),
+        ):
+            m = r[name]
+            rows.append(
+                [
+                    f"{r['devices']:,}",
+                    label,
+                    _cell(m["seconds"]),
+                    _cell(m["cpu_seconds"]),
+                    _cell(m["peak_rss_mib"]),
+                    _cell(m["simulator_cpu_seconds"]),
+                ]
+            )
+        w = r["work"]
+        rows.append(
+            [
+                f"{r['devices']:,}",
+                f"`work` ({w['transitions_per_second']} transitions/s)",
+                w["seconds"],
+                w["cpu_seconds"],
+                w["peak_rss_mib"],
+                w["simulator_cpu_seconds"],
+            ]
+        )
+    header = ["devices", "command", "wall s", "CPU s", "peak RSS MiB", "simulator CPU s"]
+    v = lb["verdicts"]
+    lines = [
+        f"At {v['at_devices']:,}: `swap --no-wait` ≤ 10 s: {_verdict(v['swap_seconds_ok'])}; "
+        f"≤ 300 MiB: {_verdict(v['swap_peak_rss_ok'])}; `status` ≤ 2 s: "
+        f"{_verdict(v['status_seconds_ok'])}."
+    ]
+    if "work_rss_ratio" in v:
+        lines.append(
+            f"The worker's peak RSS at {v['size_ratio']:g}x the batch: "
+            f"**{v['work_rss_ratio']:.2f}x**; its transitions per second: "
+            f"{v['work_rate_ratio']:.2f}x."
+        )
+    return [
+        "### Large batches on one machine (SQLite, the real commands)\n",
+        f"Command: {_cmd(results, 'large_batch')}\n",
+        _table(header, rows),
+        "\n" + " ".join(lines),
+    ]
 
 
 def _concurrency_ratios(ac: dict[str, Any], vz: dict[str, Any] | None) -> list[str]:

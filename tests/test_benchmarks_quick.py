@@ -32,6 +32,7 @@ SCRIPTS = [
     ("orchestrator_throughput.py", ["--backend", "memory"]),
     ("orchestrator_throughput.py", ["--backend", "sqlite"]),
     ("orchestrator_throughput.py", ["--backend", "aws"]),
+    ("large_batch.py", []),
 ]
 
 

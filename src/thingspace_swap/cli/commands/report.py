@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -148,15 +147,16 @@ def collect(
     days: dict[str, Counter[str]] = defaultdict(Counter)
     durations: dict[str, list[float]] = defaultdict(list)
     for batch in store.batches(open_only=False):
-        changes = list(store.changes(batch.batch_id))
-        for change in changes:
+        phases: Counter[str] = Counter()
+        for change in store.changes(batch.batch_id):  # a page at a time: never all at once
+            phases[change.phase.value] += 1
             moment = change.completed_at if change.completed_at is not None else change.created_at
             if inside(moment):
                 _count(data, change, days[_day(moment)], durations[_day(moment)])
         if inside(batch.created_at):
             days[_day(batch.created_at)]["batches"] += 1
             audit = orchestrator.verify_audit(batch.batch_id)
-            data.batches.append(_batch_row(batch, changes, audit))
+            data.batches.append(_batch_row(batch, phases, audit))
     for name in sorted(days):
         counts = days[name]
         data.days.append(
@@ -186,10 +186,10 @@ def _count(data: ReportData, change: Change, day: Counter[str], durations: list[
             durations.append(duration)
 
 
-def _batch_row(batch: Batch, changes: Sequence[Change], audit: AuditReport) -> dict[str, Any]:
+def _batch_row(batch: Batch, phases: Counter[str], audit: AuditReport) -> dict[str, Any]:
     from ...swap import Phase
 
-    completed = sum(c.phase is Phase.COMPLETED for c in changes)
+    completed = phases.get(Phase.COMPLETED.value, 0)
     return {
         "batch_id": batch.batch_id,
         "created": when(batch.created_at),
@@ -198,8 +198,8 @@ def _batch_row(batch: Batch, changes: Sequence[Change], audit: AuditReport) -> d
         "state": batch.state.value,
         "size": batch.size,
         "completed": completed,
-        "not_completed": len(changes) - completed,
-        "counts": dict(Counter(c.phase.value for c in changes)),
+        "not_completed": sum(phases.values()) - completed,
+        "counts": dict(phases),
         "audit_ok": audit.ok,
         "audit_entries": audit.entries,
         "audit_problems": "; ".join(audit.problems),

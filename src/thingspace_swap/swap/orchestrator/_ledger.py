@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import attrs
 
@@ -39,7 +39,7 @@ class Ledger:
         self._context = context
         self._announce = announcer
 
-    def create(self, batch: Batch, changes: Sequence[Change], rollback_of: str | None) -> None:
+    def create(self, batch: Batch, changes: Iterable[Change], rollback_of: str | None) -> None:
         """Write the batch, its changes, their first audit entries and their process messages
         in one write; relay the messages; complete the batch if nothing in it is to be done."""
         context = self._context

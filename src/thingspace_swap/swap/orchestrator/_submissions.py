@@ -4,6 +4,7 @@ from a batch's completed changes back to the identifiers they replaced)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import attrs
 
@@ -64,20 +65,21 @@ class Submissions:
 
 def plan_batch(
     request: SwapRequest, report: ValidationReport, now: float, settings: LifecycleSettings
-) -> tuple[Batch, list[Change]]:
-    """The batch and its changes for a validated request (invalid devices are rejected)."""
+) -> tuple[Batch, Iterator[Change]]:
+    """The batch and its changes for a validated request (invalid devices are rejected); the
+    changes are made as they are iterated, so the ledger never holds two copies of them."""
     batch_id = f"b-{uuid.uuid4().hex[:16]}"
-    changes = [_change(batch_id, request, check, now, settings) for check in report.checks]
     batch = Batch(
         batch_id=batch_id,
         account_name=request.account_name,
-        size=len(changes),
+        size=len(report.checks),
         priority=request.priority,
         target_plan=request.target_plan,
         actor=request.actor,
         created_at=now,
-        terminal=sum(c.phase is Phase.REJECTED for c in changes),
+        terminal=sum(not check.ok for check in report.checks),
     )
+    changes = (_change(batch_id, request, check, now, settings) for check in report.checks)
     return batch, changes
 
 

@@ -20,6 +20,7 @@ from ...swap.ports import (
     BatchCancelledError,
     ConflictError,
     InboxEntry,
+    PhaseIndex,
     Queue,
     Store,
 )
@@ -292,6 +293,26 @@ class StoreContract:
         due = store.due_changes(T0 + 10, limit=2)
         assert len(due) == 2
         assert {c.change_id for c in due} <= {c.change_id for c in changes}
+
+    def test_phase_counts_and_changes_in_phases(self, store: Store) -> None:
+        """A store with the optional ``PhaseIndex`` counts a batch's changes by phase and lists
+        those in given phases in index order, at most ``limit``, as updates move them."""
+        if not isinstance(store, PhaseIndex):
+            pytest.skip("no PhaseIndex: a summary reads the batch's changes")
+        lines = [f"55500001{n:02d}" for n in range(6)]
+        _, changes, _ = self._created(store, "b1", lines, terminal=[lines[1]])
+        self._created(store, "b2", [L1])
+        done, entry = next_change(changes[3], phase=Phase.COMPLETED)
+        store.update_change(done, changes[3].version, entry)
+        assert store.phase_counts("b1") == {"pending": 4, "rejected": 1, "completed": 1}
+        assert store.phase_counts("b2") == {"pending": 1}
+        assert store.phase_counts("nope") == {}
+        waiting = store.changes_in("b1", [Phase.PENDING, Phase.REJECTED], 3)
+        assert waiting == changes[:3]
+        pending = store.changes_in("b1", [Phase.PENDING], 10)
+        assert [c.index for c in pending] == [0, 2, 4, 5]
+        assert store.changes_in("b1", [Phase.COMPLETED], 10) == [done]
+        assert store.changes_in("b1", [Phase.FAILED], 10) == []
 
     def test_inbox_keeps_each_device_once(self, store: Store) -> None:
         first = InboxEntry("req-1", "iccid:1", {"status": "Success"}, T0)
