@@ -120,3 +120,30 @@ def test_validation_keeps_only_the_listed_devices_a_request_names() -> None:
     assert set(found) == {DeviceId(d.iccid, "iccid") for d in named}
     assert {device.mdn for device in found.values()} == {d.mdn for d in named}
     sim.close()
+
+
+def test_completing_a_batch_counts_phases_without_reading_its_changes(
+    backend: SqliteBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import attrs
+
+    from thingspace_swap.cli.context import _offline_client
+    from thingspace_swap.swap import SwapOrchestrator
+
+    batch, changes, audit = new_batch("b1", LINES, terminal=LINES[:10])
+    lost = attrs.evolve(batch, terminal=0)  # a count lost in a crash
+    backend.store.create_batch(lost, changes, audit)
+    orchestrator = SwapOrchestrator(
+        _offline_client(), queue=backend.queue, store=backend.store, clock=VirtualClock(T0)
+    )
+    decoded = _decoded_changes(monkeypatch)
+    orchestrator._ledger.complete_if_done("b1")  # what the sweep runs now and then
+    assert orchestrator.batch("b1").terminal == 10  # corrected from the aggregate
+    for change in changes[10:]:
+        finished, entry = next_change(change, phase=Phase.COMPLETED)
+        backend.store.update_change(finished, change.version, entry)
+    orchestrator._ledger.complete_if_done("b1")
+    done = orchestrator.batch("b1")
+    assert done.completed_at is not None
+    assert done.summary == {"rejected": 10, "completed": 990}
+    assert len(decoded) == 0  # never every change: the store's counts

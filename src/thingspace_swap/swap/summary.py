@@ -14,7 +14,7 @@ from .model import TERMINAL, Batch, Change, Phase
 from .ports import PhaseIndex, Store
 from .reports import BatchStatus
 
-__all__ = ["NOT_COMPLETED", "BatchSummary", "summarize"]
+__all__ = ["NOT_COMPLETED", "BatchSummary", "phase_counts", "summarize"]
 
 #: Every phase but ``completed``: the changes a summary lists.
 NOT_COMPLETED = tuple(p for p in Phase if p is not Phase.COMPLETED)
@@ -90,3 +90,12 @@ def summarize(store: Store, batch: Batch, limit: int) -> BatchSummary:
         if change.phase is not Phase.COMPLETED and len(kept) < limit:
             kept.append(change)
     return BatchSummary(batch, dict(counted), tuple(kept))
+
+
+def phase_counts(store: Store, batch_id: str) -> dict[str, int]:
+    """How many of the batch's changes are in each phase: the store's aggregate when it has a
+    [PhaseIndex][thingspace_swap.swap.ports.PhaseIndex], else counted as its changes are read,
+    a page at a time (never all held at once)."""
+    if isinstance(store, PhaseIndex):
+        return store.phase_counts(batch_id)
+    return dict(Counter(change.phase.value for change in store.changes(batch_id)))

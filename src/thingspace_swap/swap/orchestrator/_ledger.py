@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from collections.abc import Iterable
 
 import attrs
@@ -23,6 +22,7 @@ from ..model import (
 )
 from ..ports import AuditEntry, OutgoingMessage
 from ..store_rules import batch_subject, change_subject
+from ..summary import phase_counts
 from ._announcer import Announcer
 from ._context import Context, retry_conflicts
 from ._messages import message
@@ -104,21 +104,21 @@ class Ledger:
     def _complete(self, batch: Batch) -> Batch | None:
         if batch.completed_at is not None or batch.command is not None:
             return None  # (a command in progress completes the batch when it ends)
-        changes = list(self._context.store.changes(batch.batch_id))
-        terminal = sum(c.phase in TERMINAL for c in changes)
-        if terminal < len(changes):
+        summary = phase_counts(self._context.store, batch.batch_id)  # (an aggregate)
+        total = sum(summary.values())
+        terminal = sum(n for phase, n in summary.items() if Phase(phase) in TERMINAL)
+        if terminal < total:
             if terminal != batch.terminal:  # a lost count (crash): correct it
                 after = attrs.evolve(batch, terminal=terminal, version=batch.version + 1)
                 self._context.store.update_batch(after, batch.version, None)
             return None
-        summary = dict(Counter(c.phase.value for c in changes))
         cancelled = batch.state is BatchState.CANCELLED
         after = attrs.evolve(
             batch,
             state=BatchState.CANCELLED if cancelled else BatchState.COMPLETED,
             completed_at=self._context.clock.time(),
             summary=summary,
-            terminal=len(changes),
+            terminal=total,
         )
         return self.write(batch, after, "batch completed", json.dumps(summary, sort_keys=True))
 
