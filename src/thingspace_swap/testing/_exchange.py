@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections import deque
@@ -10,10 +11,11 @@ from typing import Any, Literal, NamedTuple
 
 import httpx
 
-from ._faults import FaultInjector, RequestPlan, ResponseLost, lost_body
+from ._faults import FaultInjector, RequestPlan, ResponseLost, lost_body, throttle_body
 from ._routes import Router
 from ._sim_core import SimulatorCore
 from ._stats import ReceivedRequest
+from ._window import AccountLimit, BusiestSecond
 
 __all__ = ["Exchange"]
 
@@ -45,6 +47,7 @@ class Exchange:
         lock: threading.RLock,
         flush: Callable[[], None],
         max_received: int | None,
+        account_rate_limit: float | None = None,
     ) -> None:
         self._core = core
         self._router = router
@@ -53,6 +56,8 @@ class Exchange:
         self._flush = flush
         self._received: deque[ReceivedRequest] = deque(maxlen=max_received)
         self._next_index = 0
+        self._limit = None if account_rate_limit is None else AccountLimit(account_rate_limit)
+        self._busiest = BusiestSecond()
 
     @property
     def received(self) -> list[ReceivedRequest]:
@@ -81,7 +86,22 @@ class Exchange:
             route = self._router.route_of(request.method.upper(), request.url.path)
             name = "UNMATCHED" if route is None else route.name
             plan = self._injector.plan(index, name, oauth=route is not None and not route.m2m)
+            plan = self._count(name, plan)
             return _Ticket(index, name, route is not None and route.mutating, plan)
+
+    def _count(self, route: str, plan: RequestPlan) -> RequestPlan:
+        """Count the request in the busiest second; refuse it (429) when it would exceed the
+        account's rate limit (unless a fault refuses it already)."""
+        core = self._core
+        now = core.clock.monotonic()
+        busiest = self._busiest
+        busiest.record(route, now)
+        core.stats.busiest_second = busiest.overall
+        core.stats.busiest_second_by_route[route] = busiest.by_route[route]
+        if self._limit is None or plan.reject is not None or self._limit.admit(now):
+            return plan
+        core.stats.throttled += 1
+        return dataclasses.replace(plan, reject=(429, throttle_body(), {}), lost=False)
 
     def _answer(self, request: httpx.Request, ticket: _Ticket) -> _Answer:
         """Apply the plan's expiries, answer (or reject) the request and record it."""

@@ -65,6 +65,8 @@ class CoreOptions:
     """Behaviour switches of the simulator core (see ``ThingSpaceSimulator`` for their meaning)."""
 
     request_delay: float = 0.0
+    #: Up to this many more seconds of delay per request, drawn uniformly.
+    request_delay_jitter: float = 0.0
     strict_spares: bool = False
     request_status_for_all: bool = False
     callback_retry_interval: float = 60.0

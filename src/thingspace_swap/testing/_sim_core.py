@@ -45,6 +45,9 @@ class SimulatorCore:
     ) -> None:
         self.clock = clock
         self.rng = rng
+        #: Draws the ``request_delay_jitter`` of each request (apart from ``rng``, so turning
+        #: it on shifts no identifier).
+        self.delay_rng = random.Random(0)
         self.options = options
         self.limits = options.limits
         self.stats = stats
@@ -145,6 +148,8 @@ class SimulatorCore:
         origin = self.origin
         index, route = origin if origin is not None else (None, None)
         delay = self.options.request_delay
+        if self.options.request_delay_jitter > 0:
+            delay += self.delay_rng.random() * self.options.request_delay_jitter
         early = self.faults.callbacks_early(
             origin, effective=delay > 0 or self.faults.faults.callback_delay > 0
         )

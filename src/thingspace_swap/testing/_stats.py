@@ -17,6 +17,9 @@ class SimulatorStats:
     ``"PUT /api/m2m/v1/devices/{serviceType}/actions/deviceId"``; unmatched requests count
     under ``"UNMATCHED"``. ``faults`` counts injected faults by kind (``FaultKind``), and
     ``requests_received`` every request ``handle`` was given, faulted or not.
+    ``busiest_second`` is the most requests received in any sliding second (all routes, the
+    throttled included), ``busiest_second_by_route`` the same per route; ``throttled`` counts
+    the 429s answered for the ``account_rate_limit``.
     """
 
     token_requests: int = 0
@@ -28,6 +31,9 @@ class SimulatorStats:
     routes: Counter[str] = field(default_factory=Counter)
     requests_received: int = 0
     faults: Counter[str] = field(default_factory=Counter)
+    throttled: int = 0
+    busiest_second: int = 0
+    busiest_second_by_route: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ is in ``sim.received``, ``sim.fault_log``, ``sim.submission_counts()`` and ``sim
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from datetime import timedelta, timezone, tzinfo
@@ -50,6 +51,14 @@ class ThingSpaceSimulator:
         clock: The virtual clock (shared with the client under test); a new one by default.
         request_delay: Virtual seconds a state-changing request stays ``Pending``. With 0 it
             completes (and its callbacks are delivered) before the creating call returns.
+        request_delay_jitter: Up to this many more seconds per request, drawn uniformly
+            (seeded): ``request_delay=30, request_delay_jitter=90`` spreads completions and
+            their callbacks over 30-120 s after acceptance.
+        account_rate_limit: At most this many requests (every route, the token and login
+            included) in any sliding second; one more is refused with the gateway's 429
+            ``900800`` throttle, unprocessed (and not counted against the limit). None (the
+            default): no limit. ``sim.stats`` counts the refusals (``throttled``) and the
+            busiest second (``busiest_second``), limit or not.
         credentials: The app key/secret and UWS user/password the simulator accepts.
         deliver: Called for every callback attempt; non-2xx (or an exception) schedules a
             redelivery with ``callbackCount + 1``, up to ``max_callback_threshold`` attempts.
@@ -82,6 +91,8 @@ class ThingSpaceSimulator:
         seed: int = 0,
         clock: VirtualClock | None = None,
         request_delay: float = 0.0,
+        request_delay_jitter: float = 0.0,
+        account_rate_limit: float | None = None,
         credentials: SimulatorCredentials | None = None,
         deliver: DeliverFn | None = None,
         callback_retry_interval: float = 60.0,
@@ -106,8 +117,10 @@ class ThingSpaceSimulator:
         self.clock = clock if clock is not None else VirtualClock()
         self.credentials = credentials if credentials is not None else SimulatorCredentials()
         self.stats = SimulatorStats()
+        _check_delay(request_delay, request_delay_jitter)
         options = CoreOptions(
             request_delay=request_delay,
+            request_delay_jitter=request_delay_jitter,
             strict_spares=strict_spares,
             request_status_for_all=request_status_for_all,
             callback_retry_interval=callback_retry_interval,
@@ -122,6 +135,7 @@ class ThingSpaceSimulator:
         self._core = SimulatorCore(
             self.clock, rng, self.credentials, options, self.stats, tz, self._injector
         )
+        self._core.delay_rng = random.Random(f"{seed}:request-delay")
         self._router = Router(self._core)
         if faults is not None:
             self._check_scope(faults)
@@ -129,7 +143,13 @@ class ThingSpaceSimulator:
         self._lock = threading.RLock()
         self._pump = CallbackPump(self._core, self._lock, deliver)
         self._exchange = Exchange(
-            self._core, self._router, self._injector, self._lock, self._pump.flush, max_received
+            self._core,
+            self._router,
+            self._injector,
+            self._lock,
+            self._pump.flush,
+            max_received,
+            account_rate_limit,
         )
         self._desk = InventoryDesk(self._core, self._lock)
         self._unsubscribe = self.clock.subscribe(self.run_due) if auto_run else None
@@ -398,6 +418,12 @@ class ThingSpaceSimulator:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+
+
+def _check_delay(delay: float, jitter: float) -> None:
+    for name, value in (("request_delay", delay), ("request_delay_jitter", jitter)):
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
 
 
 def _check_bounds(**bounds: int | None) -> None:
