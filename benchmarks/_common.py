@@ -33,9 +33,12 @@ OPERATIONS = ("change_identifier", "list_devices", "plans")
 class SimProcess:
     """``benchmarks/_sim_server.py`` in a child process: its URL, credentials and counters."""
 
-    def __init__(self, devices: int = 2000, python: str | None = None) -> None:
+    def __init__(
+        self, devices: int = 2000, python: str | None = None, options: Sequence[str] = ()
+    ) -> None:
+        script = [str(HERE / "_sim_server.py"), "--devices", str(devices), *options]
         self._proc = subprocess.Popen(  # noqa: S603 (our own script, fixed arguments)
-            [python or sys.executable, str(HERE / "_sim_server.py"), "--devices", str(devices)],
+            [python or sys.executable, *script],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -51,6 +54,7 @@ class SimProcess:
         self.credentials: dict[str, str] = self.info["credentials"]
         self.iccids: list[str] = self.info["active_iccids"]
         self.spares: list[str] = self.info["spare_iccids"]
+        self.plans: list[str] = self.info["plans"]
 
     def stats(self) -> dict[str, Any]:
         """The simulator's counters now (token requests, logins, requests per route)."""

@@ -19,6 +19,12 @@ process does all the client work; this process does all the server work.
 that long on the server's event loop (``SimulatorServer(latency=...)``): a network round trip
 that costs no CPU and holds no thread, so concurrency can hide it as it would on a real network.
 The environment variable lets ``_common.SimProcess`` start a slow simulator unchanged.
+
+``--live`` makes it a working ThingSpace for end-to-end runs (``physical_limit.py``): requests
+complete after ``--request-delay`` plus up to ``--request-delay-jitter`` seconds, callbacks go
+out over HTTP to any port, and ``--account-rate-limit`` answers the gateway's 429 beyond R
+requests in a sliding second. ``--lines`` sets how many active ICCIDs (and spares) the first
+line lists.
 """
 
 from __future__ import annotations
@@ -49,6 +55,11 @@ def stats(sim: ThingSpaceSimulator, server: SimulatorServer) -> dict[str, Any]:
         "routes": dict(s.routes),
         "connections_accepted": server.connections_accepted,
         "http_requests": server.requests_received,
+        "throttled": s.throttled,
+        "busiest_second": s.busiest_second,
+        "busiest_second_by_route": dict(s.busiest_second_by_route),
+        "callback_attempts": s.callback_attempts,
+        "duplicate_submissions": sum(n - 1 for n in sim.submission_counts().values() if n > 1),
     }
 
 
@@ -63,21 +74,38 @@ def main(argv: list[str] | None = None) -> int:
         default=float(os.environ.get(LATENCY_ENV) or 0),
         help=f"hold every response back this long (default ${LATENCY_ENV}, else 0)",
     )
+    parser.add_argument("--live", action="store_true", help="complete requests, send callbacks")
+    parser.add_argument("--request-delay-jitter", type=float, default=0.0, help="seconds")
+    parser.add_argument("--account-rate-limit", type=float, default=None, help="requests/s")
+    parser.add_argument("--lines", type=int, default=1000, help="active ICCIDs listed")
     args = parser.parse_args(argv)
     if args.latency_ms < 0:
         parser.error("--latency-ms must not be negative")
-    from thingspace_swap.testing import SimulatorServer, ThingSpaceSimulator, WallClock
+    from thingspace_swap.testing import (
+        SimulatorLimits,
+        SimulatorServer,
+        ThingSpaceSimulator,
+        WallClock,
+        http_deliver,
+    )
 
+    deliver = http_deliver(timeout=30) if args.live else None
     sim = ThingSpaceSimulator(
         seed=args.seed,
         clock=WallClock(),
         request_delay=args.request_delay,
+        request_delay_jitter=args.request_delay_jitter,
+        account_rate_limit=args.account_rate_limit,
+        deliver=deliver,
+        limits=SimulatorLimits(callback_ports=None),
         max_received=100,
+        max_outbox=100,
         auto_run=False,
     )
-    population = sim.populate(ACCOUNT, args.devices, seed=args.seed, n_spare_sims=64)
+    spares = max(64, args.lines) if args.live else 64
+    population = sim.populate(ACCOUNT, args.devices, seed=args.seed, n_spare_sims=spares)
     active = [d.iccid for d in population.devices if d.state == "active" and d.mdn]
-    server = SimulatorServer(sim, tick=None, latency=args.latency_ms / 1000)
+    server = SimulatorServer(sim, tick=0.05 if args.live else None, latency=args.latency_ms / 1000)
     creds = sim.credentials
     hello = {
         "url": server.url,
@@ -90,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             "username": creds.username,
             "password": creds.password,
         },
-        "active_iccids": active[:1000],
+        "active_iccids": active[: args.lines],
         "spare_iccids": population.spare_iccids,
         "plans": [p.code for p in population.plans],
     }
@@ -107,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.close()
         sim.close()
+        if deliver is not None:
+            deliver.close()
     return 0
 
 

@@ -1,6 +1,6 @@
 """Run every benchmark, save their JSON, print their tables, and write docs/performance.md.
 
-    nox -s bench                          # the full run (about 20 minutes), then writes the docs
+    nox -s bench                          # the full run (about two hours), then writes the docs
     nox -s bench -- --quick               # every script at its tiny size; docs left alone
     python benchmarks/run_all.py --only client_overhead verizon_sdk
 
@@ -62,6 +62,8 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "orchestrator_profile": ("orchestrator_throughput.py", ["--sizes", "10000", "--profile"]),
     # the real CLI commands on SQLite against the simulator over loopback HTTP
     "large_batch": ("large_batch.py", ["--sizes", "10000", "100000"]),
+    # 10,000 changes at R = 20/s, for each setup: about 35 minutes each, mostly waiting on R
+    "physical_limit": ("physical_limit.py", []),
 }
 QUICK: dict[str, list[str]] = {
     "orchestrator_memory": ["--backend", "memory", "--quick"],
@@ -387,6 +389,11 @@ def markdown(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
                 f"AWS calls per change ({by_operation})."
             )
     parts += _large_batch(results)
+    pl = (results.get("physical_limit") or {}).get("report")
+    if pl:
+        from physical_limit import markdown as physical_limit_markdown
+
+        parts.append(physical_limit_markdown(pl, _cmd(results, "physical_limit")))
     prof = (results.get("orchestrator_profile") or {}).get("report")
     if prof and prof.get("profile"):
         parts.append("### Profile of the 10,000-device in-memory run (cProfile, cumulative)\n")

@@ -33,6 +33,7 @@ SCRIPTS = [
     ("orchestrator_throughput.py", ["--backend", "sqlite"]),
     ("orchestrator_throughput.py", ["--backend", "aws"]),
     ("large_batch.py", []),
+    ("physical_limit.py", ["--configs", "async", "cli"]),
 ]
 
 

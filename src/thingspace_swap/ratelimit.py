@@ -28,20 +28,26 @@ class RateLimiter:
     [acquire][thingspace_swap.ratelimit.RateLimiter.acquire] takes a slot only when one is free
     *now* and records that moment; otherwise it says how long to wait, records nothing, and the
     caller asks again after waiting. So the log holds the moments requests actually went out, and no
-    two waits that overran can push more than ``rate`` sends into one window. A slot is reused only
-    ``margin`` seconds after its window ended, covering the moment between the grant and the request
-    leaving the machine. Bursts up to ``rate`` go out at once. Share one instance between clients of
-    the same account. Thread-safe; no lock is held while waiting.
+    two waits that overran can push more than ``rate`` sends into one window. Sends are spread at
+    least ``per / rate`` seconds apart (``spacing``), never in bursts: a burst leaves the machine
+    one request after the other, and the first of it arrives earlier than the last, so bursts a
+    window apart crowd the server's window. A slot is reused only ``margin`` seconds after its
+    window ended, covering the difference in delay, between grant and arrival, of two requests a
+    window apart (a busy event loop, the network); the most the limit then grants is
+    ``rate / (per + margin)`` per second. Share one instance between clients of the same account.
+    Thread-safe; no lock is held while waiting.
     """
 
     def __init__(
-        self, rate: int, per: float = 1.0, *, margin: float = 0.02, clock: Clock | None = None
+        self, rate: int, per: float = 1.0, *, margin: float = 0.1, clock: Clock | None = None
     ) -> None:
         if rate < 1 or per <= 0 or margin < 0:
             raise ValueError("rate must be >= 1, per > 0 and margin >= 0")
         self.rate = rate
         self.per = per
         self.margin = margin
+        #: Sends are at least this far apart (``per / rate``): no burst leaves at once.
+        self.spacing = per / rate
         self._clock = clock or SystemClock()
         self._sent: deque[float] = deque()
         self._lock = threading.Lock()
@@ -54,10 +60,15 @@ class RateLimiter:
             window = self.per + self.margin
             while sent and sent[0] <= now - window:
                 sent.popleft()
-            if len(sent) < self.rate:
+            wait = 0.0
+            if len(sent) >= self.rate:
+                wait = sent[0] + window - now
+            if sent and self.spacing:
+                wait = max(wait, sent[-1] + self.spacing - now)
+            if wait <= 0:
                 sent.append(now)
                 return 0.0
-            return max(sent[0] + window - now, 1e-6)
+            return max(wait, 1e-6)
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate}, per={self.per})"

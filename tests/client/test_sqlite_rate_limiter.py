@@ -20,12 +20,18 @@ from thingspace_swap.testing import ThingSpaceSimulator, VirtualClock
 ACCOUNT = "0000123456-00001"
 
 
-def test_it_grants_rate_slots_then_says_how_long_to_wait(tmp_path: Path) -> None:
+def test_it_spreads_rate_slots_then_says_how_long_to_wait(tmp_path: Path) -> None:
     clock = VirtualClock()
-    limit = SqliteRateLimiter(tmp_path / "rl.db", rate=3, per=1.0, margin=0.02, clock=clock)
-    assert [limit.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+    limit = SqliteRateLimiter(tmp_path / "rl.db", rate=4, per=1.0, margin=0.1, clock=clock)
+    granted = []
+    for _ in range(4):
+        while (wait := limit.acquire()) > 0:
+            assert wait == pytest.approx(0.25)  # sends are per / rate apart, never a burst
+            clock.advance(wait)
+        granted.append(clock.monotonic())
+    assert granted[-1] - granted[0] == pytest.approx(0.75)
     wait = limit.acquire()
-    assert wait == pytest.approx(1.02)
+    assert wait == pytest.approx(1.1 - 0.75)  # the window of the first send, plus the margin
     clock.advance(wait - 0.01)
     assert limit.acquire() > 0
     clock.advance(0.01)
@@ -37,7 +43,10 @@ def test_instances_on_one_file_share_the_limit_and_keys_do_not(tmp_path: Path) -
     first = SqliteRateLimiter(tmp_path / "rl.db", rate=2, key="a", clock=clock)
     second = SqliteRateLimiter(tmp_path / "rl.db", rate=2, key="a", clock=clock)
     other = SqliteRateLimiter(tmp_path / "rl.db", rate=2, key="b", clock=clock)
-    assert (first.acquire(), second.acquire()) == (0.0, 0.0)
+    assert first.acquire() == 0.0
+    assert second.acquire() == pytest.approx(0.5)  # the first one's send counts for both
+    clock.advance(0.5)
+    assert second.acquire() == 0.0
     assert first.acquire() > 0
     assert second.acquire() > 0
     assert other.acquire() == 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from sim_helpers import ACCOUNT, Api, make_iccid, make_imei
 
@@ -143,3 +144,35 @@ def test_jittered_requests_complete_when_due() -> None:
 def test_jitter_must_be_a_finite_non_negative_number(jitter: float) -> None:
     with pytest.raises(ValueError, match="request_delay_jitter"):
         ThingSpaceSimulator(request_delay_jitter=jitter)
+
+
+def test_windows_count_arrivals_handed_over_out_of_order() -> None:
+    from thingspace_swap.testing._window import AccountLimit, BusiestSecond
+
+    busiest = BusiestSecond()
+    for t in (10.0, 10.5, 11.2, 10.9):  # 10.9 arrived before 11.2 but was counted after it
+        busiest.record("r", t)
+    assert busiest.overall == 3  # (10.2, 11.2] holds 10.5, 10.9 and 11.2
+    limit = AccountLimit(2)
+    assert [limit.admit(t) for t in (10.0, 10.95, 10.5, 11.9)] == [True, True, False, True]
+
+
+def test_over_http_the_window_counts_when_requests_arrived() -> None:
+    from thingspace_swap.testing import SimulatorServer, WallClock
+
+    sim = ThingSpaceSimulator(seed=5, clock=WallClock(), account_rate_limit=3)
+    sim.add_account(ACCOUNT)
+    with SimulatorServer(sim, tick=None) as server:
+        creds = sim.credentials
+        with httpx.Client(base_url=server.url, trust_env=False) as http:
+            statuses = [
+                http.post(
+                    "/api/ts/v1/oauth2/token",
+                    auth=(creds.app_key, creds.app_secret),
+                    data={"grant_type": "client_credentials"},
+                ).status_code
+                for _ in range(5)
+            ]
+    assert statuses[:3] == [200, 200, 200]
+    assert 429 in statuses[3:]  # five requests cannot take a second on loopback
+    assert sim.stats.busiest_second == 5

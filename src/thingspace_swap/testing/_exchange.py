@@ -17,7 +17,11 @@ from ._sim_core import SimulatorCore
 from ._stats import ReceivedRequest
 from ._window import AccountLimit, BusiestSecond
 
-__all__ = ["Exchange"]
+__all__ = ["ARRIVED_AT", "Exchange"]
+
+#: ``request.extensions`` key: the clock's monotonic time the request arrived (set by a server
+#: that reads it before the simulator handles it); by default, when ``handle`` is called.
+ARRIVED_AT = "thingspace_simulator.arrived_at"
 
 #: A response before any fault shapes it: ``(status, JSON body, headers)``.
 _Answer = tuple[int, Any, dict[str, str]]
@@ -86,14 +90,14 @@ class Exchange:
             route = self._router.route_of(request.method.upper(), request.url.path)
             name = "UNMATCHED" if route is None else route.name
             plan = self._injector.plan(index, name, oauth=route is not None and not route.m2m)
-            plan = self._count(name, plan)
+            plan = self._count(name, plan, request.extensions.get(ARRIVED_AT))
             return _Ticket(index, name, route is not None and route.mutating, plan)
 
-    def _count(self, route: str, plan: RequestPlan) -> RequestPlan:
+    def _count(self, route: str, plan: RequestPlan, arrived: float | None) -> RequestPlan:
         """Count the request in the busiest second; refuse it (429) when it would exceed the
         account's rate limit (unless a fault refuses it already)."""
         core = self._core
-        now = core.clock.monotonic()
+        now = core.clock.monotonic() if arrived is None else arrived
         busiest = self._busiest
         busiest.record(route, now)
         core.stats.busiest_second = busiest.overall

@@ -1,27 +1,45 @@
-"""Requests per sliding second: the account rate limit and the busiest-second statistics."""
+"""Requests per sliding second: the account rate limit and the busiest-second statistics.
+
+Times are when requests arrived (a server stamps them as it reads them); threads may hand them
+over slightly out of order, so every window a new time falls into is counted again.
+"""
 
 from __future__ import annotations
 
-from collections import deque
+from bisect import bisect_left, bisect_right, insort
 
 __all__ = ["AccountLimit", "BusiestSecond"]
 
-#: The window, in seconds.
+#: The window, in seconds: ``(end - WINDOW, end]``.
 WINDOW = 1.0
+#: Times older than the newest by this much are forgotten (late arrivals are rarer than that).
+KEEP = 2 * WINDOW
 
 
 class _Window:
-    """Times of the events in the last ``WINDOW`` seconds, ``(now - WINDOW, now]``."""
+    """Arrival times (sorted) of the last ``KEEP`` seconds."""
 
     def __init__(self) -> None:
-        self.times: deque[float] = deque()
+        self.times: list[float] = []
 
-    def count(self, now: float) -> int:
-        """Events in the window ending at ``now`` (older ones are forgotten)."""
+    def busiest_around(self, t: float) -> int:
+        """The most times in one window that contains ``t`` (windows ending at ``t`` or at a
+        later time less than ``WINDOW`` after it), not counting ``t`` itself."""
         times = self.times
-        while times and times[0] <= now - WINDOW:
-            times.popleft()
-        return len(times)
+        best = bisect_right(times, t) - bisect_right(times, t - WINDOW)
+        start = bisect_right(times, t)
+        for end in times[start:]:
+            if end >= t + WINDOW:
+                break
+            best = max(best, bisect_right(times, end) - bisect_right(times, end - WINDOW))
+        return best
+
+    def add(self, t: float) -> None:
+        times = self.times
+        insort(times, t)
+        old = bisect_left(times, times[-1] - KEEP)
+        if old:
+            del times[:old]
 
 
 class AccountLimit:
@@ -36,12 +54,12 @@ class AccountLimit:
         self.rate = rate
         self._window = _Window()
 
-    def admit(self, now: float) -> bool:
-        """True (and counted) when one more request at ``now`` keeps the window within the
+    def admit(self, t: float) -> bool:
+        """True (and counted) when one more request at ``t`` keeps every window within the
         rate; False when it would exceed it."""
-        if self._window.count(now) + 1 > self.rate:
+        if self._window.busiest_around(t) + 1 > self.rate:
             return False
-        self._window.times.append(now)
+        self._window.add(t)
         return True
 
 
@@ -54,12 +72,12 @@ class BusiestSecond:
         self._all = _Window()
         self._routes: dict[str, _Window] = {}
 
-    def record(self, route: str, now: float) -> None:
-        """Count one request of ``route`` received at ``now``."""
-        self._all.times.append(now)
-        self.overall = max(self.overall, self._all.count(now))
+    def record(self, route: str, t: float) -> None:
+        """Count one request of ``route`` that arrived at ``t``."""
+        self.overall = max(self.overall, self._all.busiest_around(t) + 1)
+        self._all.add(t)
         window = self._routes.get(route)
         if window is None:
             window = self._routes[route] = _Window()
-        window.times.append(now)
-        self.by_route[route] = max(self.by_route.get(route, 0), window.count(now))
+        self.by_route[route] = max(self.by_route.get(route, 0), window.busiest_around(t) + 1)
+        window.add(t)

@@ -29,6 +29,7 @@ from types import TracebackType
 import httpx
 
 from ._clock import WallClock
+from ._exchange import ARRIVED_AT
 from ._http_server import HttpRequest, HttpResponse, HttpServer, error_response
 from ._listener import (
     CallbackListener,
@@ -141,10 +142,13 @@ class SimulatorServer:
     # On the server's event loop ---------------------------------------------------------------
 
     async def _answer(self, request: HttpRequest) -> HttpResponse | None:
+        arrived = self.sim.clock.monotonic()
         try:
             sim_request = self._request(request)
         except httpx.InvalidURL as error:
             return error_response(400, str(error), close=True)
+        # the rate limit and the busiest second count arrivals, not when a thread got to them
+        sim_request.extensions[ARRIVED_AT] = arrived
         faults = self.sim.faults
         if self.sim.deliver is None and not (faults.latency or faults.latency_jitter):
             response = self._handle(sim_request)

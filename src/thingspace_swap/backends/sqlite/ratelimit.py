@@ -33,7 +33,8 @@ class SqliteRateLimiter:
     ```
 
     Each ``acquire()`` is one ``BEGIN IMMEDIATE`` transaction: it forgets sends older than the
-    window, and takes a slot only when fewer than ``rate`` remain. Times are the wall clock
+    window, and takes a slot only when fewer than ``rate`` remain and the latest send is at least
+    ``per / rate`` seconds old (sends are spread, never in bursts). Times are the wall clock
     (``clock.time()``), since a monotonic clock is not shared between processes: processes on
     one machine read the same one. The file keeps no secret; it is not synced to disk on every
     send (a crash can only forget the last sends, for one window).
@@ -43,8 +44,9 @@ class SqliteRateLimiter:
         rate: Requests per window (ThingSpace's limit for the account).
         per: The window, in seconds.
         key: Which limit: one per account (several may share a file).
-        margin: Seconds a slot stays taken after its window, covering the moment between the
-            grant and the request leaving the machine.
+        margin: Seconds a slot stays taken after its window, covering the difference in delay
+            (grant to arrival at ThingSpace) of two requests a window apart; the limit grants at
+            most ``rate / (per + margin)`` a second.
         clock: Time (a virtual clock in tests).
         timeout: Seconds to wait for another process's transaction.
 
@@ -60,7 +62,7 @@ class SqliteRateLimiter:
         rate: int,
         per: float = 1.0,
         key: str = "default",
-        margin: float = 0.02,
+        margin: float = 0.1,
         clock: Clock | None = None,
         timeout: float = 10.0,
     ) -> None:
@@ -68,6 +70,8 @@ class SqliteRateLimiter:
             raise ValueError("rate must be >= 1, per > 0 and margin >= 0")
         self.path = Path(path).expanduser()
         self.rate, self.per, self.key, self.margin = rate, per, key, margin
+        #: Sends are at least this far apart (``per / rate``): no burst leaves at once.
+        self.spacing = per / rate
         self._clock = clock or SystemClock()
         self._timeout = timeout
         try:
@@ -85,15 +89,16 @@ class SqliteRateLimiter:
         with self._connect() as db, immediate(db):
             now = self._clock.time()
             db.execute("DELETE FROM sends WHERE key = ? AND at <= ?", (self.key, now - window))
-            count, oldest = db.execute(
-                "SELECT COUNT(*), MIN(at) FROM sends WHERE key = ?", (self.key,)
+            count, oldest, latest = db.execute(
+                "SELECT COUNT(*), MIN(at), MAX(at) FROM sends WHERE key = ?", (self.key,)
             ).fetchone()
-            if count < self.rate:
+            wait = float(oldest) + window - now if count >= self.rate else 0.0
+            if count:
+                wait = max(wait, float(latest) + self.spacing - now)
+            if wait <= 0:
                 db.execute("INSERT INTO sends (key, at) VALUES (?, ?)", (self.key, now))
-                wait = 0.0
-            else:
-                wait = max(float(oldest) + window - now, 1e-6)
-        return wait
+                return 0.0
+        return max(wait, 1e-6)
 
     def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         # durability does not matter here: a crash only forgets the last window's sends
