@@ -170,11 +170,11 @@ def run_cli(plan: Plan, sim: SimProcess, folder: Path) -> dict[str, Any]:
         writer.writerows(plan.rows(sim))
     port = free_port()
     url = f"http://127.0.0.1:{port}/thingspace/callbacks"
-    children0 = _children_cpu()
+    children0 = children_cpu()
     started = time.perf_counter()
     register = ["callbacks", "register", url, "--username", CALLBACK_USER]
-    _check_run([*cli, *register, "--password-env", PASSWORD_ENV, *common], env)
-    swap = _check_run([*cli, "swap", "--csv", str(csv_path), "--no-wait", "--json", *common], env)
+    check_run([*cli, *register, "--password-env", PASSWORD_ENV, *common], env)
+    swap = check_run([*cli, "swap", "--csv", str(csv_path), "--no-wait", "--json", *common], env)
     batch_id = json.loads(swap)["batch_id"]
     listen = ["--listen", f"127.0.0.1:{port}", "--callback-username", CALLBACK_USER]
     listen += ["--callback-password-env", PASSWORD_ENV]
@@ -196,7 +196,7 @@ def run_cli(plan: Plan, sim: SimProcess, folder: Path) -> dict[str, Any]:
     return {
         "wall_seconds": round(wall, 1),
         "completed": report.get("counts", {}).get("completed", 0),
-        "cpu_seconds": round(_children_cpu() - children0, 1),
+        "cpu_seconds": round(children_cpu() - children0, 1),
         "worker_exit_codes": codes,
     }
 
@@ -215,14 +215,14 @@ def _cli_env(sim: SimProcess) -> dict[str, str]:
     return env
 
 
-def _check_run(command: list[str], env: dict[str, str]) -> str:
+def check_run(command: list[str], env: dict[str, str]) -> str:
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode != 0:
-        raise RuntimeError(f"{command[3:5]} failed ({done.returncode}): {done.stderr[-2000:]}")
+        raise RuntimeError(f"{command[1:4]} failed ({done.returncode}): {done.stderr[-2000:]}")
     return done.stdout
 
 
-def _children_cpu() -> float:
+def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -324,12 +324,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4, help="CLI worker processes")
     parser.add_argument("--worker-concurrency", type=int, default=4, help="K of each CLI worker")
     parser.add_argument("--lambda-workers", type=int, default=8)
+    parser.add_argument(
+        "--lambda-concurrency", type=int, default=4, help="message groups per Lambda invocation"
+    )
+    parser.add_argument("--reconcile-every", type=float, default=60.0, help="seconds")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="60 changes, callbacks in 1-3 s")
     parser.add_argument("--json", metavar="PATH", help="also write the JSON report here")
     args = parser.parse_args(argv)
     if args.quick:
         args.changes, args.delay_min, args.delay_max = 60, 1.0, 3.0
+        args.reconcile_every = 5.0
     plan = Plan(args)
     runners: dict[str, Callable[..., dict[str, Any]]] = {"async": run_async, "cli": run_cli}
     if "lambda" in args.configs:

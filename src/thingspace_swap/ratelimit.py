@@ -10,7 +10,10 @@ from typing import Protocol
 
 from .clock import Clock, SystemClock
 
-__all__ = ["RateLimit", "RateLimiter"]
+__all__ = ["SPACING", "RateLimit", "RateLimiter"]
+
+#: Sends of one limit are at least ``SPACING * per / rate`` seconds apart.
+SPACING = 0.9
 
 
 class RateLimit(Protocol):
@@ -28,8 +31,8 @@ class RateLimiter:
     [acquire][thingspace_swap.ratelimit.RateLimiter.acquire] takes a slot only when one is free
     *now* and records that moment; otherwise it says how long to wait, records nothing, and the
     caller asks again after waiting. So the log holds the moments requests actually went out, and no
-    two waits that overran can push more than ``rate`` sends into one window. Sends are spread at
-    least ``per / rate`` seconds apart (``spacing``), never in bursts: a burst leaves the machine
+    two waits that overran can push more than ``rate`` sends into one window. Sends are spread
+    about ``per / rate`` seconds apart (``spacing``), never in bursts: a burst leaves the machine
     one request after the other, and the first of it arrives earlier than the last, so bursts a
     window apart crowd the server's window. A slot is reused only ``margin`` seconds after its
     window ended, covering the difference in delay, between grant and arrival, of two requests a
@@ -39,15 +42,16 @@ class RateLimiter:
     """
 
     def __init__(
-        self, rate: int, per: float = 1.0, *, margin: float = 0.1, clock: Clock | None = None
+        self, rate: int, per: float = 1.0, *, margin: float = 0.05, clock: Clock | None = None
     ) -> None:
         if rate < 1 or per <= 0 or margin < 0:
             raise ValueError("rate must be >= 1, per > 0 and margin >= 0")
         self.rate = rate
         self.per = per
         self.margin = margin
-        #: Sends are at least this far apart (``per / rate``): no burst leaves at once.
-        self.spacing = per / rate
+        #: Sends are at least this far apart (9/10 of ``per / rate``, so that callers waking a
+        #: little late do not lower the rate): no burst leaves at once.
+        self.spacing = SPACING * per / rate
         self._clock = clock or SystemClock()
         self._sent: deque[float] = deque()
         self._lock = threading.Lock()

@@ -51,7 +51,6 @@ class Exchange:
         lock: threading.RLock,
         flush: Callable[[], None],
         max_received: int | None,
-        account_rate_limit: float | None = None,
     ) -> None:
         self._core = core
         self._router = router
@@ -60,7 +59,8 @@ class Exchange:
         self._flush = flush
         self._received: deque[ReceivedRequest] = deque(maxlen=max_received)
         self._next_index = 0
-        self._limit = None if account_rate_limit is None else AccountLimit(account_rate_limit)
+        rate = core.options.account_rate_limit
+        self._limit = None if rate is None else AccountLimit(rate)
         self._busiest = BusiestSecond()
 
     @property

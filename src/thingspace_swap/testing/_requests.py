@@ -67,6 +67,8 @@ class CoreOptions:
     request_delay: float = 0.0
     #: Up to this many more seconds of delay per request, drawn uniformly.
     request_delay_jitter: float = 0.0
+    #: Requests admitted in any sliding second (None: no limit); the rest get a 429.
+    account_rate_limit: float | None = None
     strict_spares: bool = False
     request_status_for_all: bool = False
     callback_retry_interval: float = 60.0

@@ -108,7 +108,8 @@ class ThingSpaceSimulator:
         max_history: int | None = None,
         max_outbox: int | None = None,
     ) -> None:
-        _check_bounds(
+        _check_options(
+            (request_delay, request_delay_jitter),
             max_received=max_received,
             max_requests=max_requests,
             max_history=max_history,
@@ -117,10 +118,10 @@ class ThingSpaceSimulator:
         self.clock = clock if clock is not None else VirtualClock()
         self.credentials = credentials if credentials is not None else SimulatorCredentials()
         self.stats = SimulatorStats()
-        _check_delay(request_delay, request_delay_jitter)
         options = CoreOptions(
             request_delay=request_delay,
             request_delay_jitter=request_delay_jitter,
+            account_rate_limit=account_rate_limit,
             strict_spares=strict_spares,
             request_status_for_all=request_status_for_all,
             callback_retry_interval=callback_retry_interval,
@@ -130,12 +131,8 @@ class ThingSpaceSimulator:
             max_history=max_history,
             max_outbox=max_outbox,
         )
-        rng = random.Random(seed)
         self._injector = FaultInjector(seed, Faults(), self.stats)
-        self._core = SimulatorCore(
-            self.clock, rng, self.credentials, options, self.stats, tz, self._injector
-        )
-        self._core.delay_rng = random.Random(f"{seed}:request-delay")
+        self._core = _core(seed, self, options, tz)
         self._router = Router(self._core)
         if faults is not None:
             self._check_scope(faults)
@@ -143,13 +140,7 @@ class ThingSpaceSimulator:
         self._lock = threading.RLock()
         self._pump = CallbackPump(self._core, self._lock, deliver)
         self._exchange = Exchange(
-            self._core,
-            self._router,
-            self._injector,
-            self._lock,
-            self._pump.flush,
-            max_received,
-            account_rate_limit,
+            self._core, self._router, self._injector, self._lock, self._pump.flush, max_received
         )
         self._desk = InventoryDesk(self._core, self._lock)
         self._unsubscribe = self.clock.subscribe(self.run_due) if auto_run else None
@@ -420,13 +411,19 @@ class ThingSpaceSimulator:
             self._unsubscribe = None
 
 
-def _check_delay(delay: float, jitter: float) -> None:
-    for name, value in (("request_delay", delay), ("request_delay_jitter", jitter)):
+def _core(seed: int, sim: ThingSpaceSimulator, options: CoreOptions, tz: tzinfo) -> SimulatorCore:
+    """The simulator's core, its random draws seeded by ``seed``."""
+    core = SimulatorCore(
+        sim.clock, random.Random(seed), sim.credentials, options, sim.stats, tz, sim._injector
+    )
+    core.delay_rng = random.Random(f"{seed}:request-delay")
+    return core
+
+
+def _check_options(delays: tuple[float, float], **bounds: int | None) -> None:
+    for name, value in zip(("request_delay", "request_delay_jitter"), delays, strict=True):
         if not (value >= 0 and math.isfinite(value)):
             raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
-
-
-def _check_bounds(**bounds: int | None) -> None:
     for name, bound in bounds.items():
         if bound is not None and bound < 0:
             raise ValueError(f"{name} must be None or >= 0, not {bound}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ...clock import Clock, SystemClock
 from ...errors import ConfigurationError
+from ...ratelimit import SPACING
 from ._db import connection_for_one_call, immediate
 
 __all__ = ["SqliteRateLimiter"]
@@ -33,7 +34,7 @@ class SqliteRateLimiter:
     ```
 
     Each ``acquire()`` is one ``BEGIN IMMEDIATE`` transaction: it forgets sends older than the
-    window, and takes a slot only when fewer than ``rate`` remain and the latest send is at least
+    window, and takes a slot only when fewer than ``rate`` remain and the latest send is about
     ``per / rate`` seconds old (sends are spread, never in bursts). Times are the wall clock
     (``clock.time()``), since a monotonic clock is not shared between processes: processes on
     one machine read the same one. The file keeps no secret; it is not synced to disk on every
@@ -62,7 +63,7 @@ class SqliteRateLimiter:
         rate: int,
         per: float = 1.0,
         key: str = "default",
-        margin: float = 0.1,
+        margin: float = 0.05,
         clock: Clock | None = None,
         timeout: float = 10.0,
     ) -> None:
@@ -70,8 +71,9 @@ class SqliteRateLimiter:
             raise ValueError("rate must be >= 1, per > 0 and margin >= 0")
         self.path = Path(path).expanduser()
         self.rate, self.per, self.key, self.margin = rate, per, key, margin
-        #: Sends are at least this far apart (``per / rate``): no burst leaves at once.
-        self.spacing = per / rate
+        #: Sends are at least this far apart (9/10 of ``per / rate``, so that callers waking a
+        #: little late do not lower the rate): no burst leaves at once.
+        self.spacing = SPACING * per / rate
         self._clock = clock or SystemClock()
         self._timeout = timeout
         try:
