@@ -16,7 +16,7 @@ ThingSpace within R, get 1 OAuth token and 1 login, submit no change twice and c
 
     python benchmarks/physical_limit.py                       # 10,000 changes, every setup
     python benchmarks/physical_limit.py --configs cli --changes 2000
-    python benchmarks/physical_limit.py --quick               # 60 changes, 1-3 s callbacks
+    python benchmarks/physical_limit.py --quick               # 30 changes, 1-3 s callbacks
 
 Exits 1 when a guarantee or the bound fails.
 """
@@ -329,11 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--reconcile-every", type=float, default=60.0, help="seconds")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--quick", action="store_true", help="60 changes, callbacks in 1-3 s")
+    parser.add_argument("--quick", action="store_true", help="30 changes, callbacks in 1-3 s")
     parser.add_argument("--json", metavar="PATH", help="also write the JSON report here")
     args = parser.parse_args(argv)
     if args.quick:
-        args.changes, args.delay_min, args.delay_max = 60, 1.0, 3.0
+        args.changes, args.delay_min, args.delay_max = 30, 1.0, 3.0
         args.reconcile_every = 5.0
     plan = Plan(args)
     runners: dict[str, Callable[..., dict[str, Any]]] = {"async": run_async, "cli": run_cli}

@@ -642,3 +642,25 @@ def test_a_worker_cancels_a_change_its_batch_cancel_has_not_reached_yet() -> Non
     for change in status.changes:
         actions = [e.action for e in h.orchestrator.history(change.change_id)]
         assert actions[-1].startswith("cancelled"), actions
+
+
+def test_a_big_request_reads_plan_histories_side_by_side_each_reported_on_its_device() -> None:
+    h = Harness(devices=160)
+    lines = h.active(60)
+    target = h.population.plans[-1].code
+    items = [
+        SwapItem.sim_swap(d.iccid, h.population.spare_iccids[i], target_plan=target)
+        for i, d in enumerate(lines)
+    ]
+    limited = {i for i in range(0, 60, 7) if lines[i].plan != target}
+    for i in limited:
+        for _ in range(4):
+            entry = HistoryEntry(h.clock.time(), "ChangeServicePlan", "Success", "ops", target)
+            lines[i].history.append(entry)
+    before = h.sim.stats.routes["POST /api/m2m/v1/devices/history/actions/list"]
+    report = h.orchestrator.validate(h.request(items))
+    flagged = {c.index for c in report.checks if any(p.code == "plan.limit" for p in c.problems)}
+    assert len(limited) >= 5
+    assert flagged == limited
+    reads = h.sim.stats.routes["POST /api/m2m/v1/devices/history/actions/list"] - before
+    assert reads == sum(1 for d in lines if d.plan != target)  # one per plan to change

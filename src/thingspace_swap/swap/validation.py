@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import attrs
 
-from .._core.commands import Flow
+from .._core.commands import Concurrently, Flow
 from ..errors import IdentifierError
 from ..identifiers import parse_identifier
 from ..models import Device, DeviceId
@@ -22,6 +22,13 @@ __all__ = ["BULK_LOOKUP", "validate"]
 BULK_LOOKUP = 50
 #: ThingSpace allows this many plan changes per line per month.
 PLAN_CHANGES_PER_MONTH = 4
+#: In a request of ``BULK_LOOKUP`` devices or more, the plan history reads run this many at
+#: once, so their round trips overlap (the client's rate limit still holds)...
+CHECK_CONCURRENCY = 8
+#: ...in rounds of at most this many reads (what is held while they run).
+CHECK_ROUND = 256
+
+Checked = tuple[Device | None, list[Problem]]
 
 
 def validate(
@@ -49,8 +56,8 @@ def validate(
     lines = Counter[str]()
     new_ids = Counter[DeviceId]()
     checks: list[ItemCheck] = []
-    for index, item in enumerate(request.items):
-        device, problems = yield from _check_item(api, item, lookup, known_plans, request, now)
+    checked = yield from _check_items(api, lookup, known_plans, request, now)
+    for index, (item, (device, problems)) in enumerate(zip(request.items, checked, strict=True)):
         line = device.mdn if device else None
         if line:
             lines[line] += 1
@@ -102,6 +109,35 @@ def _lookup(api: ThingSpace, request: SwapRequest) -> Flow[Lookup]:
     return indexed
 
 
+def _check_items(
+    api: ThingSpace, lookup: Lookup, plans: set[str], request: SwapRequest, now: float
+) -> Flow[list[Checked]]:
+    """Every item's checks, in order. In a request of ``BULK_LOOKUP`` devices or more, the plan
+    history reads are left for later and run ``CHECK_CONCURRENCY`` at a time, a round of
+    ``CHECK_ROUND`` after another (each read starts only when its turn comes)."""
+    bulk = len(request.items) >= BULK_LOOKUP
+    results: list[Checked] = []
+    later: list[tuple[int, Flow[list[Problem]]]] = []
+    for item in request.items:
+        deferred: list[Flow[list[Problem]]] = []
+        results.append((yield from _check_item(api, item, lookup, plans, request, now, deferred)))
+        later += [(len(results) - 1, flow) for flow in deferred]
+        if not bulk or len(later) >= CHECK_ROUND:
+            yield from _round(later, results)
+            later = []
+    yield from _round(later, results)
+    return results
+
+
+def _round(later: list[tuple[int, Flow[list[Problem]]]], results: list[Checked]) -> Flow[None]:
+    """Run the reads left for later and add their problems to their items."""
+    if not later:
+        return
+    found = yield Concurrently(tuple(flow for _, flow in later), CHECK_CONCURRENCY)
+    for (index, _), problems in zip(later, found, strict=True):
+        results[index][1].extend(problems)
+
+
 def _check_item(
     api: ThingSpace,
     item: SwapItem,
@@ -109,7 +145,9 @@ def _check_item(
     plans: set[str],
     request: SwapRequest,
     now: float,
-) -> Flow[tuple[Device | None, list[Problem]]]:
+    later: list[Flow[list[Problem]]],
+) -> Flow[Checked]:
+    """One item's checks; the plan history read is appended to ``later`` instead of run."""
     problems = _format_problems(item)
     if problems:
         return None, problems
@@ -149,7 +187,7 @@ def _check_item(
     if target and target not in plans:
         problems.append(Problem("plan.unknown", f"plan {target!r} is not one of the account's"))
     elif target and target != device.service_plan and not problems:
-        problems += yield from _plan_limit(api, item.device, now)
+        later.append(_plan_limit(api, item.device, now))  # a generator: nothing runs yet
     return device, problems
 
 
