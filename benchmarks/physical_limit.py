@@ -5,8 +5,10 @@ late, completes a change 30-120 s after accepting it (uniformly, seeded) and the
 callback, and throttles (429) any request beyond R = 20 in a sliding second. N changes (a third
 with a plan change) are submitted (validation and batch creation count) and run to completion:
 
-* ``async``: one process, ``AsyncSwapOrchestrator.work(concurrency=K)`` + ``sweep`` on SQLite,
-  the client's in-process rate limit, callbacks through ``CallbackServer`` + ``CallbackIntake``;
+* ``async``: one process, ``AsyncSwapOrchestrator.work(concurrency=K)`` + ``sweep`` on the
+  in-memory queue and store, the client's in-process rate limit, callbacks through
+  ``CallbackServer`` + ``CallbackIntake`` (``async-sqlite``: the same on SQLite, whose
+  transactions then run on the event loop);
 * ``cli``: four ``thingspace-swap work --concurrency K --rate-limit R`` processes sharing one
   data folder (SQLite store, token cache, rate limit); the first one ``--listen``s for callbacks;
 * ``lambda``: eight Lambda-style worker processes on one moto server (``_limit_lambda.py``).
@@ -16,7 +18,7 @@ ThingSpace within R, get 1 OAuth token and 1 login, submit no change twice and c
 
     python benchmarks/physical_limit.py                       # 10,000 changes, every setup
     python benchmarks/physical_limit.py --configs cli --changes 2000
-    python benchmarks/physical_limit.py --quick               # 30 changes, 1-3 s callbacks
+    python benchmarks/physical_limit.py --quick               # 60 changes, 1-3 s callbacks
 
 Exits 1 when a guarantee or the bound fails.
 """
@@ -44,7 +46,9 @@ CALLBACK_USER = "bench-callbacks"
 CALLBACK_PASSWORD = "bench-callback-password"
 PASSWORD_ENV = "BENCH_CALLBACK_PASSWORD"
 BOUND = 1.25
-CONFIGS = ("async", "cli", "lambda")
+CONFIGS = ("async", "cli", "lambda", "async-sqlite")
+#: What a run measures unless told otherwise (``--configs``): the three setups of the issue.
+DEFAULT_CONFIGS = ("async", "cli", "lambda")
 
 
 class Plan:
@@ -87,20 +91,31 @@ class Plan:
 
 
 def run_async(plan: Plan, sim: SimProcess, folder: Path) -> dict[str, Any]:
-    """``AsyncSwapOrchestrator`` on SQLite in this process; CPU is this process's."""
+    """``AsyncSwapOrchestrator`` on the in-memory queue and store, in this process."""
+    return _timed_async(plan, sim, folder, sqlite=False)
+
+
+def run_async_sqlite(plan: Plan, sim: SimProcess, folder: Path) -> dict[str, Any]:
+    """The same on SQLite: the store's transactions run on the event loop."""
+    return _timed_async(plan, sim, folder, sqlite=True)
+
+
+def _timed_async(plan: Plan, sim: SimProcess, folder: Path, *, sqlite: bool) -> dict[str, Any]:
     cpu0 = time.process_time()
-    outcome = asyncio.run(_async_batch(plan, sim, folder))
+    outcome = asyncio.run(_async_batch(plan, sim, folder, sqlite))
     outcome["cpu_seconds"] = round(time.process_time() - cpu0, 1)
     return outcome
 
 
-async def _async_batch(plan: Plan, sim: SimProcess, folder: Path) -> dict[str, Any]:
+async def _async_batch(plan: Plan, sim: SimProcess, folder: Path, sqlite: bool) -> dict[str, Any]:
     import thingspace_swap as ts
     from thingspace_swap.backends.sqlite import SqliteBackend
     from thingspace_swap.cli.listener import CallbackServer
     from thingspace_swap.swap import (
         AsyncSwapOrchestrator,
         CallbackIntake,
+        MemoryQueue,
+        MemoryStore,
         SwapItem,
         SwapRequest,
         register_listener,
@@ -111,14 +126,18 @@ async def _async_batch(plan: Plan, sim: SimProcess, folder: Path) -> dict[str, A
         SwapItem.sim_swap(r["device"], r["new_iccid"], target_plan=r["plan"] or None)
         for r in plan.rows(sim)
     ]
-    backend = SqliteBackend(folder / "swap.db")
+    if sqlite:
+        backend = SqliteBackend(folder / "swap.db")
+        queue, store, close = backend.queue, backend.store, backend.close
+    else:
+        queue, store, close = MemoryQueue(), MemoryStore(), lambda: None
     client = ts.AsyncThingSpaceClient(
         ts.Credentials(**sim.credentials),
         account_name=sim.account,
         base_url=sim.url,
         rate_limit=plan.rate,
     )
-    orchestrator = AsyncSwapOrchestrator(client, queue=backend.queue, store=backend.store)
+    orchestrator = AsyncSwapOrchestrator(client, queue=queue, store=store)
     intake = CallbackIntake(
         orchestrator.accept_callback, username=CALLBACK_USER, password=CALLBACK_PASSWORD
     )
@@ -143,7 +162,7 @@ async def _async_batch(plan: Plan, sim: SimProcess, folder: Path) -> dict[str, A
         counts = orchestrator.status(batch_id).counts
     finally:
         await client.aclose()
-        backend.close()
+        close()
     return {"wall_seconds": round(wall, 1), "completed": counts.get("completed", 0)}
 
 
@@ -319,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=300.0)
     parser.add_argument("--delay-min", type=float, default=30.0, help="callback after (s)")
     parser.add_argument("--delay-max", type=float, default=120.0)
-    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(DEFAULT_CONFIGS))
     parser.add_argument("--concurrency", type=int, default=16, help="K of the async process")
     parser.add_argument("--workers", type=int, default=4, help="CLI worker processes")
     parser.add_argument("--worker-concurrency", type=int, default=4, help="K of each CLI worker")
@@ -329,14 +348,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--reconcile-every", type=float, default=60.0, help="seconds")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--quick", action="store_true", help="30 changes, callbacks in 1-3 s")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="60 changes (the bulk validation path), callbacks in 1-3 s",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the JSON report here")
     args = parser.parse_args(argv)
     if args.quick:
-        args.changes, args.delay_min, args.delay_max = 30, 1.0, 3.0
+        args.changes, args.delay_min, args.delay_max = 60, 1.0, 3.0
         args.reconcile_every = 5.0
     plan = Plan(args)
-    runners: dict[str, Callable[..., dict[str, Any]]] = {"async": run_async, "cli": run_cli}
+    runners: dict[str, Callable[..., dict[str, Any]]] = {
+        "async": run_async,
+        "async-sqlite": run_async_sqlite,
+        "cli": run_cli,
+    }
     if "lambda" in args.configs:
         from _limit_lambda import run_lambda
 
