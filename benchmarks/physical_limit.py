@@ -280,9 +280,10 @@ def measure(name: str, plan: Plan, runner: Callable[..., dict[str, Any]]) -> dic
 
 
 def failures(run: dict[str, Any], rate: float, quick: bool) -> list[str]:
-    """The guarantees a run broke (the 1.25 bound is not checked at the quick size)."""
+    """The guarantees a run broke. At the quick size (a smoke run, often beside other work)
+    the timing ones, the busiest second and the 1.25 bound, are reported, not checked."""
     problems = []
-    if run["busiest_second"] > rate:
+    if not quick and run["busiest_second"] > rate:
         problems.append(f"busiest second {run['busiest_second']} > {rate:g}")
     if run["oauth_tokens"] != 1 or run["logins"] != 1:
         problems.append(f"{run['oauth_tokens']} tokens, {run['logins']} logins")

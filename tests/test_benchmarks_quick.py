@@ -34,6 +34,8 @@ SCRIPTS = [
     ("orchestrator_throughput.py", ["--backend", "aws"]),
     ("large_batch.py", []),
     ("physical_limit.py", ["--configs", "async", "cli"]),
+    ("physical_limit.py", ["--configs", "async"]),
+    ("physical_limit.py", ["--configs", "cli"]),
 ]
 
 
