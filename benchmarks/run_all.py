@@ -1,6 +1,6 @@
 """Run every benchmark, save their JSON, print their tables, and write docs/performance.md.
 
-    nox -s bench                          # the full run (about two hours), then writes the docs
+    nox -s bench                          # the full run (several hours), then writes the docs
     nox -s bench -- --quick               # every script at its tiny size; docs left alone
     python benchmarks/run_all.py --only client_overhead verizon_sdk
 
@@ -63,6 +63,7 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     # the real CLI commands on SQLite against the simulator over loopback HTTP
     "large_batch": ("large_batch.py", ["--sizes", "10000", "100000"]),
     # 10,000 changes at R = 20/s, for each setup: about 35 minutes each, mostly waiting on R
+    # 10,000 changes at R = 20/s, for each setup: about an hour each here, mostly waiting on R
     "physical_limit": ("physical_limit.py", []),
 }
 QUICK: dict[str, list[str]] = {
