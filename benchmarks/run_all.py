@@ -62,7 +62,6 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "orchestrator_profile": ("orchestrator_throughput.py", ["--sizes", "10000", "--profile"]),
     # the real CLI commands on SQLite against the simulator over loopback HTTP
     "large_batch": ("large_batch.py", ["--sizes", "10000", "100000"]),
-    # 10,000 changes at R = 20/s, for each setup: about 35 minutes each, mostly waiting on R
     # 10,000 changes at R = 20/s, for each setup: about an hour each here, mostly waiting on R
     "physical_limit": ("physical_limit.py", []),
 }

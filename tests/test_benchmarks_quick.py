@@ -33,7 +33,6 @@ SCRIPTS = [
     ("orchestrator_throughput.py", ["--backend", "sqlite"]),
     ("orchestrator_throughput.py", ["--backend", "aws"]),
     ("large_batch.py", []),
-    ("physical_limit.py", ["--configs", "async", "cli"]),
     ("physical_limit.py", ["--configs", "async"]),
     ("physical_limit.py", ["--configs", "cli"]),
 ]
