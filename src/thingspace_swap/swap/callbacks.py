@@ -4,7 +4,7 @@ that serves the intake is [thingspace_swap.asgi.asgi_app][thingspace_swap.asgi.a
 ThingSpace signs nothing: the username/password given at registration come back as plain fields
 of every callback body. [CallbackIntake][thingspace_swap.swap.CallbackIntake] checks them in
 constant time (and optionally the source address), hands the callback to the orchestrator, which
-keeps it durably, and only then answers 200. Anything else gets a non-2xx answer, so ThingSpace
+records it durably, and only then answers 200. Anything else gets a non-2xx answer, so ThingSpace
 delivers again.
 
 ```python
@@ -85,7 +85,7 @@ def _candidate(value: object) -> str | None:
 
 class CallbackIntake:
     """Checks one callback delivery and hands it to ``accept`` (the orchestrator's
-    ``accept_callback``, which keeps it durably before we answer 200).
+    ``accept_callback`` or ``process_callback``, which record it durably before we answer 200).
 
     Stateless: duplicates and unknown requestIds are the orchestrator's business. Answers:
     200 ``{"result": ...}`` with what ``accept`` returned; 400 malformed; 401 wrong credentials;

@@ -217,7 +217,9 @@ class _Orchestrator(Faced[Mode]):
     def accept_callback(
         self, callback: CarrierServiceCallback | Mapping[str, Any]
     ) -> Literal["applied", "kept", "duplicate"]:
-        """Keep a CarrierService callback durably and apply it to its change.
+        """Apply a CarrierService callback to its change (durably: the change's write records
+        it), or keep it durably until its change waits for it. No ThingSpace I/O: the change's
+        next step is a queue message for a worker.
 
         Callbacks are matched by requestId, or by device while the requestId is not stored yet
         (the callback arrived first: it is kept and applied when the worker stores the id).
