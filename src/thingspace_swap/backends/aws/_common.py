@@ -14,7 +14,18 @@ from botocore.exceptions import ClientError
 
 from ...clock import Clock
 
-__all__ = ["Backoff", "BatchSendError", "error_code", "send_batch"]
+__all__ = ["THROTTLED", "Backoff", "BatchSendError", "error_code", "send_batch"]
+
+#: DynamoDB's error codes for a call to try again after a while (throttled, or unavailable).
+THROTTLED = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
 
 
 class BatchSendError(RuntimeError):

@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ...clock import Clock, SystemClock
 from ...errors import RateLimitUnavailableError
-from ._common import Backoff, error_code
+from ._common import THROTTLED, Backoff, error_code
 
 __all__ = ["DynamoRateLimiter"]
 
@@ -26,15 +26,6 @@ SORT_KEY = "RATELIMIT"
 #: The item's ``ttl`` is this long after the last reservation: far beyond any backlog of slots,
 #: so DynamoDB never deletes a schedule that still holds future slots.
 TTL_SECONDS = 86_400
-_THROTTLED = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
 _PERMANENT = frozenset(
     {"ResourceNotFoundException", "AccessDeniedException", "ValidationException"}
 )
@@ -215,7 +206,7 @@ class DynamoRateLimiter:
             code = error_code(error)
             if code == "ConditionalCheckFailedException":
                 return None
-            if code in _THROTTLED:
+            if code in THROTTLED:
                 raise _Throttled from None
             raise self._error(code, retryable=code not in _PERMANENT) from None
         except BotoCoreError as error:

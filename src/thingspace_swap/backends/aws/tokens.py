@@ -20,7 +20,7 @@ from ..._token_store import RecordCodec
 from ...clock import Clock, SystemClock
 from ...errors import TokenCacheError
 from ...tokens import AuthRecord, Tokens
-from ._common import Backoff, error_code
+from ._common import THROTTLED, Backoff, error_code
 
 __all__ = ["DynamoTokenCache"]
 
@@ -33,15 +33,6 @@ _NUMBERS = frozenset(
         "block_since",
         "unconfirmed",
         "lease_until",
-    }
-)
-_THROTTLED = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
     }
 )
 
@@ -173,7 +164,7 @@ class DynamoTokenCache:
             try:
                 return method(**request)
             except ClientError as error:
-                if error_code(error) not in _THROTTLED or attempt >= self._backoff.max_attempts:
+                if error_code(error) not in THROTTLED or attempt >= self._backoff.max_attempts:
                     raise
                 self._clock.sleep(self._backoff.delay(attempt, self._rng))
                 attempt += 1

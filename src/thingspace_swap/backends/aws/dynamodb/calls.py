@@ -22,7 +22,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from ....clock import Clock
-from .._common import Backoff, error_code
+from .._common import THROTTLED, Backoff, error_code
 from .items import Key, key_of, to_dynamo
 from .writes import Cancelled, Op
 
@@ -30,16 +30,7 @@ __all__ = ["DynamoTable"]
 
 _GET_KEYS = 100  # a BatchGetItem
 _WRITE_KEYS = 25  # a BatchWriteItem
-_THROTTLED = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TransactionInProgressException",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
+_THROTTLED = THROTTLED | {"TransactionInProgressException"}
 _TRANSIENT_REASONS = frozenset(
     {
         "TransactionConflict",
