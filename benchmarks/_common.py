@@ -11,6 +11,8 @@ import gc
 import json
 import os
 import platform
+import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -430,6 +432,27 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
     print()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def check_run(command: list[str], env: dict[str, str]) -> str:
+    """Run ``command`` to its end; its output (RuntimeError with its errors if it failed)."""
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[1:4]} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's children that have ended."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def emit(report: dict[str, Any], path: str | None) -> None:

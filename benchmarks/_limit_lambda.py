@@ -29,14 +29,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from _limit_plan import CALLBACK_PASSWORD, CALLBACK_USER
+
 if TYPE_CHECKING:
     from _common import SimProcess
-    from physical_limit import Plan
+    from _limit_plan import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve()
-CALLBACK_USER = "bench-callbacks"
-CALLBACK_PASSWORD = "bench-callback-password"
 
 
 def _load(name: str, path: Path) -> ModuleType:
@@ -136,12 +136,12 @@ def reconciler(every: str) -> int:
     return 0
 
 
-# The setup, from physical_limit.py ------------------------------------------------------------
+# The setup, for physical_limit.py -------------------------------------------------------------
 
 
 def run_lambda(plan: Plan, sim: SimProcess, folder: Path) -> dict[str, Any]:
     """Moto, then intake, eight workers, the callback listener and the reconciler."""
-    import physical_limit
+    from _common import check_run, children_cpu, free_port
 
     moto = _load("bench_moto_server", ROOT / "tests" / "aws" / "moto_server.py")
     with ExitStack() as stack:
@@ -149,18 +149,16 @@ def run_lambda(plan: Plan, sim: SimProcess, folder: Path) -> dict[str, Any]:
         env, store = _aws(moto, endpoint, sim, plan, folder)
         items = folder / "items.json"
         items.write_text(json.dumps(plan.rows(sim)))
-        children0 = physical_limit.children_cpu()
+        children0 = children_cpu()
         started = time.perf_counter()
-        port = physical_limit.free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}/thingspace/callbacks"
         roles = [["callbacks", str(port)], ["reconciler", str(plan.args.reconcile_every)]]
         roles += [["worker"]] * plan.args.lambda_workers
         procs = [_spawn(role, env, folder, n) for n, role in enumerate(roles)]
         try:
             _register(sim, url, env)
-            done = physical_limit.check_run(
-                [sys.executable, str(SCRIPT), "intake", str(items)], env
-            )
+            done = check_run([sys.executable, str(SCRIPT), "intake", str(items)], env)
             batch_id = json.loads(done)["batch_id"]
             while (batch := store.get_batch(batch_id)) is not None and batch.completed_at is None:
                 stopped = [n for n, p in enumerate(procs) if p.poll() is not None]
@@ -176,7 +174,7 @@ def run_lambda(plan: Plan, sim: SimProcess, folder: Path) -> dict[str, Any]:
     return {
         "wall_seconds": round(wall, 1),
         "completed": completed,
-        "cpu_seconds": round(physical_limit.children_cpu() - children0, 1),
+        "cpu_seconds": round(children_cpu() - children0, 1),
         "worker_exit_codes": codes,
     }
 
@@ -197,11 +195,9 @@ def _register(sim: SimProcess, url: str, env: dict[str, str]) -> None:
         "register_listener(runtime.client, sys.argv[1], username=sys.argv[2], "
         "password=sys.argv[3])\n"
     )
-    import physical_limit
+    from _common import check_run
 
-    physical_limit.check_run(
-        [sys.executable, "-c", code, url, CALLBACK_USER, CALLBACK_PASSWORD], env
-    )
+    check_run([sys.executable, "-c", code, url, CALLBACK_USER, CALLBACK_PASSWORD], env)
 
 
 def _aws(

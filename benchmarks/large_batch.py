@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import emit, environment, fmt, print_table, summary
+from _common import emit, environment, fmt, free_port, print_table, summary
 
 ACCOUNT = "0000123456-00001"
 CALLBACK_USER = "cb"
@@ -207,12 +206,6 @@ def progress(data: Path, batch_id: str) -> dict[str, int]:
             0
         ]
     return {"finished": finished, "started": size - pending, "transitions": entries}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # One size ----------------------------------------------------------------------------------

@@ -30,8 +30,6 @@ import asyncio
 import csv
 import json
 import os
-import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,51 +38,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import SimProcess, emit, environment, print_table
+from _common import SimProcess, check_run, children_cpu, emit, environment, free_port, print_table
+from _limit_plan import CALLBACK_PASSWORD, CALLBACK_USER, PASSWORD_ENV, Plan
 
-CALLBACK_USER = "bench-callbacks"
-CALLBACK_PASSWORD = "bench-callback-password"
-PASSWORD_ENV = "BENCH_CALLBACK_PASSWORD"
 BOUND = 1.25
 CONFIGS = ("async", "cli", "lambda", "async-sqlite")
 #: What a run measures unless told otherwise (``--configs``): the three setups of the issue.
 DEFAULT_CONFIGS = ("async", "cli", "lambda")
-
-
-class Plan:
-    """What every configuration runs: the simulator's options and the batch's items."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.changes: int = args.changes
-        self.rate: float = args.rate
-
-    def simulator(self) -> SimProcess:
-        a = self.args
-        jitter = a.delay_max - a.delay_min
-        return SimProcess(
-            devices=int(self.changes * 1.25) + 50,
-            options=[
-                "--live",
-                "--seed", str(a.seed),
-                "--latency-ms", str(a.latency_ms),
-                "--request-delay", str(a.delay_min),
-                "--request-delay-jitter", str(jitter),
-                "--account-rate-limit", str(self.rate),
-                "--lines", str(self.changes),
-            ],
-        )  # fmt: skip
-
-    def rows(self, sim: SimProcess) -> list[dict[str, str]]:
-        """One row per change: device, new ICCID and, for every third, a target plan."""
-        lines, spares = sim.iccids[: self.changes], sim.spares[: self.changes]
-        if len(lines) < self.changes or len(spares) < self.changes:
-            raise RuntimeError(f"the simulator has {len(lines)} lines, {len(spares)} spares")
-        plan = sim.plans[-1]
-        return [
-            {"device": old, "new_iccid": new, "plan": plan if i % 3 == 0 else ""}
-            for i, (old, new) in enumerate(zip(lines, spares, strict=True))
-        ]
 
 
 # One async process ----------------------------------------------------------------------------
@@ -169,12 +129,6 @@ async def _async_batch(plan: Plan, sim: SimProcess, folder: Path, sqlite: bool) 
 # Four CLI worker processes --------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run_cli(plan: Plan, sim: SimProcess, folder: Path) -> dict[str, Any]:
     """Four ``thingspace-swap work`` processes; CPU is theirs and the submitting commands'."""
     args = plan.args
@@ -232,18 +186,6 @@ def _cli_env(sim: SimProcess) -> dict[str, str]:
     )
     env[PASSWORD_ENV] = CALLBACK_PASSWORD
     return env
-
-
-def check_run(command: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
-    if done.returncode != 0:
-        raise RuntimeError(f"{command[1:4]} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return done.stdout
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 # Measuring and reporting ----------------------------------------------------------------------
