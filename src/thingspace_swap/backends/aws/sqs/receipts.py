@@ -23,25 +23,21 @@ class Receipts:
     def __init__(self, kept: int = 10_000) -> None:
         self._kept = kept
         self._lock = threading.Lock()
-        self._receipts: OrderedDict[str, tuple[str, bool]] = OrderedDict()
-        self._by_lambda: set[str] = set()
+        # message id -> (latest receipt, spent, deleted by Lambda)
+        self._receipts: OrderedDict[str, tuple[str, bool, bool]] = OrderedDict()
 
     def remember(self, message: ReceivedMessage, *, deleted_by_lambda: bool = False) -> None:
         with self._lock:
-            self._receipts[message.message_id] = (message.receipt, False)
+            self._receipts[message.message_id] = (message.receipt, False, deleted_by_lambda)
             self._receipts.move_to_end(message.message_id)
-            if deleted_by_lambda:
-                self._by_lambda.add(message.message_id)
-            else:
-                self._by_lambda.discard(message.message_id)
             while len(self._receipts) > self._kept:
-                forgotten, _ = self._receipts.popitem(last=False)
-                self._by_lambda.discard(forgotten)
+                self._receipts.popitem(last=False)
 
     def deleted_by_lambda(self, message: ReceivedMessage) -> bool:
         """Whether Lambda deletes ``message`` when the function reports it done."""
         with self._lock:
-            return message.message_id in self._by_lambda
+            known = self._receipts.get(message.message_id)
+        return known is not None and known[2]
 
     def usable(self, message: ReceivedMessage) -> bool:
         """Whether ``message``'s receipt still acts (one never seen here does)."""
@@ -49,12 +45,13 @@ class Receipts:
             return False
         with self._lock:
             known = self._receipts.get(message.message_id)
-        return known is None or known == (message.receipt, False)
+        return known is None or known[:2] == (message.receipt, False)
 
     def spend(self, message: ReceivedMessage) -> None:
         with self._lock:
-            if message.message_id in self._receipts:
-                self._receipts[message.message_id] = (message.receipt, True)
+            known = self._receipts.get(message.message_id)
+            if known is not None:
+                self._receipts[message.message_id] = (message.receipt, True, known[2])
 
 
 def change_visibility(client: Any, url: str, receipts: Sequence[tuple[str, int]]) -> None:
