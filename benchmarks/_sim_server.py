@@ -59,6 +59,7 @@ def stats(sim: ThingSpaceSimulator, server: SimulatorServer) -> dict[str, Any]:
         "busiest_second": s.busiest_second,
         "busiest_second_by_route": dict(s.busiest_second_by_route),
         "callback_attempts": s.callback_attempts,
+        "per_second": [s.per_second.get(t, 0) for t in range(max(s.per_second, default=-1) + 1)],
         "duplicate_submissions": sum(n - 1 for n in sim.submission_counts().values() if n > 1),
     }
 

@@ -1,18 +1,18 @@
 """The two drivers: the only code that does I/O. Each runs flows from ``_core`` against an
 httpx client, sleeping on the injected clock, holding the auth lock for ``Exclusive`` and
-running ``Concurrently``'s flows side by side (threads, or tasks)."""
+running the flows of ``Concurrently`` and ``KeepBusy`` side by side (threads, or tasks)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import httpx
 
-from ._core.commands import Concurrently, Exclusive, Flow, Send, Sleep
+from ._core.commands import Concurrently, Exclusive, Flow, KeepBusy, Send, Sleep
 from ._core.endpoint import Pager
 from ._core.engine import Engine
 from ._core.operations import Call
@@ -49,6 +49,8 @@ class SyncDriver:
                     self._clock.sleep(command.seconds)
                 elif isinstance(command, Concurrently):
                     reply = self._concurrently(command)
+                elif isinstance(command, KeepBusy):
+                    reply = self._keep_busy(command)
                 else:
                     assert isinstance(command, Exclusive)
                     with self._lock:
@@ -62,6 +64,24 @@ class SyncDriver:
         workers = min(command.limit, len(command.flows))
         with ThreadPoolExecutor(workers, thread_name_prefix="thingspace-swap") as pool:
             return _settled(list(pool.map(lambda flow: _outcome(self.run, flow), command.flows)))
+
+    def _keep_busy(self, command: KeepBusy) -> list[Any]:
+        outcomes: list[tuple[Any, Exception | None]] = []
+        running: set[Future[tuple[Any, Exception | None]]] = set()
+        with ThreadPoolExecutor(command.limit, thread_name_prefix="thingspace-swap") as pool:
+            asking = True
+            while True:
+                wanted = command.refill_at(len(running)) if asking else 0
+                if wanted:
+                    flows, error = _more(command, wanted)
+                    if error is not None:
+                        outcomes.append((None, error))
+                        asking = False
+                    running.update(pool.submit(_outcome, self.run, flow) for flow in flows)
+                if not running:
+                    return _settled(outcomes)
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                outcomes += (future.result() for future in done)
 
     def iterate(self, pager: Pager[Any, Item]) -> Iterator[Item]:
         call: Call[Any] | None = pager.first
@@ -96,6 +116,8 @@ class AsyncDriver:
                     await self._clock.sleep_async(command.seconds)
                 elif isinstance(command, Concurrently):
                     reply = await self._concurrently(command)
+                elif isinstance(command, KeepBusy):
+                    reply = await self._keep_busy(command)
                 else:
                     assert isinstance(command, Exclusive)
                     async with self._lock:
@@ -108,12 +130,36 @@ class AsyncDriver:
 
         async def one(flow: Flow[Any]) -> tuple[Any, Exception | None]:
             async with slots:
-                try:
-                    return await self.run(flow), None
-                except Exception as exc:
-                    return None, exc
+                return await self._outcome(flow)
 
         return _settled(await asyncio.gather(*(one(flow) for flow in command.flows)))
+
+    async def _keep_busy(self, command: KeepBusy) -> list[Any]:
+        outcomes: list[tuple[Any, Exception | None]] = []
+        running: set[asyncio.Task[tuple[Any, Exception | None]]] = set()
+        asking = True
+        try:
+            while True:
+                wanted = command.refill_at(len(running)) if asking else 0
+                if wanted:
+                    flows, error = _more(command, wanted)
+                    if error is not None:
+                        outcomes.append((None, error))
+                        asking = False
+                    running.update(asyncio.ensure_future(self._outcome(flow)) for flow in flows)
+                if not running:
+                    return _settled(outcomes)
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                outcomes += (task.result() for task in done)
+        finally:  # cancelled: so are the flows still running
+            for task in running:
+                task.cancel()
+
+    async def _outcome(self, flow: Flow[Any]) -> tuple[Any, Exception | None]:
+        try:
+            return await self.run(flow), None
+        except Exception as exc:
+            return None, exc
 
     async def iterate(self, pager: Pager[Any, Item]) -> AsyncIterator[Item]:
         call: Call[Any] | None = pager.first
@@ -130,6 +176,14 @@ def _outcome(run: Any, flow: Flow[Any]) -> tuple[Any, Exception | None]:
         return run(flow), None
     except Exception as exc:
         return None, exc
+
+
+def _more(command: KeepBusy, wanted: int) -> tuple[Sequence[Flow[Any]], Exception | None]:
+    """Up to ``wanted`` new flows from ``command.more``, or the error it raised."""
+    try:
+        return command.more(wanted)[:wanted], None
+    except Exception as exc:
+        return (), exc
 
 
 def _settled(outcomes: Sequence[tuple[Any, Exception | None]]) -> list[Any]:

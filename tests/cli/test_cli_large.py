@@ -64,7 +64,7 @@ class _Orchestrator:
         self.rounds += 1
         return WorkReport(messages=1)
 
-    def sweep(self) -> int:
+    def sweep(self, *, concurrency: int = 1) -> int:
         self.calls.append("sweep")
         return 0
 

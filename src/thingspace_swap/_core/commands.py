@@ -3,7 +3,7 @@ their results (or has the I/O error thrown into it); the sync and async drivers 
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -43,5 +43,22 @@ class Concurrently:
     limit: int
 
 
-Command = Send | Sleep | Exclusive | Concurrently
+@attrs.frozen
+class KeepBusy:
+    """Keep up to ``limit`` flows running, taking new ones from ``more(n)`` (at most ``n``)
+    whenever a quarter of the slots are free, or none run; end when ``more`` has none left and
+    none run. Reply with their results in the order they ended, or, once all have ended, throw
+    the first error one of them raised (or the one ``more`` raised)."""
+
+    more: Callable[[int], Sequence[Generator[Any, Any, Any]]]
+    limit: int
+
+    def refill_at(self, running: int) -> int:
+        """How many flows to ask ``more`` for now: the free slots, or 0 while fewer than a
+        quarter of them are free and some flows still run."""
+        free = self.limit - running
+        return free if not running or free >= max(1, self.limit // 4) else 0
+
+
+Command = Send | Sleep | Exclusive | Concurrently | KeepBusy
 Flow = Generator[Command, Any, T]

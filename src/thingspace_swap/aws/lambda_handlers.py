@@ -106,7 +106,8 @@ class Handlers:
             time_margin: Seconds of the invocation's remaining time below which the worker
                 stops taking records (the rest are put back unprocessed and reported).
             concurrency: Message groups the worker processes at once (threads); a group's
-                records are always processed in their order.
+                records are always processed in their order. The reconciler advances as many
+                due changes at once.
         """
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -237,8 +238,9 @@ class Handlers:
         }
 
     def reconciler(self, event: Mapping[str, Any], context: Any = None) -> dict[str, int]:
-        """Advance changes whose deadline passed and complete finished batches."""
-        advanced = self.orchestrator.sweep()
+        """Advance changes whose deadline passed (``concurrency`` at once) and complete
+        finished batches."""
+        advanced = self.orchestrator.sweep(concurrency=self.concurrency)
         logger.info("reconciler advanced %d change(s)", advanced)
         return {"advanced": advanced}
 

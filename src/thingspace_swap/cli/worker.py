@@ -113,10 +113,11 @@ def work_batch(
     started = clock.monotonic()
     described = 0.0
     while True:
+        # K slots kept busy through 10 x K messages, then a sweep and one progress read
         report = orchestrator.work(
-            max_messages=max(max_messages, concurrency), concurrency=concurrency
+            max_messages=max(max_messages, 10 * concurrency), concurrency=concurrency
         )
-        orchestrator.sweep()
+        orchestrator.sweep(concurrency=concurrency)
         batch = orchestrator.batch(batch_id)  # one record: its counter, not every change
         done = batch.completed_at is not None
         timed_out = timeout is not None and clock.monotonic() - started >= timeout

@@ -120,7 +120,11 @@ class CallbackResult:
 
 @attrs.frozen
 class Timeout:
-    """A scheduled check came due (deadline of a waiting phase, or a retry's backoff)."""
+    """A scheduled check came due (deadline of a waiting phase, or a retry's backoff).
+    ``worker`` is whoever acts on it: the lease it takes, when it works on the change, is
+    its own (two sweeps at once must not both hold it)."""
+
+    worker: str = "scheduler"
 
 
 @attrs.frozen

@@ -73,7 +73,7 @@ def advance(change: Change, event: Event, now: float, settings: LifecycleSetting
     if isinstance(event, Begin):
         return _begin(change, event, now, settings)
     if isinstance(event, Timeout):
-        return _timeout(change, now, settings)
+        return _timeout(change, now, settings, event.worker)
     if isinstance(event, DeviceSeen):
         return _seen(change, event.device, now, settings)
     if isinstance(event, ReadFailed):
@@ -110,7 +110,7 @@ def _begin(change: Change, event: Begin, now: float, settings: LifecycleSettings
     if change.phase is Phase.VERIFYING:
         return _go(change, now, "verifying", ReadDevice(), **lease)
     if change.deadline is not None and change.deadline <= now:  # AWAITING / SETTLING
-        return _timeout(change, now, settings)
+        return _timeout(change, now, settings, event.worker)
     return _stay(change)  # a duplicate message while waiting for a callback
 
 
@@ -134,11 +134,13 @@ def _unknown(
     )
 
 
-def _timeout(change: Change, now: float, settings: LifecycleSettings) -> Outcome:
+def _timeout(
+    change: Change, now: float, settings: LifecycleSettings, worker: str = "scheduler"
+) -> Outcome:
     if change.deadline is not None and change.deadline > now:
         return _stay(change)  # early: a duplicate; the scheduled check is still coming
     if change.phase in (Phase.PENDING, Phase.RETRY_WAIT, Phase.CHECKING, Phase.VERIFYING):
-        return _begin(change, Begin("scheduler"), now, settings)
+        return _begin(change, Begin(worker), now, settings)
     if change.phase is Phase.SUBMITTING:
         return _unknown(change, now, settings, "worker stopped while submitting")
     # AWAITING or SETTLING: no callback in time; read the device instead.

@@ -62,6 +62,7 @@ class Exchange:
         rate = core.options.account_rate_limit
         self._limit = None if rate is None else AccountLimit(rate)
         self._busiest = BusiestSecond()
+        self._first_arrival: float | None = None
 
     @property
     def received(self) -> list[ReceivedRequest]:
@@ -102,6 +103,9 @@ class Exchange:
         busiest.record(route, now)
         core.stats.busiest_second = busiest.overall
         core.stats.busiest_second_by_route[route] = busiest.by_route[route]
+        if self._first_arrival is None:
+            self._first_arrival = now
+        core.stats.per_second[int(now - self._first_arrival)] += 1
         if self._limit is None or plan.reject is not None or self._limit.admit(now):
             return plan
         core.stats.throttled += 1

@@ -19,7 +19,9 @@ class SimulatorStats:
     ``requests_received`` every request ``handle`` was given, faulted or not.
     ``busiest_second`` is the most requests received in any sliding second (all routes, the
     throttled included), ``busiest_second_by_route`` the same per route; ``throttled`` counts
-    the 429s answered for the ``account_rate_limit``.
+    the 429s answered for the ``account_rate_limit``. ``per_second`` counts the requests
+    received in each whole second since the first one (second 0), throttled included: a run's
+    timeline, to see where it ran below the account's rate.
     """
 
     token_requests: int = 0
@@ -34,6 +36,7 @@ class SimulatorStats:
     throttled: int = 0
     busiest_second: int = 0
     busiest_second_by_route: Counter[str] = field(default_factory=Counter)
+    per_second: Counter[int] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)

@@ -186,12 +186,18 @@ class _Orchestrator(Faced[Mode]):
         return (yield from self._worker.handle(message))
 
     @endpoint
-    def sweep(self, *, limit: int = 100) -> Flow[int]:
+    def sweep(self, *, limit: int = 100, concurrency: int = 1) -> Flow[int]:
         """Relay queue messages left in the outbox, finish operator commands left unfinished,
         advance changes whose deadline passed (lost callbacks, lost messages, dead workers)
         and complete batches whose changes are all terminal. Run it periodically. Returns how
-        many changes were due."""
-        return (yield from self._worker.sweep(limit))
+        many changes were due.
+
+        Due changes are read ``limit`` at a time and advanced ``concurrency`` at once (as
+        [work][thingspace_swap.swap.SwapOrchestrator.work] does): after an outage, or when the
+        queue's backlog outlasts a deadline, thousands may be due at once."""
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        return (yield from self._worker.sweep(limit, concurrency))
 
     @endpoint
     def run_until_complete(

@@ -59,13 +59,21 @@ class Runner:
         self._inbox = inbox
 
     def drive(
-        self, change_id: str, event: Event, *, io: bool = True, change: Change | None = None
+        self,
+        change_id: str,
+        event: Event,
+        *,
+        io: bool = True,
+        change: Change | None = None,
+        read_first: bool = True,
     ) -> Flow[float | None]:
         """Apply ``event`` and whatever follows from it. Returns the lease end when another
         worker holds the change, else None. Without ``io``, ThingSpace work is queued instead
         (a ``process`` message written with the change). ``change`` is the record as the
-        caller just read it (it is read here otherwise)."""
-        busy, _ = yield from self._drive(change_id, event, io, change)
+        caller just read it (it is read here otherwise). Without ``read_first``, the change's
+        lease is written before its device is read: for callers that others may race on the
+        same change (sweeps), so that only the one holding the lease spends a request."""
+        busy, _ = yield from self._drive(change_id, event, io, change, read_first)
         return busy
 
     def drive_now(
@@ -84,7 +92,12 @@ class Runner:
         return after
 
     def _drive(
-        self, change_id: str, event: Event, io: bool, change: Change | None
+        self,
+        change_id: str,
+        event: Event,
+        io: bool,
+        change: Change | None,
+        read_first: bool = True,
     ) -> Flow[tuple[float | None, Change | None]]:
         store = self._context.store
         if change is None:
@@ -93,7 +106,7 @@ class Runner:
             version = change.version
             step = yield from retry_conflicts_flow(
                 lambda: store.get_change(change_id),
-                lambda c: self._apply(c, event, io),  # noqa: B023 (called within the iteration)
+                lambda c: self._apply(c, event, io, read_first),  # noqa: B023
                 what=f"change {change_id}",
                 first=change,
             )
@@ -124,7 +137,9 @@ class Runner:
             event = following
         return None, None
 
-    def _apply(self, change: Change, event: Event, io: bool) -> Flow[tuple[Change, Outcome, float]]:
+    def _apply(
+        self, change: Change, event: Event, io: bool, read_first: bool = True
+    ) -> Flow[tuple[Change, Outcome, float]]:
         """Advance ``change`` by ``event`` and write the outcome if it changed anything. With
         I/O, a device read the outcome asks for comes first, and its outcome is written with
         it: one write, as the record is only worth writing once the device is known (a
@@ -132,7 +147,7 @@ class Runner:
         clock, settings = self._context.clock, self._context.settings
         now = clock.time()
         outcome = advance(change, self._inbox_first(change, event, now), now, settings)
-        if io and _reads_first(outcome):
+        if io and read_first and _reads_first(outcome):
             seen = yield from self._read(outcome.change)
             now = clock.time()
             outcome = _then(outcome, advance(outcome.change, seen, now, settings))

@@ -10,9 +10,9 @@ from collections import Counter
 
 import attrs
 
-from ..._core.commands import Concurrently, Flow, Sleep
+from ..._core.commands import Flow, KeepBusy, Sleep
 from ..events import Begin, Event, Timeout
-from ..model import Batch
+from ..model import Batch, Change
 from ..ports import ReceivedMessage
 from ._commands import Commands
 from ._context import Context
@@ -52,23 +52,26 @@ class Worker:
     ) -> Flow[WorkReport]:
         handled = 0
         outcomes: Counter[Disposition] = Counter()
-        while max_messages is None or handled < max_messages:
-            wanted = max(10, concurrency)
+
+        def more(wanted: int) -> list[Flow[Disposition]]:
+            nonlocal handled
             if max_messages is not None:
                 wanted = min(wanted, max_messages - handled)
-            messages = self._receive(wanted)
-            if not messages:
+            messages = self._receive(wanted) if wanted > 0 else []
+            handled += len(messages)
+            return [self.handle(received) for received in messages]
+
+        while max_messages is None or handled < max_messages:
+            before = handled
+            if concurrency == 1:
+                for flow in more(10):
+                    outcomes[(yield from flow)] += 1
+            else:  # a message starts as soon as a slot is free, not when a round's last ends
+                outcomes.update((yield KeepBusy(more, concurrency)))
+            if handled == before:
                 if until_idle:
                     break
                 yield Sleep(poll)
-                continue
-            if concurrency == 1:
-                for received in messages:
-                    outcomes[(yield from self.handle(received))] += 1
-            else:
-                flows = tuple(self.handle(received) for received in messages)
-                outcomes.update((yield Concurrently(flows, concurrency)))
-            handled += len(messages)
         stats = self._context.queue.stats()
         self._context.metrics.gauge("swap.queue.depth", stats.visible + stats.delayed)
         self._context.metrics.gauge("swap.queue.lag", stats.oldest_age)
@@ -108,9 +111,8 @@ class Worker:
             queue.ack(received)
             return "done"
         try:
-            # each delivery works under a lease of its own, even on one worker's threads
-            owner = f"{context.worker_id}/{uuid.uuid4().hex[:8]}"
-            event: Event = Begin(owner) if kind == "process" else Timeout()
+            owner = self._owner()
+            event: Event = Begin(owner) if kind == "process" else Timeout(owner)
             busy = yield from self._runner.drive(change_id, event, change=change)
         except Exception:
             logger.exception("processing %s failed; the message will be delivered again", change_id)
@@ -123,7 +125,12 @@ class Worker:
         queue.ack(received)
         return "done"
 
-    def sweep(self, limit: int) -> Flow[int]:
+    def _owner(self) -> str:
+        """Each delivery and each swept change works under a lease of its own, even on one
+        worker's threads."""
+        return f"{self._context.worker_id}/{uuid.uuid4().hex[:8]}"
+
+    def sweep(self, limit: int, concurrency: int = 1) -> Flow[int]:
         context = self._context
         self._ledger.relay(None)
         now = context.clock.time()
@@ -132,14 +139,27 @@ class Worker:
         stale = [b for b in open_batches if b.command is not None and now - b.command.at >= lease]
         yield from self._commands.finish(stale)
         seen: set[str] = set()
-        while due := [
-            c
-            for c in context.store.due_changes(context.clock.time(), limit)
-            if c.change_id not in seen
-        ]:
-            for change in due:
-                seen.add(change.change_id)
-                yield from self._runner.drive(change.change_id, Timeout())
+        pending: list[Change] = []
+
+        def more(wanted: int) -> list[Flow[float | None]]:
+            """The next due changes' flows, ``limit`` read at a time; each change once."""
+            if not pending:
+                due = context.store.due_changes(context.clock.time(), limit)
+                pending.extend(c for c in due if c.change_id not in seen)
+            taken = pending[:wanted]
+            del pending[:wanted]
+            seen.update(c.change_id for c in taken)
+            return [
+                self._runner.drive(c.change_id, Timeout(self._owner()), change=c, read_first=False)
+                for c in taken
+            ]
+
+        if concurrency == 1:
+            while flows := more(limit):
+                for flow in flows:
+                    yield from flow
+        else:  # a deadline passes for many changes at once after an outage: not one by one
+            yield KeepBusy(more, concurrency)
         self._recount(open_batches)
         return len(seen)
 
