@@ -15,6 +15,7 @@ from tests.aws.support import Aws, CallCounter
 from thingspace_swap.aws import DynamoStore, create_table, table_definition
 from thingspace_swap.backends.aws.dynamodb.items import from_dynamo, to_dynamo
 from thingspace_swap.models import DeviceId
+from thingspace_swap.swap.audit import verify_chains
 from thingspace_swap.swap.contract import T0, new_batch, next_change
 from thingspace_swap.swap.model import Phase
 from thingspace_swap.swap.ports import ConflictError, InboxEntry
@@ -139,6 +140,60 @@ def test_a_big_batch_is_written_in_steps_and_read_in_pages(
     assert store.line_owner(lines(20)[-1]) == changes[-1].change_id
     assert [b.batch_id for b in store.batches()] == ["big"]
     assert store.audit(f"change:{changes[15].change_id}") == [audit[16]]
+
+
+def test_a_batch_audit_and_its_phases_are_read_in_pages(
+    aws: Aws, table: str, calls: CallCounter
+) -> None:
+    client = calls.watch(aws.client("dynamodb")).client
+    store = DynamoStore(client, table, transaction_items=30, page_size=6)
+    batch, changes, audit = new_batch("big", lines(20))
+    store.create_batch(batch, changes, audit)
+    done, entry = next_change(changes[7], phase=Phase.COMPLETED)
+    calls.reset()
+    store.update_change(done, changes[7].version, entry)  # its member moves in the same write
+    assert calls.calls == {"dynamodb.TransactWriteItems": 1}
+    calls.reset()
+    chains = list(store.audit_chains("big"))
+    assert [c.subject for c in chains[1:]] == [f"change:{c.change_id}" for c in changes]
+    assert verify_chains(chains, changes=20).ok
+    # the batch (GetItem, Query), 4 pages of members and records, a Query per change's chain
+    assert calls.calls == {
+        "dynamodb.GetItem": 1,
+        "dynamodb.Query": 1 + 4 + 20,
+        "dynamodb.BatchGetItem": 4,
+    }
+    calls.reset()
+    assert store.phase_counts("big") == {"pending": 19, "completed": 1}
+    assert store.changes_in("big", [Phase.COMPLETED], 5) == [done]
+    assert store.changes_in("big", [Phase.PENDING], 2) == changes[:2]
+    assert calls.calls == {"dynamodb.Query": 3, "dynamodb.BatchGetItem": 2}
+
+
+def test_members_written_before_they_carried_the_phase_are_read_through_their_records(
+    aws: Aws, table: str
+) -> None:
+    store = DynamoStore(aws.dynamodb, table)
+    _, changes, _ = made = new_batch("old", lines(4), terminal=lines(1))
+    store.create_batch(*made)
+    done, entry = next_change(changes[2], phase=Phase.COMPLETED)
+    store.update_change(done, changes[2].version, entry)
+    for change in changes:  # as a table written by an earlier version has them
+        aws.dynamodb.update_item(
+            TableName=table,
+            Key={
+                "pk": {"S": "BATCH#old"},
+                "sk": {"S": f"CHANGE#{change.index:010d}#{change.change_id}"},
+            },
+            UpdateExpression="REMOVE phase",
+        )
+    assert store.phase_counts("old") == {"rejected": 1, "pending": 2, "completed": 1}
+    assert store.changes_in("old", [Phase.PENDING, Phase.COMPLETED], 5) == [
+        changes[1],
+        done,
+        changes[3],
+    ]
+    assert store.changes_in("old", [Phase.FAILED], 5) == []
 
 
 def test_queries_follow_pages_past_one_megabyte(aws: Aws, table: str, calls: CallCounter) -> None:

@@ -1,7 +1,6 @@
 """In-memory backends: thread-safe, with SQS-like delivery and DynamoDB-like conditional writes.
 
-For tests, notebooks and single-process services. Nothing survives the process; use
-``thingspace_swap.backends.sqlite`` for that.
+For tests, notebooks and single-process services: nothing survives the process (see SQLite's).
 """
 
 from __future__ import annotations
@@ -12,8 +11,8 @@ import json
 import operator
 import threading
 import uuid
-from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -23,6 +22,7 @@ from ..models import DeviceId
 from ..swap.metrics import MemoryMetrics
 from ..swap.model import Batch, BatchState, Change, Phase, Priority, evolve_batch
 from ..swap.ports import (
+    AuditChain,
     AuditEntry,
     BatchCancelledError,
     ConflictError,
@@ -271,9 +271,8 @@ class MemoryQueue:
             )
 
 
-#: An audit entry as a row of plain values: a tuple of strings and numbers is not tracked by
-#: the garbage collector, so the audit trail (several entries per change) adds nothing to what
-#: every full collection walks.
+#: An audit entry as a row of plain values (a tuple of strings and numbers, which the garbage
+#: collector does not track: the audit trail adds nothing to what a full collection walks).
 _audit_row = operator.attrgetter(*(field.name for field in attrs.fields(AuditEntry)))
 
 
@@ -323,10 +322,8 @@ class MemoryStore:
 
     def relay(self, queue: Queue, messages: Sequence[OutgoingMessage] | None = None) -> int:
         with self._lock:
-            if messages is None:
-                waiting = list(self._outbox.values())
-            else:
-                waiting = [m for m in messages if m.dedup_id in self._outbox]
+            chosen = self._outbox.values() if messages is None else messages
+            waiting = [m for m in chosen if m.dedup_id in self._outbox]
         if not waiting:
             return 0
         queue.send(waiting)
@@ -415,10 +412,7 @@ class MemoryStore:
 
     def phase_counts(self, batch_id: str) -> dict[str, int]:
         """How many of the batch's changes are in each phase."""
-        counts: dict[str, int] = defaultdict(int)
-        for change in self.changes(batch_id):
-            counts[change.phase.value] += 1
-        return dict(counts)
+        return dict(Counter(change.phase.value for change in self.changes(batch_id)))
 
     def changes_in(self, batch_id: str, phases: Iterable[Phase], limit: int) -> list[Change]:
         """The batch's first ``limit`` changes (in index order) in one of ``phases``."""
@@ -464,6 +458,18 @@ class MemoryStore:
             rows = list(self._audit.get(subject, ()))
         return [AuditEntry(*row) for row in rows]
 
+    def audit_chains(self, batch_id: str) -> Iterator[AuditChain]:
+        """The batch's chain, then its changes' in index order (a head with its entries)."""
+        with self._lock:
+            keys = [None, *self._by_batch.get(batch_id, ())] if batch_id in self._batches else []
+        for key in keys:
+            with self._lock:
+                record = self._changes[key] if key else self._batches[batch_id]
+                subject = change_subject(key) if key else batch_subject(batch_id)
+                rows = list(self._audit.get(subject, ()))
+            entries = [AuditEntry(*row) for row in rows]
+            yield AuditChain(subject, record.audit_seq, record.audit_hash, entries)
+
     def put_inbox(self, entry: InboxEntry) -> bool:
         with self._lock:
             kept = self._inbox[entry.request_id]
@@ -475,10 +481,7 @@ class MemoryStore:
     def inbox(self, request_id: str) -> list[InboxEntry]:
         with self._lock:
             kept = list(self._inbox.get(request_id, {}).items())
-        return [
-            InboxEntry(request_id, device_key, json.loads(body), received_at)
-            for device_key, (body, received_at) in kept
-        ]
+        return [InboxEntry(request_id, key, json.loads(body), at) for key, (body, at) in kept]
 
 
 class MemoryNotifier:

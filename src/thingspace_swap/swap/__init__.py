@@ -42,6 +42,7 @@ from .orchestrator import (
     WorkReport,
 )
 from .ports import (
+    AuditChain,
     AuditEntry,
     BatchCancelledError,
     ConflictError,
@@ -74,6 +75,7 @@ _ADAPTERS = {
 __all__ = [
     "TERMINAL",
     "AsyncSwapOrchestrator",
+    "AuditChain",
     "AuditEntry",
     "AuditReport",
     "Batch",

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import attrs
 
-from .ports import AuditEntry
+from .ports import AuditChain, AuditEntry
 
-__all__ = ["GENESIS", "AuditReport", "chain_entry", "verify_chain"]
+__all__ = ["GENESIS", "AuditReport", "chain_entry", "verify_chain", "verify_chains"]
 
 GENESIS = "0" * 64
 
 
+#: The fields an entry's hash covers (all but the hash), in the order of the record.
+_HASHED = tuple(field.name for field in attrs.fields(AuditEntry) if field.name != "hash")
+
+
 def _digest(entry: AuditEntry | dict[str, object]) -> str:
-    fields = attrs.asdict(entry) if isinstance(entry, AuditEntry) else dict(entry)
-    fields.pop("hash", None)
+    if isinstance(entry, AuditEntry):
+        fields = {name: getattr(entry, name) for name in _HASHED}
+    else:
+        fields = {name: value for name, value in entry.items() if name != "hash"}
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -89,3 +95,20 @@ def verify_chain(
     if len(entries) != head_seq or (head_seq and previous != head_hash):
         problems.append(f"{subject}: chain ends at {len(entries)}, record says {head_seq}")
     return problems
+
+
+def verify_chains(chains: Iterable[AuditChain], *, changes: int | None = None) -> AuditReport:
+    """``verify_chain`` over ``chains`` as they come (a batch's, from
+    [Store.audit_chains][thingspace_swap.swap.ports.Store.audit_chains]): nothing is kept but
+    the problems. With ``changes`` (the batch record's size), a chain of the batch's own plus
+    one per change must come, so a chain left out is a problem too."""
+    problems: list[str] = []
+    entries = subjects = 0
+    for chain in chains:
+        subjects += 1
+        entries += len(chain.entries)
+        problems += verify_chain(chain.subject, chain.entries, chain.head_seq, chain.head_hash)
+    if changes is not None and subjects != changes + 1:
+        found = max(subjects - 1, 0)
+        problems.append(f"the batch has {changes} changes, the store chains of {found}")
+    return AuditReport(not problems, entries, tuple(problems))

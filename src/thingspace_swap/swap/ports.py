@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ..models import Device, HistoryPage, RequestAccepted, RequestStatus, ServicePlan
 
 __all__ = [
+    "AuditChain",
     "AuditEntry",
     "ConflictError",
     "InboxEntry",
@@ -166,6 +167,18 @@ class AuditEntry:
     hash: str
 
 
+@attrs.frozen
+class AuditChain:
+    """One subject's audit entries in sequence order, with the head its record names (the
+    record's ``audit_seq`` and ``audit_hash``): what
+    [Store.audit_chains][thingspace_swap.swap.ports.Store.audit_chains] yields."""
+
+    subject: str
+    head_seq: int
+    head_hash: str
+    entries: Sequence[AuditEntry]
+
+
 def require_follows(subject: str, seq: int, audit: AuditEntry | None) -> None:
     """Refuse ([ConflictError][thingspace_swap.swap.ports.ConflictError]) an audit entry that does
     not extend ``subject``'s chain whose head is ``seq``: every store checks this in the same write
@@ -269,6 +282,13 @@ class Store(Protocol):
 
     def audit(self, subject: str) -> list[AuditEntry]:
         """The subject's audit entries, in sequence order."""
+        ...
+
+    def audit_chains(self, batch_id: str) -> Iterable[AuditChain]:
+        """Every audit chain of a batch, with the head its record names: the batch's own
+        first, then its changes' in the order of ``changes``. Read a page of changes at a time
+        as it is iterated (memory does not grow with the batch); nothing for an unknown
+        batch."""
         ...
 
     def put_inbox(self, entry: InboxEntry) -> bool:

@@ -3,6 +3,7 @@ records, their audit chains, line claims, lookups and the inbox in the backend's
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -11,6 +12,7 @@ from ...models import DeviceId
 from ...swap._codec import decode, encode
 from ...swap.model import Batch, BatchState, Change, Phase, evolve_batch
 from ...swap.ports import (
+    AuditChain,
     AuditEntry,
     BatchCancelledError,
     ConflictError,
@@ -290,6 +292,12 @@ class SqliteStore:
         )
         return [decode(row[0], AuditEntry) for row in rows]
 
+    def audit_chains(self, batch_id: str) -> Iterable[AuditChain]:
+        """The batch's chain, then its changes' in index order: each page of changes is one
+        query joining their records' heads with their entries (so a chain is read at one
+        moment, even while workers write)."""
+        return _BatchAudit(self._db, batch_id)
+
     def put_inbox(self, entry: InboxEntry) -> bool:
         with self._db.write() as conn:
             kept = conn.execute(
@@ -337,6 +345,49 @@ class _BatchChanges:
                 )
                 .fetchall()
             )
+
+
+_BATCH_CHAIN = (
+    "SELECT json_extract(b.data, '$.audit_seq'), json_extract(b.data, '$.audit_hash'), a.data"
+    " FROM batches b LEFT JOIN audit a ON a.subject = 'batch:' || b.batch_id"
+    " WHERE b.batch_id = ? ORDER BY a.seq"
+)
+_CHANGE_CHAINS = (
+    "SELECT c.idx, c.rid, c.change_id, json_extract(c.data, '$.audit_seq'),"
+    " json_extract(c.data, '$.audit_hash'), a.data FROM"
+    " (SELECT idx, rowid AS rid, change_id, data FROM changes WHERE batch_id = ?"
+    "  AND (idx, rowid) > (?, ?) ORDER BY idx, rowid LIMIT ?) c"
+    " LEFT JOIN audit a ON a.subject = 'change:' || c.change_id"
+    " ORDER BY c.idx, c.rid, a.seq"
+)
+
+
+class _BatchAudit:
+    """A batch's audit chains (``audit_chains``), a page of changes per query."""
+
+    def __init__(self, db: Database, batch_id: str) -> None:
+        self._db = db
+        self._batch_id = batch_id
+
+    def __iter__(self) -> Iterator[AuditChain]:
+        conn = self._db.conn()
+        rows = conn.execute(_BATCH_CHAIN, (self._batch_id,)).fetchall()
+        if not rows:
+            return
+        seq, head, _ = rows[0]
+        entries = [decode(data, AuditEntry) for *_, data in rows if data is not None]
+        yield AuditChain(batch_subject(self._batch_id), seq, head, entries)
+        after: tuple[int, int] = (-(2**62), -1)
+        while True:
+            rows = conn.execute(_CHANGE_CHAINS, (self._batch_id, *after, _PAGE)).fetchall()
+            for (index, rowid, change_id, seq, head), group in itertools.groupby(
+                rows, key=lambda row: row[:5]
+            ):
+                entries = [decode(row[5], AuditEntry) for row in group if row[5] is not None]
+                yield AuditChain(change_subject(change_id), seq, head, entries)
+                after = (index, rowid)
+            if len({row[:2] for row in rows}) < _PAGE:
+                return
 
 
 def _change_row(change: Change) -> tuple[Any, ...]:

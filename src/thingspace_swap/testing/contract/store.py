@@ -26,15 +26,16 @@ from ...swap.ports import (
 )
 from .._clock import VirtualClock
 from ._records import T0, new_batch, next_batch, next_change, outgoing
+from .audit import AuditChainsContract
 
 __all__ = ["StoreContract"]
 
 L1, L2, L3, L4 = "5550000001", "5550000002", "5550000003", "5550000004"
 
 
-class StoreContract:
-    """Conditional writes, audit chains, line claims and lookups every
-    [Store][thingspace_swap.swap.ports.Store] adapter keeps."""
+class StoreContract(AuditChainsContract):
+    """Conditional writes, audit chains (a batch's too: ``AuditChainsContract``), line claims
+    and lookups every [Store][thingspace_swap.swap.ports.Store] adapter keeps."""
 
     @pytest.fixture
     def store(self) -> Store:

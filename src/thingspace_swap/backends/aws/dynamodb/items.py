@@ -7,7 +7,8 @@ Items (``pk`` / ``sk``, both strings):
                                        ``audit_seq``, ``etag``; ``batch_state`` and
                                        ``created_key`` for the ``batches`` index
 ``BATCH#<batch_id>`` / ``CHANGE#<index:010d>#<change_id>``
-                                       the batch's members, in index order
+                                       the batch's members, in index order, with each
+                                       change's ``phase`` (``phases``)
 ``CHANGE#<change_id>`` / ``META``      the change: ``record``, ``version``, ``audit_seq``,
                                        ``etag``, ``batch_id``; ``due_pk``/``due_at`` while
                                        it is not terminal and has a deadline
@@ -195,11 +196,12 @@ def change_item(change: Change, tag: str | None = None) -> dict[str, Any]:
 
 
 def member_item(batch_id: str, change: Change) -> dict[str, Any]:
-    """The change's place in its batch."""
+    """The change's place in its batch, and its phase (for ``phases``)."""
     return {
         "pk": batch_key(batch_id)[0],
         "sk": f"CHANGE#{change.index:010d}#{change.change_id}",
         "change_id": change.change_id,
+        "phase": change.phase.value,
     }
 
 

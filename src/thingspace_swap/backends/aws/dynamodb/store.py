@@ -7,19 +7,21 @@ means, written once over small parts: the items (``items``), the writes that go 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from ....clock import Clock, SystemClock
 from ....models import DeviceId
-from ....swap.model import Batch, Change
+from ....swap.model import Batch, Change, Phase
 from ....swap.ports import (
+    AuditChain,
     AuditEntry,
     BatchCancelledError,
     ConflictError,
@@ -39,6 +41,7 @@ from ....swap.store_rules import (
 )
 from .._common import Backoff, error_code
 from . import outbox
+from . import phases as _phases
 from .calls import DynamoTable
 from .creation import Creation, free_orphans, orphaned
 from .items import (
@@ -255,6 +258,16 @@ class DynamoStore:
                 if key in found:
                     yield self._read(found[key])[0]
 
+    def phase_counts(self, batch_id: str) -> dict[str, int]:
+        """How many of the batch's changes are in each phase, from its member items (a
+        consistent ``Query`` per page of some ten thousand; see ``phases``)."""
+        return _phases.phase_counts(self._table, batch_id, self._change_of)
+
+    def changes_in(self, batch_id: str, phases: Iterable[Phase], limit: int) -> list[Change]:
+        """The batch's first ``limit`` changes (in index order) in one of ``phases``: its
+        members in those phases, then their records (``BatchGetItem``)."""
+        return _phases.changes_in(self._table, batch_id, phases, limit, self._change_of)
+
     def change_for_request(self, request_id: str) -> Change | None:
         item = self._table.get(request_key(request_id))
         return None if item is None else self.get_change(str(item["change_id"]))
@@ -328,6 +341,29 @@ class DynamoStore:
         pages = self._table.partition(f"AUDIT#{subject}")
         return [read_record(item, AuditEntry) for page in pages for item in page]
 
+    def audit_chains(self, batch_id: str) -> Iterator[AuditChain]:
+        """The batch's chain, then its changes' in index order: a page of records per
+        ``BatchGetItem`` and a ``Query`` per chain. A chain that does not end at its head is
+        read again with its record (a worker may have written between the two reads)."""
+        batch = self.get_batch(batch_id)
+        if batch is None:
+            return
+        yield self._chain(batch_subject(batch_id), batch, lambda: self.get_batch(batch_id))
+        for change in self._batch_changes(batch_id):
+            again = functools.partial(self.get_change, change.change_id)
+            yield self._chain(change_subject(change.change_id), change, again)
+
+    def _chain(
+        self, subject: str, record: Batch | Change, again: Callable[[], Batch | Change | None]
+    ) -> AuditChain:
+        entries = self.audit(subject)
+        for _ in range(2):
+            if len(entries) == record.audit_seq:
+                break
+            record = again() or record
+            entries = self.audit(subject)
+        return AuditChain(subject, record.audit_seq, record.audit_hash, entries)
+
     def put_inbox(self, entry: InboxEntry) -> bool:
         """Keep a callback; False when the same (request id, device) was kept before."""
         try:
@@ -351,6 +387,9 @@ class DynamoStore:
     def _load(self, change_id: str) -> tuple[Change, str] | None:
         item = self._table.get(change_key(change_id))
         return None if item is None else self._read(item)
+
+    def _change_of(self, item: Mapping[str, Any]) -> Change:
+        return self._read(item)[0]
 
     def _read(self, item: Mapping[str, Any]) -> tuple[Change, str]:
         """The change in a plain item and the etag it was stored with (remembered)."""

@@ -44,6 +44,7 @@ from .items import (
     key_of,
     line_key,
     line_of,
+    member_item,
     request_item,
 )
 
@@ -214,8 +215,8 @@ def change_ops(
     before: Change, tag: str, change: Change, audit: AuditEntry | None, now: float
 ) -> list[Op]:
     """Replace ``before`` (read with ``tag``) by ``change``: the record first, then its audit
-    entry, the line it takes or lets go (``holding``), new request items and device items added
-    or deleted."""
+    entry, its member item when its phase changed, the line it takes or lets go (``holding``),
+    new request items and device items added or deleted."""
     new_tag = etag(change)
     change_id = change.change_id
     ops = [
@@ -229,6 +230,8 @@ def change_ops(
     ]
     if audit is not None:
         ops.append(audit_op(audit))
+    if change.phase is not before.phase:  # the member item carries it (``phases``)
+        ops.append(put(member_item(change.batch_id, change), label=f"member {change_id}"))
     old, new = holding(before), holding(change)
     if new.without(old).line is not None:
         ops.append(claim_op(change, now))
