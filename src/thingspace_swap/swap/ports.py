@@ -301,8 +301,8 @@ class Store(Protocol):
 @runtime_checkable
 class PhaseIndex(Protocol):
     """What a store may add so a batch's status reads aggregates and one page of changes instead
-    of every change (SQLite and the in-memory store have it; without it, ``summary`` reads the
-    batch's changes once, a page at a time)."""
+    of every change (SQLite, DynamoDB and the in-memory store have it; without it, ``summary``
+    reads the batch's changes once, a page at a time)."""
 
     def phase_counts(self, batch_id: str) -> dict[str, int]:
         """How many of the batch's changes are in each phase (by ``Phase`` value)."""
