@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.swap.harness import Harness
 from thingspace_swap.backends.sqlite import SqliteBackend
 from thingspace_swap.swap.audit import AuditReport, verify_chains
 from thingspace_swap.swap.model import Batch, Change, Phase
@@ -93,3 +94,23 @@ def test_a_chain_or_a_change_gone_is_found(made: tuple[SqliteBackend, Batch, Cha
     _sql(backend, "DELETE FROM changes WHERE change_id = 'b1-c1200'")
     report = _verify(backend, batch)
     assert report.problems == (f"the batch has {SIZE} changes, the store chains of {SIZE - 1}",)
+
+
+def test_the_orchestrator_verifies_a_finished_batch_on_sqlite_and_finds_what_is_gone(
+    tmp_path: Path,
+) -> None:
+    with SqliteBackend(tmp_path / "swap.db") as backend:
+        h = Harness(queue=backend.queue, store=backend.store)
+        status = h.run(h.sim_swaps(3))
+        batch_id = status.batch.batch_id
+        report = h.orchestrator.verify_audit(batch_id)
+        assert report.ok, report.problems
+        subjects = [f"batch:{batch_id}", *(f"change:{c.change_id}" for c in status.changes)]
+        assert report.entries == sum(len(backend.store.audit(s)) for s in subjects) > 4
+        gone = status.changes[1].change_id
+        _sql(backend, "DELETE FROM audit WHERE subject = ?", f"change:{gone}")
+        (problem,) = h.orchestrator.verify_audit(batch_id).problems
+        assert problem.startswith(f"change:{gone}: chain ends at 0, record says ")
+        _sql(backend, "DELETE FROM changes WHERE change_id = ?", gone)
+        report = h.orchestrator.verify_audit(batch_id)
+        assert report.problems == ("the batch has 3 changes, the store chains of 2",)
