@@ -60,7 +60,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(refused, close=True)
             return
         body = self.rfile.read(length)
-        self._answer(intake.handle(body, dict(self.headers.items()), source))
+        if not self.server.begin():  # closing: ThingSpace delivers it again later
+            self._answer(CallbackResponse(503, b'{"error":"shutting down"}'), close=True)
+            return
+        try:
+            answer = intake.handle(body, dict(self.headers.items()), source)
+        finally:
+            self.server.end()
+        self._answer(answer)
 
 
 class _Server(ThreadingHTTPServer):
@@ -69,7 +76,31 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], intake: CallbackIntake, path: str) -> None:
         self.intake = intake
         self.path = path
+        self._handling = 0
+        self._closing = False
+        self._idle = threading.Condition()
         super().__init__(address, _Handler)
+
+    def begin(self) -> bool:
+        """Count a callback handed to the intake; False once closing."""
+        with self._idle:
+            if self._closing:
+                return False
+            self._handling += 1
+            return True
+
+    def end(self) -> None:
+        with self._idle:
+            self._handling -= 1
+            self._idle.notify_all()
+
+    def drain(self, timeout: float) -> None:
+        """Take no more callbacks and wait (at most ``timeout`` seconds) for those the intake
+        is handling: their connections' threads are daemons, and the store the intake writes
+        to is closed after this."""
+        with self._idle:
+            self._closing = True
+            self._idle.wait_for(lambda: self._handling == 0, timeout)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         _log.debug("callback connection from %s failed", client_address, exc_info=True)
@@ -113,7 +144,9 @@ class CallbackServer:
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}{self.path}"
 
     def close(self) -> None:
-        """Stop serving and close the socket."""
+        """Stop serving, let the callbacks being handled finish (at most 10 s) and close the
+        socket; later callbacks on open connections are answered 503."""
+        self._server.drain(10.0)
         self._server.shutdown()
         self._thread.join(10)
         self._server.server_close()
