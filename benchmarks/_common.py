@@ -33,10 +33,19 @@ OPERATIONS = ("change_identifier", "list_devices", "plans")
 
 
 class SimProcess:
-    """``benchmarks/_sim_server.py`` in a child process: its URL, credentials and counters."""
+    """``benchmarks/_sim_server.py`` in a child process: its URL, credentials and counters.
+
+    ``ahead``: the simulator runs at a higher scheduling priority when this process may raise it
+    (root), as ThingSpace does not share our cores: on a loaded machine, the moment it stamps a
+    request's arrival is then not late because our processes held both cores."""
 
     def __init__(
-        self, devices: int = 2000, python: str | None = None, options: Sequence[str] = ()
+        self,
+        devices: int = 2000,
+        python: str | None = None,
+        options: Sequence[str] = (),
+        *,
+        ahead: bool = False,
     ) -> None:
         script = [str(HERE / "_sim_server.py"), "--devices", str(devices), *options]
         self._proc = subprocess.Popen(  # noqa: S603 (our own script, fixed arguments)
@@ -45,6 +54,13 @@ class SimProcess:
             stdout=subprocess.PIPE,
             text=True,
         )
+        self.ahead = False
+        if ahead:
+            try:
+                os.setpriority(os.PRIO_PROCESS, self._proc.pid, -10)
+                self.ahead = True
+            except OSError:  # not allowed: the figures say so
+                pass
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()
         if not line:

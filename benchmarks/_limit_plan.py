@@ -34,6 +34,7 @@ class Plan:
                 "--account-rate-limit", str(self.rate),
                 "--lines", str(self.changes),
             ],
+            ahead=True,
         )  # fmt: skip
 
     def rows(self, sim: SimProcess) -> list[dict[str, str]]:

@@ -219,6 +219,7 @@ def measure(name: str, plan: Plan, runner: Callable[..., dict[str, Any]]) -> dic
         "requests_by_route": dict(sorted(stats["routes"].items(), key=lambda kv: -kv[1])),
         "busiest_second_by_route": stats["busiest_second_by_route"],
         "simulator_cpu_seconds": sim_cpu,
+        "simulator_ahead": sim.ahead,
         # where the run left ThingSpace's rate unused: mean requests/s in each 30 s
         "rate_per_30s": [
             round(sum(timeline[t : t + 30]) / len(timeline[t : t + 30]), 1)
