@@ -25,6 +25,7 @@ from ..swap.ports import (
     AuditChain,
     AuditEntry,
     BatchCancelledError,
+    BatchPart,
     ConflictError,
     InboxEntry,
     Notification,
@@ -314,11 +315,13 @@ class MemoryStore:
                 self._index(holding(None), change)
             for entry in audit:
                 self._audit[entry.subject].append(_audit_row(entry))
-            self._keep(messages)
+            self._outbox.update((m.dedup_id, m) for m in messages)
 
-    def _keep(self, messages: Sequence[OutgoingMessage]) -> None:
-        for message in messages:
-            self._outbox[message.dedup_id] = message
+    def create_batch_in_parts(
+        self, batch: Batch, audit: Sequence[AuditEntry], parts: Iterable[BatchPart]
+    ) -> None:
+        whole = BatchPart.joined(parts)  # (held at once: in memory anyway)
+        self.create_batch(batch, whole.changes, [*audit, *whole.audit], whole.messages)
 
     def relay(self, queue: Queue, messages: Sequence[OutgoingMessage] | None = None) -> int:
         with self._lock:
@@ -381,7 +384,7 @@ class MemoryStore:
             self._index(before, change)
             if audit is not None:
                 self._audit[subject].append(_audit_row(audit))
-            self._keep(messages)
+            self._outbox.update((m.dedup_id, m) for m in messages)
 
     def _index(self, before: Holding, change: Change) -> None:
         """Point the request ids at the change, let go what it held ``before`` and no longer

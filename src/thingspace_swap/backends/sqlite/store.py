@@ -15,6 +15,7 @@ from ...swap.ports import (
     AuditChain,
     AuditEntry,
     BatchCancelledError,
+    BatchPart,
     ConflictError,
     InboxEntry,
     OutgoingMessage,
@@ -73,13 +74,18 @@ class SqliteStore:
         audit: Sequence[AuditEntry],
         messages: Sequence[OutgoingMessage] = (),
     ) -> None:
-        live = claimants(changes)
+        self.create_batch_in_parts(batch, (), [BatchPart(changes, audit, messages)])
+
+    def create_batch_in_parts(
+        self, batch: Batch, audit: Sequence[AuditEntry], parts: Iterable[BatchPart]
+    ) -> None:
+        """One transaction, the parts written as they come (so only one is held at a time):
+        the batch exists, with all its changes, or nothing of it does."""
         with self._db.write() as conn:
             if conn.execute(
                 "SELECT 1 FROM batches WHERE batch_id = ?", (batch.batch_id,)
             ).fetchone():
                 raise ConflictError(batch_exists(batch.batch_id))
-            require_free(live, lambda line: _owner(conn, line))
             conn.execute(
                 "INSERT INTO batches (batch_id, open, version, audit_seq, data)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -91,23 +97,24 @@ class SqliteStore:
                     encode(batch),
                 ),
             )
-            try:
-                conn.executemany(
-                    "INSERT INTO changes (change_id, batch_id, idx, line, live, deadline,"
-                    " version, audit_seq, data, phase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (_change_row(change) for change in changes),
-                )
-            except sqlite3.IntegrityError:
-                raise ConflictError(change_exists(_repeated(changes))) from None
-            _index_new(conn, changes)
-            try:
-                conn.executemany(
-                    "INSERT INTO audit (subject, seq, data) VALUES (?, ?, ?)",
-                    ((entry.subject, entry.seq, encode(entry)) for entry in audit),
-                )
-            except sqlite3.IntegrityError:
-                raise ConflictError("an audit entry of the new batch exists already") from None
-            self._queue.enqueue(conn, messages)
+            _insert_audit(conn, audit)
+            for part in parts:
+                self._write_part(conn, part)
+
+    def _write_part(self, conn: sqlite3.Connection, part: BatchPart) -> None:
+        changes = part.changes
+        _claim(conn, claimants(changes))
+        try:
+            conn.executemany(
+                "INSERT INTO changes (change_id, batch_id, idx, line, live, deadline,"
+                " version, audit_seq, data, phase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_change_row(change) for change in changes],
+            )
+        except sqlite3.IntegrityError:
+            raise ConflictError(change_exists(_repeated(conn, changes))) from None
+        _index_new(conn, changes)
+        _insert_audit(conn, part.audit)
+        self._queue.enqueue(conn, part.messages)
 
     def get_batch(self, batch_id: str) -> Batch | None:
         row = (
@@ -255,14 +262,7 @@ class SqliteStore:
         return _owner(self._db.conn(), line)
 
     def line_owners(self, lines: Iterable[str]) -> dict[str, str]:
-        conn, wanted = self._db.conn(), list(dict.fromkeys(lines))
-        owners: dict[str, str] = {}
-        for start in range(0, len(wanted), 500):  # (SQLite's limit on parameters is higher)
-            chunk = wanted[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
-            query = f"SELECT line, change_id FROM lines WHERE line IN ({marks})"  # noqa: S608
-            owners.update((str(line), str(owner)) for line, owner in conn.execute(query, chunk))
-        return owners
+        return _owners(self._db.conn(), list(dict.fromkeys(lines)))
 
     def change_for_device(self, device_id: DeviceId) -> Change | None:
         row = (
@@ -420,31 +420,73 @@ def _append(conn: sqlite3.Connection, entry: AuditEntry) -> None:
         raise ConflictError(audit_exists(entry.subject, entry.seq)) from None
 
 
-def _repeated(changes: Sequence[Change]) -> str:
+def _repeated(conn: sqlite3.Connection, changes: Sequence[Change]) -> str:
     """The id of a change a new batch repeats (the first one twice in it or already stored)."""
     seen: set[str] = set()
     for change in changes:
-        if change.change_id in seen:
+        if change.change_id in seen or _stored(conn, change.change_id):
             return change.change_id
         seen.add(change.change_id)
     return changes[0].change_id if changes else "?"
 
 
+def _stored(conn: sqlite3.Connection, change_id: str) -> bool:
+    found = conn.execute("SELECT 1 FROM changes WHERE change_id = ?", (change_id,)).fetchone()
+    return found is not None
+
+
+def _claim(conn: sqlite3.Connection, claims: Sequence[Change]) -> None:
+    """Refuse (ConflictError) the claims of lines another change holds, read a few hundred
+    lines a query (a line claimed twice in a new batch: ``claimants`` finds it within a part,
+    and this, held by the first claim, across parts)."""
+    owners = _owners(conn, [change.line for change in claims])
+    require_free(claims, owners.get)
+
+
+def _owners(conn: sqlite3.Connection, lines: Sequence[str]) -> dict[str, str]:
+    owners: dict[str, str] = {}
+    for start in range(0, len(lines), 500):  # (SQLite's limit on parameters is higher)
+        chunk = lines[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        query = f"SELECT line, change_id FROM lines WHERE line IN ({marks})"  # noqa: S608
+        owners.update((str(line), str(owner)) for line, owner in conn.execute(query, chunk))
+    return owners
+
+
+def _insert_audit(conn: sqlite3.Connection, audit: Sequence[AuditEntry]) -> None:
+    try:
+        conn.executemany(
+            "INSERT INTO audit (subject, seq, data) VALUES (?, ?, ?)",
+            [(entry.subject, entry.seq, encode(entry)) for entry in audit],
+        )
+    except sqlite3.IntegrityError:
+        raise ConflictError("an audit entry of the new batch exists already") from None
+
+
 def _index_new(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
-    """``_index`` for the changes of a new batch (nothing to replace), a statement per table."""
+    """``_index`` for the changes of a new batch (nothing to replace), a statement per table;
+    a live change holds its line and its names (``holding``), written as rows here."""
     conn.executemany(
         "INSERT OR REPLACE INTO requests (request_id, change_id) VALUES (?, ?)",
-        ((request_id, c.change_id) for c in changes for request_id in c.request_ids),
+        [(request_id, c.change_id) for c in changes for request_id in c.request_ids],
     )
-    held = [(c.change_id, holding(c)) for c in changes]
+    live = [c for c in changes if not c.terminal]
     conn.executemany(
         "INSERT OR REPLACE INTO lines (line, change_id) VALUES (?, ?)",
-        ((h.line, change_id) for change_id, h in held if h.line is not None),
+        [(c.line, c.change_id) for c in live],
     )
     conn.executemany(
         "INSERT OR REPLACE INTO devices (kind, id, change_id) VALUES (?, ?, ?)",
-        ((name.kind, name.id, change_id) for change_id, h in held for name in h.names),
+        [(kind, name, c.change_id) for c in live for kind, name in _names(c)],
     )
+
+
+def _names(change: Change) -> set[tuple[str, str]]:
+    """``holding(change).names`` as (kind, id): its line's MDN and every identifier it names."""
+    names = {("mdn", change.line)}
+    for group in (change.device_ids, change.new_ids, change.replaced):
+        names.update((d.kind, d.id) for d in group)
+    return names
 
 
 def _index(conn: sqlite3.Connection, change: Change) -> None:

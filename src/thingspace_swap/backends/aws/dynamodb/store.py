@@ -24,6 +24,7 @@ from ....swap.ports import (
     AuditChain,
     AuditEntry,
     BatchCancelledError,
+    BatchPart,
     ConflictError,
     InboxEntry,
     OutgoingMessage,
@@ -140,6 +141,13 @@ class DynamoStore:
         )
         for change in changes:
             self._cache.keep(change, etag(change))
+
+    def create_batch_in_parts(
+        self, batch: Batch, audit: Sequence[AuditEntry], parts: Iterable[BatchPart]
+    ) -> None:
+        """``create_batch`` of the parts held at once (its creation writes in steps anyway)."""
+        whole = BatchPart.joined(parts)
+        self.create_batch(batch, whole.changes, [*audit, *whole.audit], whole.messages)
 
     def get_batch(self, batch_id: str) -> Batch | None:
         item = self._table.get(batch_key(batch_id))
