@@ -66,15 +66,15 @@ class ListingReader:
         try:
             names = _names(item)
             number = _number(item)
-            wanted = [name for name in names if name in self._wanted]
+            wanted = any(name in self._wanted for name in names)
             device = _slim(item, names) if wanted else None
         except _Unusual:
-            full = structure(item, Device)
-            number = full.device_number
-            wanted = [(d.id, d.kind) for d in full.device_ids if (d.id, d.kind) in self._wanted]
-            device = full
-        for value, kind in wanted:
-            self.found[DeviceId(value, kind)] = device  # type: ignore[assignment]
+            device = structure(item, Device)
+            number = device.device_number
+        if device is not None:
+            for name in device.device_ids:
+                if (name.id, name.kind) in self._wanted:
+                    self.found[name] = device
         return number
 
 

@@ -473,11 +473,11 @@ def _index_new(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
     live = [c for c in changes if not c.terminal]
     conn.executemany(
         "INSERT OR REPLACE INTO lines (line, change_id) VALUES (?, ?)",
-        [(c.line, c.change_id) for c in live],
+        sorted((c.line, c.change_id) for c in live),
     )
     conn.executemany(
         "INSERT OR REPLACE INTO devices (kind, id, change_id) VALUES (?, ?, ?)",
-        [(kind, name, c.change_id) for c in live for kind, name in _names(c)],
+        sorted((kind, name, c.change_id) for c in live for kind, name in _names(c)),
     )
 
 

@@ -34,7 +34,7 @@ def batch_parts(
     part: list[Change] = []
     for change in changes:
         part.append(change)
-        if len(part) == PART:
+        if len(part) >= PART:
             yield _part(part, entries, queued)
             part = []
     if part:

@@ -22,9 +22,10 @@ from ..model import (
 from ..ports import AuditEntry, BatchPart, OutgoingMessage
 from ..store_rules import batch_subject, change_subject
 from ..summary import phase_counts
+from . import _creation
 from ._announcer import Announcer
 from ._context import Context, retry_conflicts
-from ._creation import PART, batch_parts, entry_detail
+from ._creation import batch_parts, entry_detail
 
 __all__ = ["Ledger", "change_entry"]
 
@@ -52,7 +53,7 @@ class Ledger:
         )
         queued = [0]
         parts = batch_parts(changes, now, batch.actor, queued)
-        if batch.size <= PART:
+        if batch.size <= _creation.PART:
             whole = BatchPart.joined(parts)
             context.store.create_batch(batch, whole.changes, [head, *whole.audit], whole.messages)
             self.relay(list(whole.messages))
