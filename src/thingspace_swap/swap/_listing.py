@@ -34,6 +34,7 @@ class ListingReader:
 
     def __init__(self, wanted: Collection[DeviceId]) -> None:
         self._wanted = {(ref.id, ref.kind) for ref in wanted}
+        self._texts: dict[str, str] = {}  # one copy of each account, plan, state...
         self.found: dict[DeviceId, Device] = {}
 
     def first(self, call: Call[Any]) -> Call[Any]:
@@ -67,7 +68,7 @@ class ListingReader:
             names = _names(item)
             number = _number(item)
             wanted = any(name in self._wanted for name in names)
-            device = _slim(item, names) if wanted else None
+            device = _slim(item, names, self._texts) if wanted else None
         except _Unusual:
             device = structure(item, Device)
             number = device.device_number
@@ -109,8 +110,9 @@ def _number(item: dict[str, Any]) -> int | None:
     return None
 
 
-def _slim(item: dict[str, Any], names: list[tuple[str, str]]) -> Device:
-    """The device with its identifiers, account and carrier information."""
+def _slim(item: dict[str, Any], names: list[tuple[str, str]], texts: dict[str, str]) -> Device:
+    """The device with its identifiers, account and carrier information (their texts shared
+    through ``texts``)."""
     account = item.get("accountName")
     if account is not None and type(account) is not str:
         raise _Unusual
@@ -118,12 +120,12 @@ def _slim(item: dict[str, Any], names: list[tuple[str, str]]) -> Device:
     for info in item.get("carrierInformations") or ():
         if type(info) is not dict:
             raise _Unusual
-        fields = (info.get("carrierName"), info.get("servicePlan"), info.get("state"))
+        fields = [info.get("carrierName"), info.get("servicePlan"), info.get("state")]
         if any(value is not None and type(value) is not str for value in fields):
             raise _Unusual
-        carriers.append(CarrierInformation(*fields))
+        carriers.append(CarrierInformation(*(texts.setdefault(v, v) if v else v for v in fields)))
     return Device(
         device_ids=[DeviceId(value, kind) for value, kind in names],
-        account_name=account,
+        account_name=texts.setdefault(account, account) if account else account,
         carrier_informations=carriers,
     )

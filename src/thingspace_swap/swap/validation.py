@@ -52,12 +52,13 @@ def validate(
 
     lookup = yield from _lookup(api, request)
     checked = yield from _check_items(api, lookup, known_plans, request, now)
-    lines = Counter(device.mdn for device, _ in checked if device and device.mdn)
+    mdns = [device.mdn if device else None for device, _ in checked]
+    lines = Counter(line for line in mdns if line)
     new_ids = Counter(ref for item in request.items for ref in item.new)
     owners = line_owners(lines)
     final: list[ItemCheck] = []
     for index, (item, (device, problems)) in enumerate(zip(request.items, checked, strict=True)):
-        line = device.mdn if device else None
+        line = mdns[index]
         if line and lines[line] > 1:
             problems.append(Problem("line.duplicate", f"line {line} appears more than once"))
         if line and (owner := owners.get(line)):
