@@ -81,10 +81,12 @@ class SqliteQueue:
             "INSERT INTO dedup (dedup_id, expires_at) VALUES (?, ?)",
             [(m.dedup_id, expires) for m in fresh],
         )
+        # ids of one random prefix, numbered: unique, and next to each other in their index
+        prefix = uuid.uuid4().hex
         conn.executemany(
             "INSERT INTO messages (message_id, raw, grp, priority, sent_at, state, visible_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [_message_row(m, now) for m in fresh],
+            [_message_row(f"{prefix}-{n:06d}", m, now) for n, m in enumerate(fresh)],
         )
 
     def send_raw(self, raw: str, *, group: str = "raw", delay: float = 0.0) -> None:
@@ -104,7 +106,7 @@ class SqliteQueue:
         conn.execute(
             "INSERT INTO messages (message_id, raw, grp, priority, sent_at, state, visible_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            _row(raw, group, priority, delay, now),
+            _row(str(uuid.uuid4()), raw, group, priority, delay, now),
         )
 
     # receiving -----------------------------------------------------------------------------
@@ -303,12 +305,14 @@ def _seen(conn: sqlite3.Connection, dedup_ids: Sequence[str]) -> set[str]:
     return seen
 
 
-def _row(raw: str, group: str, priority: Priority, delay: float, now: float) -> tuple[Any, ...]:
+def _row(
+    message_id: str, raw: str, group: str, priority: Priority, delay: float, now: float
+) -> tuple[Any, ...]:
     """A new message's row (its id, body, group, priority, when sent, state, visible at)."""
     state = _DELAYED if delay > 0 else _READY
-    return (str(uuid.uuid4()), raw, group, int(priority), now, state, now + delay)
+    return (message_id, raw, group, int(priority), now, state, now + delay)
 
 
-def _message_row(message: OutgoingMessage, now: float) -> tuple[Any, ...]:
+def _message_row(message_id: str, message: OutgoingMessage, now: float) -> tuple[Any, ...]:
     raw = encode_body(message.body)
-    return _row(raw, message.group, message.priority, message.delay, now)
+    return _row(message_id, raw, message.group, message.priority, message.delay, now)
