@@ -33,7 +33,7 @@ class ListingReader:
     """Keeps the listed devices that carry an identifier in ``wanted``, by that identifier."""
 
     def __init__(self, wanted: Collection[DeviceId]) -> None:
-        self._wanted = {(ref.id, ref.kind) for ref in wanted}
+        self._wanted = {(ref.id, ref.kind): ref for ref in wanted}  # (kept: shared, not copied)
         self._texts: dict[str, str] = {}  # one copy of each account, plan, state...
         self.found: dict[DeviceId, Device] = {}
 
@@ -68,7 +68,7 @@ class ListingReader:
             names = _names(item)
             number = _number(item)
             wanted = any(name in self._wanted for name in names)
-            device = _slim(item, names, self._texts) if wanted else None
+            device = _slim(item, names, self._wanted, self._texts) if wanted else None
         except _Unusual:
             device = structure(item, Device)
             number = device.device_number
@@ -110,9 +110,14 @@ def _number(item: dict[str, Any]) -> int | None:
     return None
 
 
-def _slim(item: dict[str, Any], names: list[tuple[str, str]], texts: dict[str, str]) -> Device:
-    """The device with its identifiers, account and carrier information (their texts shared
-    through ``texts``)."""
+def _slim(
+    item: dict[str, Any],
+    names: list[tuple[str, str]],
+    wanted: dict[tuple[str, str], DeviceId],
+    texts: dict[str, str],
+) -> Device:
+    """The device with its identifiers (the wanted ones as the request named them), account and
+    carrier information (their texts shared through ``texts``)."""
     account = item.get("accountName")
     if account is not None and type(account) is not str:
         raise _Unusual
@@ -125,7 +130,7 @@ def _slim(item: dict[str, Any], names: list[tuple[str, str]], texts: dict[str, s
             raise _Unusual
         carriers.append(CarrierInformation(*(texts.setdefault(v, v) if v else v for v in fields)))
     return Device(
-        device_ids=[DeviceId(value, kind) for value, kind in names],
+        device_ids=[wanted.get(name) or DeviceId(*name) for name in names],
         account_name=texts.setdefault(account, account) if account else account,
         carrier_informations=carriers,
     )
