@@ -95,7 +95,8 @@ def test_a_creation_stopped_half_way_leaves_nothing_to_run(
     spares = population.spare_iccids[:17]
     items = [SwapItem.sim_swap(d.iccid, n) for d, n in zip(active, spares, strict=True)]
     request = SwapRequest(ACCOUNT, items, actor="tests")
-    real, made = _creation._part, []
+    real = _creation._part
+    made: list[BatchPart] = []
 
     def dying(*args: Any) -> BatchPart:
         if len(made) == 2:
@@ -115,7 +116,7 @@ def test_a_creation_stopped_half_way_leaves_nothing_to_run(
         for change in (c for part in made for c in part.changes):
             assert backend.store.get_change(change.change_id) is None
             assert backend.store.audit(f"change:{change.change_id}") == []
-        assert backend.store.line_owners(d.mdn for d in active) == {}
+        assert backend.store.line_owners(str(d.mdn) for d in active) == {}
         assert backend.queue.stats().visible == 0  # no message a worker could take
         assert orchestrator.work(max_messages=50).messages == 0
         monkeypatch.setattr(_creation, "_part", real)

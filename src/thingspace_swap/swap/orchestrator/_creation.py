@@ -91,8 +91,8 @@ class FirstEntries:
         key = (change.batch_id, action, change.phase, change.request_id, detail)
         if key not in self._templates:
             entry = self._chained(change, action, detail)
-            template = self._template(change, action, detail)
-            self._templates[key] = template if self._hash(template, change) == entry.hash else None
+            made = self._template(change, action, detail)
+            self._templates[key] = made if self._hash(made, change) == entry.hash else None
             return entry
         template = self._templates[key]
         if template is None or change.audit_seq or change.audit_hash:
