@@ -78,7 +78,9 @@ def validate(
     )
 
 
-Lookup = Callable[[DeviceId], Flow[Device | None]]
+#: How devices are found: one call each (a flow per identifier), or in the devices one listing
+#: of the account found, by identifier.
+Lookup = Callable[[DeviceId], Flow[Device | None]] | Mapping[DeviceId, Device]
 
 
 def _lookup(api: ThingSpace, request: SwapRequest) -> Flow[Lookup]:
@@ -92,13 +94,7 @@ def _lookup(api: ThingSpace, request: SwapRequest) -> Flow[Lookup]:
         return one
     wanted = {ref for item in request.items for ref in (item.device, *item.new)}
     index = yield from api.devices_named(account, wanted)
-    del wanted
-
-    def indexed(ref: DeviceId) -> Flow[Device | None]:
-        yield from ()  # a flow that needs no I/O
-        return index.get(ref)
-
-    return indexed
+    return index
 
 
 def _check_items(
@@ -143,7 +139,9 @@ def _check_item(
     problems = _format_problems(item)
     if problems:
         return None, problems
-    device = yield from lookup(item.device)
+    device = (
+        lookup.get(item.device) if isinstance(lookup, Mapping) else (yield from lookup(item.device))
+    )
     if device is None:
         return None, [
             Problem(
@@ -167,7 +165,7 @@ def _check_item(
         if device.identifier(new.kind) == new.id:
             problems.append(Problem("new_id.same", f"device already has {new.kind} {new.id}"))
             continue
-        holder = yield from lookup(new)
+        holder = lookup.get(new) if isinstance(lookup, Mapping) else (yield from lookup(new))
         if holder is not None:
             problems.append(
                 Problem(
