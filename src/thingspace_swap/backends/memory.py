@@ -25,9 +25,9 @@ from ..swap.ports import (
     AuditChain,
     AuditEntry,
     BatchCancelledError,
-    BatchPart,
     ConflictError,
     InboxEntry,
+    JoinedParts,
     Notification,
     OutgoingMessage,
     Queue,
@@ -277,7 +277,7 @@ class MemoryQueue:
 _audit_row = operator.attrgetter(*(field.name for field in attrs.fields(AuditEntry)))
 
 
-class MemoryStore:
+class MemoryStore(JoinedParts):
     """Batches, changes, audit chains, the callback inbox and the outbox in dicts, behind one
     lock. Messages written with a record wait in the outbox until
     [relay][thingspace_swap.swap.ports.Store.relay] sends them to whichever queue it is given."""
@@ -316,12 +316,6 @@ class MemoryStore:
             for entry in audit:
                 self._audit[entry.subject].append(_audit_row(entry))
             self._outbox.update((m.dedup_id, m) for m in messages)
-
-    def create_batch_in_parts(
-        self, batch: Batch, audit: Sequence[AuditEntry], parts: Iterable[BatchPart]
-    ) -> None:
-        whole = BatchPart.joined(parts)  # (held at once: in memory anyway)
-        self.create_batch(batch, whole.changes, [*audit, *whole.audit], whole.messages)
 
     def relay(self, queue: Queue, messages: Sequence[OutgoingMessage] | None = None) -> int:
         with self._lock:

@@ -33,6 +33,7 @@ __all__ = [
     "BatchPart",
     "ConflictError",
     "InboxEntry",
+    "JoinedParts",
     "Metrics",
     "Notification",
     "Notifier",
@@ -220,6 +221,26 @@ class BatchPart:
             [entry for part in taken for entry in part.audit],
             [message for part in taken for message in part.messages],
         )
+
+
+class JoinedParts:
+    """``create_batch_in_parts`` for a store that holds a new batch at once anyway: the parts
+    joined into one, then the store's own ``create_batch`` (the in-memory and DynamoDB stores)."""
+
+    def create_batch(
+        self,
+        batch: Batch,
+        changes: Sequence[Change],
+        audit: Sequence[AuditEntry],
+        messages: Sequence[OutgoingMessage] = (),
+    ) -> None:
+        raise NotImplementedError
+
+    def create_batch_in_parts(
+        self, batch: Batch, audit: Sequence[AuditEntry], parts: Iterable[BatchPart]
+    ) -> None:
+        whole = BatchPart.joined(parts)
+        self.create_batch(batch, whole.changes, [*audit, *whole.audit], whole.messages)
 
 
 class Store(Protocol):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 
 from ...models import DeviceId
 from ...swap._codec import decode, encode
@@ -29,15 +28,13 @@ from ...swap.store_rules import (
     batch_exists,
     batch_subject,
     change_changed,
-    change_exists,
     change_subject,
-    claimants,
     holding,
     is_open,
     require_claimable,
-    require_free,
 )
 from ._db import Database
+from .creation import change_row, insert_audit, owners, write_part
 from .queue import SqliteQueue
 
 __all__ = ["SqliteStore"]
@@ -97,24 +94,9 @@ class SqliteStore:
                     encode(batch),
                 ),
             )
-            _insert_audit(conn, audit)
+            insert_audit(conn, audit)
             for part in parts:
-                self._write_part(conn, part)
-
-    def _write_part(self, conn: sqlite3.Connection, part: BatchPart) -> None:
-        changes = part.changes
-        _claim(conn, claimants(changes))
-        try:
-            conn.executemany(
-                "INSERT INTO changes (change_id, batch_id, idx, line, live, deadline,"
-                " version, audit_seq, data, phase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_change_row(change) for change in changes],
-            )
-        except sqlite3.IntegrityError:
-            raise ConflictError(change_exists(_repeated(conn, changes))) from None
-        _index_new(conn, changes)
-        _insert_audit(conn, part.audit)
-        self._queue.enqueue(conn, part.messages)
+                write_part(conn, self._queue, part)
 
     def get_batch(self, batch_id: str) -> Batch | None:
         row = (
@@ -211,7 +193,7 @@ class SqliteStore:
                 "UPDATE changes SET batch_id = ?, idx = ?, line = ?, live = ?, deadline = ?,"
                 " version = ?, audit_seq = ?, data = ?, phase = ?"
                 " WHERE change_id = ? AND version = ?",
-                (*_change_row(change)[1:], change.change_id, expected_version),
+                (*change_row(change)[1:], change.change_id, expected_version),
             )
             if written.rowcount != 1:
                 raise ConflictError(change_changed(change.change_id))
@@ -262,7 +244,7 @@ class SqliteStore:
         return _owner(self._db.conn(), line)
 
     def line_owners(self, lines: Iterable[str]) -> dict[str, str]:
-        return _owners(self._db.conn(), list(dict.fromkeys(lines)))
+        return owners(self._db.conn(), list(dict.fromkeys(lines)))
 
     def change_for_device(self, device_id: DeviceId) -> Change | None:
         row = (
@@ -390,21 +372,6 @@ class _BatchAudit:
                 return
 
 
-def _change_row(change: Change) -> tuple[Any, ...]:
-    return (
-        change.change_id,
-        change.batch_id,
-        change.index,
-        change.line,
-        int(not change.terminal),
-        change.deadline,
-        change.version,
-        change.audit_seq,
-        encode(change),
-        change.phase.value,
-    )
-
-
 def _owner(conn: sqlite3.Connection, line: str) -> str | None:
     row = conn.execute("SELECT change_id FROM lines WHERE line = ?", (line,)).fetchone()
     return str(row[0]) if row else None
@@ -418,75 +385,6 @@ def _append(conn: sqlite3.Connection, entry: AuditEntry) -> None:
         )
     except sqlite3.IntegrityError:
         raise ConflictError(audit_exists(entry.subject, entry.seq)) from None
-
-
-def _repeated(conn: sqlite3.Connection, changes: Sequence[Change]) -> str:
-    """The id of a change a new batch repeats (the first one twice in it or already stored)."""
-    seen: set[str] = set()
-    for change in changes:
-        if change.change_id in seen or _stored(conn, change.change_id):
-            return change.change_id
-        seen.add(change.change_id)
-    return changes[0].change_id if changes else "?"
-
-
-def _stored(conn: sqlite3.Connection, change_id: str) -> bool:
-    found = conn.execute("SELECT 1 FROM changes WHERE change_id = ?", (change_id,)).fetchone()
-    return found is not None
-
-
-def _claim(conn: sqlite3.Connection, claims: Sequence[Change]) -> None:
-    """Refuse (ConflictError) the claims of lines another change holds, read a few hundred
-    lines a query (a line claimed twice in a new batch: ``claimants`` finds it within a part,
-    and this, held by the first claim, across parts)."""
-    owners = _owners(conn, [change.line for change in claims])
-    require_free(claims, owners.get)
-
-
-def _owners(conn: sqlite3.Connection, lines: Sequence[str]) -> dict[str, str]:
-    owners: dict[str, str] = {}
-    for start in range(0, len(lines), 500):  # (SQLite's limit on parameters is higher)
-        chunk = lines[start : start + 500]
-        marks = ", ".join("?" * len(chunk))
-        query = f"SELECT line, change_id FROM lines WHERE line IN ({marks})"  # noqa: S608
-        owners.update((str(line), str(owner)) for line, owner in conn.execute(query, chunk))
-    return owners
-
-
-def _insert_audit(conn: sqlite3.Connection, audit: Sequence[AuditEntry]) -> None:
-    try:
-        conn.executemany(
-            "INSERT INTO audit (subject, seq, data) VALUES (?, ?, ?)",
-            [(entry.subject, entry.seq, encode(entry)) for entry in audit],
-        )
-    except sqlite3.IntegrityError:
-        raise ConflictError("an audit entry of the new batch exists already") from None
-
-
-def _index_new(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
-    """``_index`` for the changes of a new batch (nothing to replace), a statement per table;
-    a live change holds its line and its names (``holding``), written as rows here."""
-    conn.executemany(
-        "INSERT OR REPLACE INTO requests (request_id, change_id) VALUES (?, ?)",
-        [(request_id, c.change_id) for c in changes for request_id in c.request_ids],
-    )
-    live = [c for c in changes if not c.terminal]
-    conn.executemany(
-        "INSERT OR REPLACE INTO lines (line, change_id) VALUES (?, ?)",
-        sorted((c.line, c.change_id) for c in live),
-    )
-    conn.executemany(
-        "INSERT OR REPLACE INTO devices (kind, id, change_id) VALUES (?, ?, ?)",
-        sorted((kind, name, c.change_id) for c in live for kind, name in _names(c)),
-    )
-
-
-def _names(change: Change) -> set[tuple[str, str]]:
-    """``holding(change).names`` as (kind, id): its line's MDN and every identifier it names."""
-    names = {("mdn", change.line)}
-    for group in (change.device_ids, change.new_ids, change.replaced):
-        names.update((d.kind, d.id) for d in group)
-    return names
 
 
 def _index(conn: sqlite3.Connection, change: Change) -> None:

@@ -24,9 +24,9 @@ from ....swap.ports import (
     AuditChain,
     AuditEntry,
     BatchCancelledError,
-    BatchPart,
     ConflictError,
     InboxEntry,
+    JoinedParts,
     OutgoingMessage,
     Queue,
     require_follows,
@@ -69,7 +69,7 @@ _PAGE = 100
 _DUE_PAGES = 10
 
 
-class DynamoStore:
+class DynamoStore(JoinedParts):
     """The [Store][thingspace_swap.swap.ports.Store] port on one DynamoDB table (see ``items``
     for the items, ``table`` for the indexes and ``creation`` for what ``create_batch``
     guarantees).
@@ -141,13 +141,6 @@ class DynamoStore:
         )
         for change in changes:
             self._cache.keep(change, etag(change))
-
-    def create_batch_in_parts(
-        self, batch: Batch, audit: Sequence[AuditEntry], parts: Iterable[BatchPart]
-    ) -> None:
-        """``create_batch`` of the parts held at once (its creation writes in steps anyway)."""
-        whole = BatchPart.joined(parts)
-        self.create_batch(batch, whole.changes, [*audit, *whole.audit], whole.messages)
 
     def get_batch(self, batch_id: str) -> Batch | None:
         item = self._table.get(batch_key(batch_id))
