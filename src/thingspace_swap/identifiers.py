@@ -73,19 +73,17 @@ def _require_digits(label: str, text: str) -> None:
     _require_chars(label, text, _DIGITS, "digits")
 
 
+#: Each decimal digit doubled, its digits summed (the Luhn weight of a doubled digit).
+_DOUBLED = str.maketrans("0123456789", "0246813579")
+
+
 def _luhn_sum(digits: str, *, double_first: bool) -> int:
-    """Sum of Luhn-weighted digits, walking from the right."""
-    total = 0
-    double = double_first
-    for char in reversed(digits):
-        value = ord(char) - 48
-        if double:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-        double = not double
-    return total
+    """Sum of Luhn-weighted digits (``digits`` are ASCII decimal digits), walking from the
+    right: every other one, from the last (``double_first``) or the one before it, doubled."""
+    backwards = digits[::-1]
+    doubled, plain = backwards[1 - double_first :: 2], backwards[double_first::2]
+    weighted = plain + doubled.translate(_DOUBLED)
+    return sum(weighted.encode("ascii")) - 48 * len(weighted)
 
 
 def luhn_check_digit(body: str) -> int:

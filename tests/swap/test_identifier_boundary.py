@@ -96,3 +96,23 @@ def test_items_that_are_not_identifiers_are_a_type_error() -> None:
         SwapItem(DeviceId("89148000000800139708", "iccid"), ("89148000000842590078",))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="DeviceId"):
         SwapItem(DeviceId("89148000000800139708", "iccid"), "89148000000842590078")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["iccid", "imei", "mdn", "msisdn", "imsi", "eid", "esn", "meid"])
+def test_digits_are_their_own_canonical_form(kind: str) -> None:
+    """``normalize_id`` keeps a value of ASCII digits as it is, without parsing it: right only
+    while every kind's canonical form of such a value is the value itself."""
+    from thingspace_swap.errors import IdentifierError
+    from thingspace_swap.identifiers import parse_identifier
+
+    parsed = 0
+    for length in range(2, 36):
+        value = ("89" + "0123456789" * 4)[:length]
+        try:
+            canonical = str(parse_identifier(kind, value, check_digit=False))
+        except IdentifierError:
+            continue
+        parsed += 1
+        assert canonical == value
+        assert normalize_id(DeviceId(value, kind)).id == value
+    assert parsed > 0  # some length is valid for every kind

@@ -147,3 +147,48 @@ def test_completing_a_batch_counts_phases_without_reading_its_changes(
     assert done.completed_at is not None
     assert done.summary == {"rejected": 10, "completed": 990}
     assert len(decoded) == 0  # never every change: the store's counts
+
+
+def _listed(number: int, iccid: object, *, state: str = "active") -> dict[str, Any]:
+    return {
+        "accountName": ACCOUNT,
+        "deviceIds": [{"id": iccid, "kind": "ICCID"}, {"id": f"55{number:08d}", "kind": "mdn"}],
+        "carrierInformations": [{"carrierName": "VZ", "servicePlan": "P1", "state": state}],
+        "groupNames": ["g"],
+        "extendedAttributes": [{"key": "DeviceId", "value": str(number)}],
+    }
+
+
+def test_the_listing_reader_keeps_the_named_devices_and_pages_on() -> None:
+    from thingspace_swap._core.operations import LIST_DEVICES, Call
+    from thingspace_swap.errors import DecodeError
+    from thingspace_swap.models import DeviceListRequest
+    from thingspace_swap.swap._listing import ListingReader
+
+    named = DeviceId("89148000000000000001", "iccid")
+    numeric = DeviceId("89148000000000000003", "iccid")
+    reader = ListingReader([named, numeric])
+    call = reader.first(Call(LIST_DEVICES, body=DeviceListRequest(account_name=ACCOUNT)))
+    page = {
+        "hasMoreData": True,
+        "devices": [
+            _listed(1001, named.id),
+            _listed(1002, "89148000000000000002"),  # not named: only its cursor is read
+            _listed(1003, 89148000000000000003),  # a number: the full model makes it text
+        ],
+    }
+    following = reader.read(call, page)
+    assert following is not None
+    assert following.body.largest_device_id_seen == 1003  # type: ignore[union-attr]
+    assert set(reader.found) == {named, numeric}
+    device = reader.found[named]
+    assert (device.mdn, device.state, device.service_plan) == ("5500001001", "active", "P1")
+    assert device.group_names == []  # only what validation reads
+    assert reader.found[numeric].group_names == ["g"]  # decoded by the full model
+    assert reader.read(following, {"devices": [_listed(1004, "x")]}) is None  # the last page
+    with pytest.raises(DecodeError):  # more promised, but no cursor to ask for it
+        reader.read(following, {"hasMoreData": True, "devices": []})
+    with pytest.raises(DecodeError):
+        reader.read(following, {"devices": [{"deviceIds": "not a list"}]})
+    with pytest.raises(DecodeError):
+        reader.read(following, ["not", "a", "page"])

@@ -120,6 +120,11 @@ CHANGE_IDENTIFIER = Operation[RequestAccepted](
 LIST_DEVICES = Operation[DeviceListPage](
     "devices.list", "POST", M2M + "/devices/actions/list", DeviceListPage, idempotent=True
 )
+#: ``LIST_DEVICES`` with its answer left as decoded JSON, for a reader of a few fields of many
+#: devices (validation's bulk lookup).
+LIST_DEVICES_JSON = Operation[Any](
+    "devices.list", "POST", M2M + "/devices/actions/list", Any, idempotent=True
+)
 ACTIVATE = Operation[RequestAccepted](
     "devices.activate", "POST", M2M + "/devices/actions/activate", RequestAccepted, False
 )

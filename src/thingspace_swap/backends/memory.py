@@ -27,6 +27,7 @@ from ..swap.ports import (
     BatchCancelledError,
     ConflictError,
     InboxEntry,
+    JoinedParts,
     Notification,
     OutgoingMessage,
     Queue,
@@ -276,7 +277,7 @@ class MemoryQueue:
 _audit_row = operator.attrgetter(*(field.name for field in attrs.fields(AuditEntry)))
 
 
-class MemoryStore:
+class MemoryStore(JoinedParts):
     """Batches, changes, audit chains, the callback inbox and the outbox in dicts, behind one
     lock. Messages written with a record wait in the outbox until
     [relay][thingspace_swap.swap.ports.Store.relay] sends them to whichever queue it is given."""
@@ -314,11 +315,7 @@ class MemoryStore:
                 self._index(holding(None), change)
             for entry in audit:
                 self._audit[entry.subject].append(_audit_row(entry))
-            self._keep(messages)
-
-    def _keep(self, messages: Sequence[OutgoingMessage]) -> None:
-        for message in messages:
-            self._outbox[message.dedup_id] = message
+            self._outbox.update((m.dedup_id, m) for m in messages)
 
     def relay(self, queue: Queue, messages: Sequence[OutgoingMessage] | None = None) -> int:
         with self._lock:
@@ -381,7 +378,7 @@ class MemoryStore:
             self._index(before, change)
             if audit is not None:
                 self._audit[subject].append(_audit_row(audit))
-            self._keep(messages)
+            self._outbox.update((m.dedup_id, m) for m in messages)
 
     def _index(self, before: Holding, change: Change) -> None:
         """Point the request ids at the change, let go what it held ``before`` and no longer

@@ -54,7 +54,10 @@ class Device:
     def identifier(self, kind: str) -> str | None:
         """The device's identifier of ``kind`` (compared case-insensitively), or None."""
         wanted = kind.lower()
-        return next((d.id for d in self.device_ids if d.kind == wanted), None)
+        for name in self.device_ids:
+            if name.kind == wanted:
+                return name.id
+        return None
 
     @property
     def iccid(self) -> str | None:

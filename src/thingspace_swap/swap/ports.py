@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 __all__ = [
     "AuditChain",
     "AuditEntry",
+    "BatchPart",
     "ConflictError",
     "InboxEntry",
+    "JoinedParts",
     "Metrics",
     "Notification",
     "Notifier",
@@ -104,11 +106,14 @@ def decode_body(raw: str) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
+_BODY_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def encode_body(body: Mapping[str, Any]) -> str:
     """A message body as the text a queue carries (compact JSON, keys sorted; DynamoDB's outbox
     keeps it so until it is sent), which [decode_body][thingspace_swap.swap.ports.decode_body] reads
     back."""
-    return json.dumps(dict(body), separators=(",", ":"), sort_keys=True)
+    return _BODY_JSON.encode(dict(body))
 
 
 class Queue(Protocol):
@@ -197,6 +202,47 @@ class InboxEntry:
     received_at: float
 
 
+@attrs.frozen
+class BatchPart:
+    """Some changes of a new batch, with their first audit entries and the messages written
+    with them (what
+    [Store.create_batch_in_parts][thingspace_swap.swap.ports.Store.create_batch_in_parts] takes)."""
+
+    changes: Sequence[Change]
+    audit: Sequence[AuditEntry]
+    messages: Sequence[OutgoingMessage] = ()
+
+    @classmethod
+    def joined(cls, parts: Iterable[BatchPart]) -> BatchPart:
+        """The parts as one (for a store that holds a new batch at once anyway)."""
+        taken = list(parts)
+        return cls(
+            [change for part in taken for change in part.changes],
+            [entry for part in taken for entry in part.audit],
+            [message for part in taken for message in part.messages],
+        )
+
+
+class JoinedParts:
+    """``create_batch_in_parts`` for a store that holds a new batch at once anyway: the parts
+    joined into one, then the store's own ``create_batch`` (the in-memory and DynamoDB stores)."""
+
+    def create_batch(
+        self,
+        batch: Batch,
+        changes: Sequence[Change],
+        audit: Sequence[AuditEntry],
+        messages: Sequence[OutgoingMessage] = (),
+    ) -> None:
+        raise NotImplementedError
+
+    def create_batch_in_parts(
+        self, batch: Batch, audit: Sequence[AuditEntry], parts: Iterable[BatchPart]
+    ) -> None:
+        whole = BatchPart.joined(parts)
+        self.create_batch(batch, whole.changes, [*audit, *whole.audit], whole.messages)
+
+
 class Store(Protocol):
     """Durable records of batches and changes, their audit chains, the callback inbox and the
     outbox of messages written with them."""
@@ -211,6 +257,16 @@ class Store(Protocol):
         """Write a new batch, its changes, their first audit entries and ``messages``, all or
         nothing; claim each change's line (ConflictError if a line already has a change in
         flight)."""
+        ...
+
+    def create_batch_in_parts(
+        self, batch: Batch, audit: Sequence[AuditEntry], parts: Iterable[BatchPart]
+    ) -> None:
+        """[create_batch][thingspace_swap.swap.ports.Store.create_batch] for a batch too big to
+        hold at once: ``audit`` is the batch's own entries, and ``parts`` its changes (with
+        their entries and messages), each part made only when the store takes it. All or
+        nothing, like ``create_batch``: no part of the batch is visible (or runnable) unless
+        all of it is written."""
         ...
 
     def get_batch(self, batch_id: str) -> Batch | None: ...

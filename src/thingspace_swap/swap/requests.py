@@ -65,8 +65,9 @@ def normalize_id(ref: DeviceId) -> DeviceId:
     if not isinstance(text, str):
         return DeviceId(ref.id, kind)  # validation reports it ("must be a string")
     value = text.strip()
-    with contextlib.suppress(IdentifierError):  # not valid: kept stripped, validation reports it
-        value = str(parse_identifier(kind, value, check_digit=False))
+    if not (value.isdigit() and value.isascii()):  # (digits are their own canonical form)
+        with contextlib.suppress(IdentifierError):  # not valid: kept stripped, reported later
+            value = str(parse_identifier(kind, value, check_digit=False))
     if value == ref.id and kind == ref.kind:
         return ref
     return DeviceId(value, kind)

@@ -9,6 +9,7 @@ is given: the client's driver (sync or async) runs the whole lifecycle flow.
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 from .._core.commands import Flow
 from .._core.endpoint import Driver
@@ -17,13 +18,13 @@ from ..client import AsyncThingSpaceClient, ThingSpaceClient
 from ..models import (
     Device,
     DeviceId,
-    DeviceListPage,
     HistoryPage,
     RequestAccepted,
     RequestStatus,
     ServicePlan,
 )
 from ..resources import Devices, Plans, Requests
+from ._listing import ListingReader
 from .ports import ThingSpace
 
 __all__ = ["ThingSpaceFlows"]
@@ -47,16 +48,12 @@ class ThingSpaceFlows(ThingSpace):
         pager = Devices.iter.pager(
             self._devices, account_name=account_name, max_number_of_devices=500
         )
-        found: dict[DeviceId, Device] = {}
-        call: Call[DeviceListPage] | None = pager.first
+        reader = ListingReader(wanted)
+        call: Call[Any] | None = reader.first(pager.first)
         while call is not None:
             page = yield from self._devices._call(call)
-            for device in pager.items(page):
-                for name in device.device_ids:
-                    if name in wanted:
-                        found[name] = device
-            call = pager.next_call(call, page)
-        return found
+            call = reader.read(call, page)
+        return reader.found
 
     def plans(self, account_name: str) -> Flow[list[ServicePlan]]:
         return Plans.list.flow(self._plans, account_name)

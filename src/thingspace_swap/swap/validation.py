@@ -6,8 +6,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 
-import attrs
-
 from .._core.commands import Concurrently, Flow
 from ..errors import IdentifierError
 from ..identifiers import parse_identifier
@@ -53,40 +51,36 @@ def validate(
         )
 
     lookup = yield from _lookup(api, request)
-    lines = Counter[str]()
-    new_ids = Counter[DeviceId]()
-    checks: list[ItemCheck] = []
     checked = yield from _check_items(api, lookup, known_plans, request, now)
-    for index, (item, (device, problems)) in enumerate(zip(request.items, checked, strict=True)):
-        line = device.mdn if device else None
-        if line:
-            lines[line] += 1
-        new_ids.update(item.new)
-        option = item.resolved_option
-        target = item.target_plan or request.target_plan
-        checks.append(ItemCheck(index, item, option, line, device, target, tuple(problems)))
+    mdns = [device.mdn if device else None for device, _ in checked]
+    lines = Counter(line for line in mdns if line)
+    new_ids = Counter(ref for item in request.items for ref in item.new)
     owners = line_owners(lines)
     final: list[ItemCheck] = []
-    for check in checks:
-        problems = list(check.problems)
-        if check.line and lines[check.line] > 1:
-            problems.append(Problem("line.duplicate", f"line {check.line} appears more than once"))
-        if check.line and (owner := owners.get(check.line)):
+    for index, (item, (device, problems)) in enumerate(zip(request.items, checked, strict=True)):
+        line = mdns[index]
+        if line and lines[line] > 1:
+            problems.append(Problem("line.duplicate", f"line {line} appears more than once"))
+        if line and (owner := owners.get(line)):
             problems.append(
-                Problem("line.in_flight", f"line {check.line} already has change {owner} in flight")
+                Problem("line.in_flight", f"line {line} already has change {owner} in flight")
             )
         problems += [
             Problem("new_id.duplicate", f"new {d.kind} {d.id} is asked for more than once")
-            for d in check.item.new
+            for d in item.new
             if new_ids[d] > 1
         ]
-        final.append(attrs.evolve(check, problems=tuple(problems)))
+        target = item.target_plan or request.target_plan
+        option = item.resolved_option
+        final.append(ItemCheck(index, item, option, line, device, target, tuple(problems)))
     return ValidationReport(
         account, tuple(sorted(known_plans)), tuple(final), tuple(request_problems)
     )
 
 
-Lookup = Callable[[DeviceId], Flow[Device | None]]
+#: How devices are found: one call each (a flow per identifier), or in the devices one listing
+#: of the account found, by identifier.
+Lookup = Callable[[DeviceId], Flow[Device | None]] | Mapping[DeviceId, Device]
 
 
 def _lookup(api: ThingSpace, request: SwapRequest) -> Flow[Lookup]:
@@ -100,13 +94,7 @@ def _lookup(api: ThingSpace, request: SwapRequest) -> Flow[Lookup]:
         return one
     wanted = {ref for item in request.items for ref in (item.device, *item.new)}
     index = yield from api.devices_named(account, wanted)
-    del wanted
-
-    def indexed(ref: DeviceId) -> Flow[Device | None]:
-        yield from ()  # a flow that needs no I/O
-        return index.get(ref)
-
-    return indexed
+    return index
 
 
 def _check_items(
@@ -151,7 +139,9 @@ def _check_item(
     problems = _format_problems(item)
     if problems:
         return None, problems
-    device = yield from lookup(item.device)
+    device = (
+        lookup.get(item.device) if isinstance(lookup, Mapping) else (yield from lookup(item.device))
+    )
     if device is None:
         return None, [
             Problem(
@@ -175,7 +165,7 @@ def _check_item(
         if device.identifier(new.kind) == new.id:
             problems.append(Problem("new_id.same", f"device already has {new.kind} {new.id}"))
             continue
-        holder = yield from lookup(new)
+        holder = lookup.get(new) if isinstance(lookup, Mapping) else (yield from lookup(new))
         if holder is not None:
             problems.append(
                 Problem(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -157,6 +159,13 @@ class Inventory:
     def devices(self) -> Iterator[Device]:
         """Every device, in ascending ``device_id`` order."""
         return iter(list(self._devices.values()))
+
+    def devices_after(self, cursor: int) -> Iterator[Device]:
+        """The devices whose ``device_id`` is above ``cursor``, in ascending order (found by
+        bisection: a listing's page costs its own size, not the inventory's)."""
+        everything = list(self._devices.values())
+        start = bisect.bisect_right(everything, cursor, key=lambda device: device.device_id)
+        return itertools.islice(everything, start, None)
 
     def __len__(self) -> int:
         return len(self._devices)

@@ -45,9 +45,9 @@ def list_devices(core: SimulatorCore, body: dict[str, Any]) -> tuple[int, dict[s
 
     if selector is not None:
         one = core.inventory.resolve(selector, account_name)
-        candidates = [] if one is None else [one]
+        candidates = iter([] if one is None else [one])
     else:
-        candidates = list(core.inventory.devices())
+        candidates = core.inventory.devices_after(cursor)
     page: list[Device] = []
     more = False
     for device in candidates:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from ...clock import Clock
 from ...swap.model import Priority
@@ -63,19 +64,30 @@ class SqliteQueue:
 
     def enqueue(self, conn: sqlite3.Connection, messages: Sequence[OutgoingMessage]) -> None:
         """Send ``messages`` within the caller's write transaction on ``conn`` (the store
-        writes a record and the messages that follow from it in one transaction)."""
-        if messages:
-            now = self._clock.time()
-            conn.execute("DELETE FROM dedup WHERE expires_at <= ?", (now,))
-            for message in messages:
-                kept = conn.execute(
-                    "INSERT OR IGNORE INTO dedup (dedup_id, expires_at) VALUES (?, ?)",
-                    (message.dedup_id, now + self.dedup_window),
-                )
-                if kept.rowcount == 0:
-                    continue  # sent within the window
-                raw = encode_body(message.body)
-                self._put(conn, raw, message.group, message.priority, message.delay, now)
+        writes a record and the messages that follow from it in one transaction): those whose
+        deduplication id was not seen within the window, each once."""
+        if not messages:
+            return
+        now = self._clock.time()
+        conn.execute("DELETE FROM dedup WHERE expires_at <= ?", (now,))
+        seen = _seen(conn, [m.dedup_id for m in messages])
+        fresh = []
+        for message in messages:
+            if message.dedup_id not in seen:
+                seen.add(message.dedup_id)
+                fresh.append(message)
+        expires = now + self.dedup_window
+        conn.executemany(
+            "INSERT INTO dedup (dedup_id, expires_at) VALUES (?, ?)",
+            [(m.dedup_id, expires) for m in fresh],
+        )
+        # ids of one random prefix, numbered: unique, and next to each other in their index
+        prefix = uuid.uuid4().hex
+        conn.executemany(
+            "INSERT INTO messages (message_id, raw, grp, priority, sent_at, state, visible_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [_message_row(f"{prefix}-{n:06d}", m, now) for n, m in enumerate(fresh)],
+        )
 
     def send_raw(self, raw: str, *, group: str = "raw", delay: float = 0.0) -> None:
         """Enqueue an arbitrary body (tests use it for poison messages)."""
@@ -94,15 +106,7 @@ class SqliteQueue:
         conn.execute(
             "INSERT INTO messages (message_id, raw, grp, priority, sent_at, state, visible_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                str(uuid.uuid4()),
-                raw,
-                group,
-                int(priority),
-                now,
-                _DELAYED if delay > 0 else _READY,
-                now + delay,
-            ),
+            _row(str(uuid.uuid4()), raw, group, priority, delay, now),
         )
 
     # receiving -----------------------------------------------------------------------------
@@ -288,3 +292,27 @@ class SqliteQueue:
             dead=dead,
             oldest_age=0.0 if oldest is None else max(0.0, now - oldest),
         )
+
+
+def _seen(conn: sqlite3.Connection, dedup_ids: Sequence[str]) -> set[str]:
+    """Which of ``dedup_ids`` were sent within the window (a few hundred a query)."""
+    seen: set[str] = set()
+    for start in range(0, len(dedup_ids), 500):
+        chunk = dedup_ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        query = f"SELECT dedup_id FROM dedup WHERE dedup_id IN ({marks})"  # noqa: S608
+        seen.update(str(row[0]) for row in conn.execute(query, chunk))
+    return seen
+
+
+def _row(
+    message_id: str, raw: str, group: str, priority: Priority, delay: float, now: float
+) -> tuple[Any, ...]:
+    """A new message's row (its id, body, group, priority, when sent, state, visible at)."""
+    state = _DELAYED if delay > 0 else _READY
+    return (message_id, raw, group, int(priority), now, state, now + delay)
+
+
+def _message_row(message_id: str, message: OutgoingMessage, now: float) -> tuple[Any, ...]:
+    raw = encode_body(message.body)
+    return _row(message_id, raw, message.group, message.priority, message.delay, now)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 
 from ...models import DeviceId
 from ...swap._codec import decode, encode
@@ -15,6 +14,7 @@ from ...swap.ports import (
     AuditChain,
     AuditEntry,
     BatchCancelledError,
+    BatchPart,
     ConflictError,
     InboxEntry,
     OutgoingMessage,
@@ -28,15 +28,13 @@ from ...swap.store_rules import (
     batch_exists,
     batch_subject,
     change_changed,
-    change_exists,
     change_subject,
-    claimants,
     holding,
     is_open,
     require_claimable,
-    require_free,
 )
 from ._db import Database
+from .creation import change_row, insert_audit, owners, write_part
 from .queue import SqliteQueue
 
 __all__ = ["SqliteStore"]
@@ -73,13 +71,18 @@ class SqliteStore:
         audit: Sequence[AuditEntry],
         messages: Sequence[OutgoingMessage] = (),
     ) -> None:
-        live = claimants(changes)
+        self.create_batch_in_parts(batch, (), [BatchPart(changes, audit, messages)])
+
+    def create_batch_in_parts(
+        self, batch: Batch, audit: Sequence[AuditEntry], parts: Iterable[BatchPart]
+    ) -> None:
+        """One transaction, the parts written as they come (so only one is held at a time):
+        the batch exists, with all its changes, or nothing of it does."""
         with self._db.write() as conn:
             if conn.execute(
                 "SELECT 1 FROM batches WHERE batch_id = ?", (batch.batch_id,)
             ).fetchone():
                 raise ConflictError(batch_exists(batch.batch_id))
-            require_free(live, lambda line: _owner(conn, line))
             conn.execute(
                 "INSERT INTO batches (batch_id, open, version, audit_seq, data)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -91,23 +94,9 @@ class SqliteStore:
                     encode(batch),
                 ),
             )
-            try:
-                conn.executemany(
-                    "INSERT INTO changes (change_id, batch_id, idx, line, live, deadline,"
-                    " version, audit_seq, data, phase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (_change_row(change) for change in changes),
-                )
-            except sqlite3.IntegrityError:
-                raise ConflictError(change_exists(_repeated(changes))) from None
-            _index_new(conn, changes)
-            try:
-                conn.executemany(
-                    "INSERT INTO audit (subject, seq, data) VALUES (?, ?, ?)",
-                    ((entry.subject, entry.seq, encode(entry)) for entry in audit),
-                )
-            except sqlite3.IntegrityError:
-                raise ConflictError("an audit entry of the new batch exists already") from None
-            self._queue.enqueue(conn, messages)
+            insert_audit(conn, audit)
+            for part in parts:
+                write_part(conn, self._queue, part)
 
     def get_batch(self, batch_id: str) -> Batch | None:
         row = (
@@ -204,7 +193,7 @@ class SqliteStore:
                 "UPDATE changes SET batch_id = ?, idx = ?, line = ?, live = ?, deadline = ?,"
                 " version = ?, audit_seq = ?, data = ?, phase = ?"
                 " WHERE change_id = ? AND version = ?",
-                (*_change_row(change)[1:], change.change_id, expected_version),
+                (*change_row(change)[1:], change.change_id, expected_version),
             )
             if written.rowcount != 1:
                 raise ConflictError(change_changed(change.change_id))
@@ -255,14 +244,7 @@ class SqliteStore:
         return _owner(self._db.conn(), line)
 
     def line_owners(self, lines: Iterable[str]) -> dict[str, str]:
-        conn, wanted = self._db.conn(), list(dict.fromkeys(lines))
-        owners: dict[str, str] = {}
-        for start in range(0, len(wanted), 500):  # (SQLite's limit on parameters is higher)
-            chunk = wanted[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
-            query = f"SELECT line, change_id FROM lines WHERE line IN ({marks})"  # noqa: S608
-            owners.update((str(line), str(owner)) for line, owner in conn.execute(query, chunk))
-        return owners
+        return owners(self._db.conn(), list(dict.fromkeys(lines)))
 
     def change_for_device(self, device_id: DeviceId) -> Change | None:
         row = (
@@ -390,21 +372,6 @@ class _BatchAudit:
                 return
 
 
-def _change_row(change: Change) -> tuple[Any, ...]:
-    return (
-        change.change_id,
-        change.batch_id,
-        change.index,
-        change.line,
-        int(not change.terminal),
-        change.deadline,
-        change.version,
-        change.audit_seq,
-        encode(change),
-        change.phase.value,
-    )
-
-
 def _owner(conn: sqlite3.Connection, line: str) -> str | None:
     row = conn.execute("SELECT change_id FROM lines WHERE line = ?", (line,)).fetchone()
     return str(row[0]) if row else None
@@ -418,33 +385,6 @@ def _append(conn: sqlite3.Connection, entry: AuditEntry) -> None:
         )
     except sqlite3.IntegrityError:
         raise ConflictError(audit_exists(entry.subject, entry.seq)) from None
-
-
-def _repeated(changes: Sequence[Change]) -> str:
-    """The id of a change a new batch repeats (the first one twice in it or already stored)."""
-    seen: set[str] = set()
-    for change in changes:
-        if change.change_id in seen:
-            return change.change_id
-        seen.add(change.change_id)
-    return changes[0].change_id if changes else "?"
-
-
-def _index_new(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
-    """``_index`` for the changes of a new batch (nothing to replace), a statement per table."""
-    conn.executemany(
-        "INSERT OR REPLACE INTO requests (request_id, change_id) VALUES (?, ?)",
-        ((request_id, c.change_id) for c in changes for request_id in c.request_ids),
-    )
-    held = [(c.change_id, holding(c)) for c in changes]
-    conn.executemany(
-        "INSERT OR REPLACE INTO lines (line, change_id) VALUES (?, ?)",
-        ((h.line, change_id) for change_id, h in held if h.line is not None),
-    )
-    conn.executemany(
-        "INSERT OR REPLACE INTO devices (kind, id, change_id) VALUES (?, ?, ?)",
-        ((name.kind, name.id, change_id) for change_id, h in held for name in h.names),
-    )
 
 
 def _index(conn: sqlite3.Connection, change: Change) -> None:

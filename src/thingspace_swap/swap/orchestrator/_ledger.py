@@ -18,14 +18,14 @@ from ..model import (
     BatchState,
     Change,
     Phase,
-    evolve_change,
 )
-from ..ports import AuditEntry, OutgoingMessage
+from ..ports import AuditEntry, BatchPart, OutgoingMessage
 from ..store_rules import batch_subject, change_subject
 from ..summary import phase_counts
+from . import _creation
 from ._announcer import Announcer
 from ._context import Context, retry_conflicts
-from ._messages import message
+from ._creation import batch_parts, entry_detail
 
 __all__ = ["Ledger", "change_entry"]
 
@@ -41,7 +41,8 @@ class Ledger:
 
     def create(self, batch: Batch, changes: Iterable[Change], rollback_of: str | None) -> None:
         """Write the batch, its changes, their first audit entries and their process messages
-        in one write; relay the messages; complete the batch if nothing in it is to be done."""
+        in one write (a big batch in parts, ``PART`` changes held at a time); relay the
+        messages; complete the batch if nothing in it is to be done."""
         context = self._context
         now = context.clock.time()
         action = "batch created" + (f" (rollback of {rollback_of})" if rollback_of else "")
@@ -50,18 +51,16 @@ class Ledger:
         batch = attrs.evolve(
             batch, rollback_of=rollback_of, version=1, audit_seq=head.seq, audit_hash=head.hash
         )
-        entries, stored = [head], []
-        for change in changes:
-            action = "queued" if change.phase is Phase.PENDING else "rejected by validation"
-            entry = change_entry(change, change, now, action, batch.actor, before_phase=None)
-            entries.append(entry)
-            stored.append(
-                evolve_change(change, version=1, audit_seq=entry.seq, audit_hash=entry.hash)
-            )
-        messages = [message("process", c) for c in stored if c.phase is Phase.PENDING]
-        context.store.create_batch(batch, stored, entries, messages)
-        self.relay(messages)
-        context.metrics.count("swap.change.queued", len(messages))
+        queued = [0]
+        parts = batch_parts(changes, now, batch.actor, queued)
+        if batch.size <= _creation.PART:
+            whole = BatchPart.joined(parts)
+            context.store.create_batch(batch, whole.changes, [head, *whole.audit], whole.messages)
+            self.relay(list(whole.messages))
+        else:
+            context.store.create_batch_in_parts(batch, [head], parts)
+            self.relay(None)
+        context.metrics.count("swap.change.queued", queued[0])
         self._announce.batch_created(batch, head.seq)
         if batch.terminal == batch.size:
             self.complete_if_done(batch.batch_id)
@@ -194,10 +193,6 @@ def change_entry(
     before_phase: str | None,
 ) -> AuditEntry:
     """The audit entry recording ``before`` -> ``after`` (chained to ``before``'s head)."""
-    detail: dict[str, object] = {"attempt": after.attempt, "step": after.step.value}
-    if after.error is not None:
-        detail["error"] = after.error.message
-        detail["category"] = after.error.category.value
     return chain_entry(
         subject=change_subject(after.change_id),
         batch_id=after.batch_id,
@@ -209,7 +204,7 @@ def change_entry(
         before=before_phase,
         after=after.phase.value,
         request_id=after.request_id,
-        detail=json.dumps(detail, sort_keys=True),
+        detail=entry_detail(after),
     )
 
 

@@ -27,15 +27,17 @@ from ...swap.ports import (
 from .._clock import VirtualClock
 from ._records import T0, new_batch, next_batch, next_change, outgoing
 from .audit import AuditChainsContract
+from .creation import CreationContract
 
 __all__ = ["StoreContract"]
 
 L1, L2, L3, L4 = "5550000001", "5550000002", "5550000003", "5550000004"
 
 
-class StoreContract(AuditChainsContract):
+class StoreContract(AuditChainsContract, CreationContract):
     """Conditional writes, audit chains (a batch's too: ``AuditChainsContract``), line claims
-    and lookups every [Store][thingspace_swap.swap.ports.Store] adapter keeps."""
+    and lookups every [Store][thingspace_swap.swap.ports.Store] adapter keeps (and
+    ``CreationContract``: a new batch written in parts)."""
 
     @pytest.fixture
     def store(self) -> Store:

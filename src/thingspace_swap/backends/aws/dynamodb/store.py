@@ -26,6 +26,7 @@ from ....swap.ports import (
     BatchCancelledError,
     ConflictError,
     InboxEntry,
+    JoinedParts,
     OutgoingMessage,
     Queue,
     require_follows,
@@ -68,7 +69,7 @@ _PAGE = 100
 _DUE_PAGES = 10
 
 
-class DynamoStore:
+class DynamoStore(JoinedParts):
     """The [Store][thingspace_swap.swap.ports.Store] port on one DynamoDB table (see ``items``
     for the items, ``table`` for the indexes and ``creation`` for what ``create_batch``
     guarantees).
