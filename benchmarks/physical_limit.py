@@ -220,6 +220,8 @@ def measure(name: str, plan: Plan, runner: Callable[..., dict[str, Any]]) -> dic
         "busiest_second_by_route": stats["busiest_second_by_route"],
         "simulator_cpu_seconds": sim_cpu,
         "simulator_ahead": sim.ahead,
+        # the seconds (from the first request) whose whole-second count was above R
+        "seconds_above_rate": [t for t, n in enumerate(timeline) if n > plan.rate],
         # where the run left ThingSpace's rate unused: mean requests/s in each 30 s
         "rate_per_30s": [
             round(sum(timeline[t : t + 30]) / len(timeline[t : t + 30]), 1)
