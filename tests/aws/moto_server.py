@@ -423,6 +423,9 @@ def moto_server() -> Iterator[str]:
             host="127.0.0.1",
             port=0,
             threads=32,
+            # (waitress's default of 100 open connections stalls every client once eight
+            # workers, their threads and a callback listener keep their pools open)
+            connection_limit=1000,
             ident="moto",
         )
         thread = threading.Thread(target=server.run, name="moto-server", daemon=True)
