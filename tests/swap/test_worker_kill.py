@@ -7,10 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import thingspace_swap as ts
@@ -59,12 +61,26 @@ def test_a_killed_worker_is_replaced_and_nothing_is_submitted_twice(tmp_path: Pa
     db = tmp_path / "swap.db"
     stop = tmp_path / "stop"
     backend = SqliteBackend(db)
-    with SimulatorServer(sim) as server:
-        client = ts.ThingSpaceClient(
+    # Once a third of the lines are submitted, the simulator holds every request until the
+    # worker is dead: the kill lands mid-batch however fast the worker runs. The held requests
+    # then go through, as a request already on the wire would.
+    killed = threading.Event()
+    handle = sim.handle
+
+    def held(request: httpx.Request) -> httpx.Response:
+        if sum(sim.submission_counts().values()) >= DEVICES // 3:
+            killed.wait(30)
+        return handle(request)
+
+    sim.handle = held  # type: ignore[method-assign]
+    with (
+        SimulatorServer(sim) as server,
+        ts.ThingSpaceClient(
             ts.Credentials.from_env(sim.credentials.as_env()),
             account_name=ACCOUNT,
             base_url=server.url,
-        )
+        ) as client,
+    ):
         # This process takes callbacks (the intake); worker processes do the rest.
         intake = SwapOrchestrator(client, queue=backend.queue, store=backend.store)
         sim.deliver = lambda url, body: (intake.accept_callback(body), 200)[1]
@@ -84,6 +100,7 @@ def test_a_killed_worker_is_replaced_and_nothing_is_submitted_twice(tmp_path: Pa
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait(10)
+            killed.set()
         assert first.returncode == -signal.SIGKILL
         killed_after = sum(sim.submission_counts().values())
         assert killed_after < DEVICES, "the kill came mid-batch"
@@ -94,7 +111,6 @@ def test_a_killed_worker_is_replaced_and_nothing_is_submitted_twice(tmp_path: Pa
         finally:
             stop.touch()
             second.wait(30)
-        client.close()
 
     status = intake.status(batch_id)
     # A kill between recording "submitting" and sending the request leaves a change whose
