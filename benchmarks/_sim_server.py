@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         max_outbox=100,
         auto_run=False,
     )
+    # ThingSpace sends callbacks side by side: a slow listener (a callback handler that calls
+    # ThingSpace itself) holds one of these, not the requests that made others due.
+    sim.delivery_threads = 16 if args.live else 0
     spares = max(64, args.lines) if args.live else 64
     population = sim.populate(ACCOUNT, args.devices, seed=args.seed, n_spare_sims=spares)
     active = [d.iccid for d in population.devices if d.state == "active" and d.mdn]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -111,13 +112,18 @@ async def _async_batch(plan: Plan, sim: SimProcess, folder: Path, sqlite: bool) 
             assert submission.batch is not None, "nothing was valid"
             batch_id = submission.batch.batch_id
             del submission, items
-            while orchestrator.batch(batch_id).completed_at is None:
-                report = await orchestrator.work(
-                    max_messages=max(100, 4 * concurrency), concurrency=concurrency
-                )
-                await orchestrator.sweep(concurrency=concurrency)
-                if report.messages == 0:
-                    await asyncio.sleep(0.2)
+            # a worker process's two loops, side by side: the queue, and the due changes
+            worker = asyncio.create_task(
+                orchestrator.work(until_idle=False, poll=0.2, concurrency=concurrency)
+            )
+            try:
+                while orchestrator.batch(batch_id).completed_at is None:
+                    await orchestrator.sweep(concurrency=concurrency)
+                    await asyncio.sleep(1.0)
+            finally:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
             wall = time.perf_counter() - started
         counts = orchestrator.status(batch_id).counts
     finally:

@@ -259,6 +259,48 @@ def test_redelivery_when_the_listener_answers_500() -> None:
         assert len(sim.outbox) == 2
 
 
+def test_delivery_threads_send_slow_callbacks_side_by_side() -> None:
+    # A listener that takes long (a Lambda that calls ThingSpace itself) holds one delivery
+    # thread: the other callback goes out meanwhile, and requests are answered at once.
+    in_flight = threading.Barrier(3, timeout=5)  # both deliveries and this test
+    release = threading.Event()
+    delivered: list[str] = []
+
+    def slow(url: str, body: dict[str, Any]) -> int:
+        in_flight.wait()
+        assert release.wait(5)
+        delivered.append(body["requestId"])
+        return 200
+
+    sim = wall_sim(slow, request_delay=0.1)
+    sim.add_device(ACCOUNT, iccid=make_iccid(2), imei=make_imei(2), mdn="5550000002")
+    sim.delivery_threads = 2
+    with serve(sim, tick=0.02) as server, client(server.url) as http:
+        login(http, sim)
+        register(http, "http://127.0.0.1:9/callbacks")
+        for old, new in ((make_iccid(1), NEW_ICCID), (make_iccid(2), make_iccid(3))):
+            swap = http.put(f"{M2M}/devices/4G/actions/deviceId", json=swap_body(old, new))
+            assert swap.status_code == 200
+        in_flight.wait()  # two deliveries at once
+        started = time.monotonic()
+        listed = http.post(f"{M2M}/devices/actions/list", json={"accountName": ACCOUNT})
+        assert listed.status_code == 200
+        assert time.monotonic() - started < 1.0  # not behind the deliveries
+        release.set()
+        deadline = time.monotonic() + 5
+        while len(delivered) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    sim.close()
+    assert len(delivered) == 2
+    assert sim.delivery_threads == 0
+
+
+def test_delivery_threads_must_not_be_negative() -> None:
+    sim = wall_sim(None)
+    with pytest.raises(ValueError, match="threads must not be negative"):
+        sim.delivery_threads = -1
+
+
 def test_unreachable_listener_counts_failed_attempts() -> None:
     with http_deliver(timeout=1.0) as deliver:
         sim = wall_sim(deliver, callback_retry_interval=0)

@@ -61,6 +61,12 @@ def build_parser(prog: str = "python -m thingspace_swap.testing") -> argparse.Ar
         help="seconds between callback delivery attempts (default: %(default)s)",
     )
     add(
+        "--delivery-threads",
+        type=int,
+        default=8,
+        help="callbacks delivered side by side, as ThingSpace does (default: %(default)s)",
+    )
+    add(
         "--any-callback-port",
         action="store_true",
         help="accept callback URLs on any port, not only ThingSpace's listener ports",
@@ -96,6 +102,7 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m thingspace_swa
         (args.devices < 0, "--devices must not be negative"),
         (not 0 <= args.port <= 65535, "--port must be 0-65535"),
         (args.request_delay < 0, "--request-delay must not be negative"),
+        (args.delivery_threads < 0, "--delivery-threads must not be negative"),
         (args.callback_retry_interval < 0, "--callback-retry-interval must not be negative"),
         (args.tick <= 0, "--tick must be positive"),
         (
@@ -131,6 +138,7 @@ def _serve(prog: str, args: argparse.Namespace) -> int:
             limits=limits,
         )
         stack.callback(sim.close)
+        sim.delivery_threads = args.delivery_threads
         population = sim.populate(args.account, args.devices, seed=args.seed)
         try:
             server = stack.enter_context(serve(sim, host=args.host, port=args.port, tick=args.tick))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ._callbacks import Delivery
@@ -20,6 +21,8 @@ class CallbackPump:
 
     The core is touched under ``lock`` only; ``deliver`` runs without it, so a listener may call
     the simulator back (a nested flush returns at once: the outer loop delivers what is new).
+    Callbacks go out on the thread that made them due, or on ``threads`` threads of the pump's
+    own (``threads``).
     """
 
     def __init__(
@@ -34,6 +37,23 @@ class CallbackPump:
         self._core = core
         self._lock = lock
         self._local = threading.local()
+        self._pool: ThreadPoolExecutor | None = None
+        self._threads = 0
+
+    @property
+    def threads(self) -> int:
+        """Threads of the pump's own that deliver callbacks, side by side (settable; 0: each
+        callback on the thread that made it due, before that thread's request is answered)."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, threads: int) -> None:
+        if threads < 0:
+            raise ValueError(f"threads must not be negative, not {threads}")
+        old, self._threads = self._pool, threads
+        self._pool = ThreadPoolExecutor(threads, "thingspace-sim-deliver") if threads else None
+        if old is not None:  # deliveries not started yet are dropped, as by a server going down
+            old.shutdown(wait=True, cancel_futures=True)
 
     def run_due(self) -> None:
         """Apply due requests and deliver due callbacks."""
@@ -65,8 +85,12 @@ class CallbackPump:
                     batch = self._core.outbox.take_ready()
                 if not batch:
                     return
+                pool = self._pool
                 for delivery in batch:
-                    self._attempt(delivery)
+                    if pool is None:
+                        self._attempt(delivery)
+                    else:
+                        pool.submit(self._attempt, delivery)
         finally:
             self._local.flushing = False
 

@@ -182,6 +182,20 @@ class ThingSpaceSimulator:
         self._pump.deliver = deliver
 
     @property
+    def delivery_threads(self) -> int:
+        """Threads that deliver callbacks side by side, as ThingSpace's own servers do
+        (settable). 0, the default: each callback goes out on the thread that made it due,
+        before that thread's request is answered, which keeps tests in step. Served to
+        listeners that take long (a callback that calls ThingSpace itself), a few threads keep
+        one slow listener from holding every other callback and the requests behind it; set
+        0 again to stop them (deliveries not started yet are dropped)."""
+        return self._pump.threads
+
+    @delivery_threads.setter
+    def delivery_threads(self, threads: int) -> None:
+        self._pump.threads = threads
+
+    @property
     def delivery_errors(self) -> list[BaseException]:
         """Exceptions raised by ``deliver`` (each counted as a failed attempt)."""
         return self._pump.delivery_errors
@@ -405,7 +419,8 @@ class ThingSpaceSimulator:
         return self._desk.devices(account)
 
     def close(self) -> None:
-        """Stop following the clock."""
+        """Stop following the clock, and the delivery threads (``delivery_threads``)."""
+        self._pump.threads = 0
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
