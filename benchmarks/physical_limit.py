@@ -113,7 +113,7 @@ async def _async_batch(plan: Plan, sim: SimProcess, folder: Path, sqlite: bool) 
             batch_id = submission.batch.batch_id
             del submission, items
             # a worker process's two loops, side by side: the queue, and the due changes
-            worker = asyncio.create_task(
+            worker = asyncio.ensure_future(
                 orchestrator.work(until_idle=False, poll=0.2, concurrency=concurrency)
             )
             try:
